@@ -1,0 +1,3 @@
+from searchjobs.cli import run
+
+run()

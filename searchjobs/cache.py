@@ -1,0 +1,167 @@
+"""The Redis view of each job: versioned writes, reads that never fail a request.
+
+A write carries the row's version and replaces the cached view only if it is
+newer (a Lua script, so check-and-set is atomic), then publishes the version on
+the job's channel to wake live streams: one round trip. A refill from Postgres
+goes through the same script, so a slow writer can never move a job backwards.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+
+import redis
+
+from searchjobs import defaults
+from searchjobs.models import jobs as job_queries
+from searchjobs.models.db import translate_errors
+
+log = logging.getLogger(__name__)
+
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.ResponseError)
+
+# KEYS[1] view hash, KEYS[2] wake-up channel; ARGV version, view json, ttl seconds
+_WRITE_IF_NEWER = """
+local current = redis.call('HGET', KEYS[1], 'v')
+if current and tonumber(current) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+redis.call('PUBLISH', KEYS[2], ARGV[1])
+return 1
+"""
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def job_view(row: dict) -> dict:
+    """The public view of a job row: what the cache holds and the API serves.
+
+    Never contains the phone number or the result token. `results` and
+    `client_id` are here for the web layer to decide who may see them.
+    """
+    error = {"code": row["error_code"] or "error", "message": row["error"]} if row.get("error") else None
+    return {
+        "job_id": row["job_id"],
+        "status": row["status"],
+        "progress": row["progress"],
+        "stage": row["stage"],
+        "version": row["version"],
+        "attempts": row["attempts"],
+        "categories": list(row["categories"] or []),
+        "sms": row.get("phone_number") is not None,
+        "cancel_requested": bool(row.get("cancel_requested")),
+        "error": error,
+        "results": row.get("results"),
+        "image_url": row.get("original_image_url"),
+        "client_id": row.get("client_id"),
+        "created_at": _iso(row.get("created_at")),
+        "updated_at": _iso(row.get("updated_at")),
+        "started_at": _iso(row.get("started_at")),
+        "finished_at": _iso(row.get("finished_at")),
+    }
+
+
+def cache_key(job_id: str) -> str:
+    return defaults.CACHE_PREFIX + job_id
+
+
+def events_channel(job_id: str) -> str:
+    return defaults.EVENTS_CHANNEL_PREFIX + job_id
+
+
+class JobCache:
+    """Cache of job views. Every method degrades to a miss / no-op when Redis is unavailable."""
+
+    def __init__(self, connection: redis.Redis, ttl: int = defaults.CACHE_TTL):
+        self.connection = connection
+        self.ttl = ttl
+        self._write = connection.register_script(_WRITE_IF_NEWER)
+
+    def write(self, view: dict) -> bool | None:
+        """Store `view` unless a newer version is cached. True written, False older, None Redis down."""
+        try:
+            written = self._write(
+                keys=[cache_key(view["job_id"]), events_channel(view["job_id"])],
+                args=[view["version"], json.dumps(view, separators=(",", ":")), self.ttl],
+            )
+        except REDIS_ERRORS as exc:
+            log.warning("cache write skipped: %s", type(exc).__name__, extra={"job_id": view["job_id"]})
+            return None
+        return bool(written)
+
+    def write_row(self, row: dict) -> bool | None:
+        return self.write(job_view(row))
+
+    def read(self, job_id: str) -> dict | None:
+        """The cached view, or None on a miss or when Redis is down or slow."""
+        try:
+            raw = self.connection.hget(cache_key(job_id), "d")
+        except REDIS_ERRORS as exc:
+            log.warning("cache read skipped: %s", type(exc).__name__, extra={"job_id": job_id})
+            return None
+        return json.loads(raw) if raw else None
+
+    def delete(self, job_id: str) -> None:
+        try:
+            self.connection.delete(cache_key(job_id))
+        except REDIS_ERRORS as exc:
+            log.warning("cache delete skipped: %s", type(exc).__name__, extra={"job_id": job_id})
+
+
+def read_through(cache: JobCache, engine, job_id: str) -> tuple[dict | None, str]:
+    """Cache first, Postgres behind it, refilling the cache on a miss.
+
+    Returns (view or None, "hit" | "miss"). When Postgres is down, a cached view
+    is still served; a miss then raises DependencyUnavailable (503 upstream).
+    """
+    view = cache.read(job_id)
+    if view is not None:
+        return view, "hit"
+
+    @translate_errors
+    def from_db() -> dict | None:
+        with engine.connect() as conn:
+            return job_queries.get(conn, job_id)
+
+    row = from_db()
+    if row is None:
+        return None, "miss"
+    cache.write_row(row)
+    return job_view(row), "miss"
+
+
+def token_key(token_hash: str) -> str:
+    return defaults.CACHE_PREFIX + "token:" + token_hash
+
+
+def read_through_token(cache: JobCache, engine, token_hash: str) -> tuple[dict | None, str]:
+    """The job behind a result-link token hash: the token -> job id mapping is cached too."""
+    try:
+        job_id = cache.connection.get(token_key(token_hash))
+    except REDIS_ERRORS:
+        job_id = None
+    if job_id is not None:
+        view, source = read_through(cache, engine, job_id.decode())
+        if view is not None:
+            return view, source
+
+    @translate_errors
+    def from_db() -> dict | None:
+        with engine.connect() as conn:
+            return job_queries.get_by_token_hash(conn, token_hash)
+
+    row = from_db()
+    if row is None:
+        return None, "miss"
+    try:
+        cache.connection.set(token_key(token_hash), row["job_id"], ex=cache.ttl)
+    except REDIS_ERRORS:
+        pass
+    cache.write_row(row)
+    return job_view(row), "miss"

@@ -1,0 +1,314 @@
+"""The `searchjobs` command.
+
+`searchjobs up` runs everything on the embedded default; the other commands
+run one process type each (see the Procfile) against DATABASE_URL/REDIS_URL,
+or against the embedded servers of a running `searchjobs up`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from searchjobs import __version__, defaults
+from searchjobs.config import Settings
+from searchjobs.errors import ConfigError, SearchJobsError
+
+log = logging.getLogger("searchjobs.cli")
+
+DEMO_CATALOG_SIZE = 3000  # items `up` loads into an empty catalog
+CHILD_STOP_TIMEOUT = 30  # seconds `up` waits for its processes after Ctrl-C before killing them
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def resolve_settings() -> Settings:
+    """Settings from the environment; without URLs, those of a running `searchjobs up` in the data dir."""
+    from searchjobs.embedded import running_stack_urls
+
+    settings = Settings.from_env()
+    if settings.database_url and settings.redis_url:
+        return settings
+    urls = running_stack_urls(settings.data_dir)
+    if urls is None:
+        _fail("DATABASE_URL and REDIS_URL are not set and no `searchjobs up` is running in "
+              f"{settings.data_dir.resolve()} (set SEARCHJOBS_DATA_DIR, or the two URLs)")
+    database_url, redis_url = urls
+    return settings.with_urls(settings.database_url or database_url, settings.redis_url or redis_url)
+
+
+def _runtime(settings: Settings | None = None):
+    from searchjobs.jobs.runtime import Runtime
+
+    return Runtime.from_settings(settings or resolve_settings())
+
+
+@click.group()
+@click.version_option(__version__, prog_name="searchjobs")
+@click.option("--log-format", type=click.Choice(["auto", "json", "text"]), default=None,
+              help="Log format (default: SEARCHJOBS_LOG_FORMAT, else text on a terminal, JSON otherwise).")
+def main(log_format: str | None) -> None:
+    """searchjobs: durable visual-search jobs (Postgres is the truth; Redis a queue and a cache)."""
+    from searchjobs import logs
+
+    logs.configure(log_format or os.environ.get("SEARCHJOBS_LOG_FORMAT", "auto"))
+
+
+# -- up -------------------------------------------------------------------
+
+def _secret_key(data_dir: Path) -> str:
+    """A random SECRET_KEY kept in the data dir, so result links survive restarts of `up`."""
+    path = data_dir / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+@main.command()
+@click.option("--port", default=8000, show_default=True, help="Port of the web app (on 127.0.0.1).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the web app listens on.")
+@click.option("--workers", "worker_count", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="Worker processes.")
+@click.option("--demo-size", default=DEMO_CATALOG_SIZE, show_default=True, type=click.IntRange(0),
+              help="Demo catalog items to load when the catalog is empty (0: none).")
+def up(port: int, host: str, worker_count: int, demo_size: int) -> None:
+    """Run the whole service: embedded PostgreSQL + Valkey, migrations, web, workers, scheduler."""
+    from searchjobs.embedded import EmbeddedStack
+    from searchjobs.models import catalog, db, schema
+
+    settings = Settings.from_env()
+    data_dir = settings.data_dir.resolve()
+    stack = None
+    env = dict(os.environ)
+    if settings.embedded:
+        click.echo(f"Starting embedded PostgreSQL and Valkey (data in {data_dir}) ...")
+        stack = EmbeddedStack(data_dir).start()
+        env.setdefault("DATABASE_URL", stack.postgres.url)
+        env.setdefault("REDIS_URL", stack.valkey.url)
+        env.setdefault("SECRET_KEY", _secret_key(data_dir))
+    public_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    env.setdefault("PUBLIC_BASE_URL", public_url)
+    env["SEARCHJOBS_DATA_DIR"] = str(data_dir)
+    children: list[subprocess.Popen] = []
+    try:
+        database_url = env["DATABASE_URL"]
+        click.echo("Migrating the database ...")
+        schema.upgrade(database_url)
+        engine = db.make_engine(database_url, pool_size=1)
+        with engine.connect() as conn:
+            empty = catalog.count(conn) == 0
+        if empty and demo_size:
+            click.echo(f"Loading the demo catalog ({demo_size} generated items; label: Demo catalog) ...")
+            _load_demo_with_progress(engine, demo_size)
+        engine.dispose()
+
+        exe = [sys.executable, "-m", "searchjobs"]
+        commands = [("web", exe + ["web", "--host", host, "--port", str(port)])]
+        commands += [(f"worker-{i + 1}", exe + ["worker"]) for i in range(worker_count)]
+        commands += [("scheduler", exe + ["scheduler"])]
+        for _name, command in commands:
+            children.append(subprocess.Popen(command, env=env))
+        click.echo("")
+        click.echo(f"searchjobs is running at {env['PUBLIC_BASE_URL']}")
+        click.echo(f"  data:      {data_dir}")
+        click.echo(f"  processes: web, {worker_count} worker(s), scheduler (pids "
+                   f"{', '.join(str(c.pid) for c in children)})")
+        click.echo("Press Ctrl-C to stop.")
+        _wait_for_children(children)
+    finally:
+        _stop_children(children)
+        if stack is not None:
+            click.echo("Stopping embedded servers ...")
+            stack.stop()
+
+
+def _wait_for_children(children: list[subprocess.Popen]) -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        for child in children:
+            if child.poll() is not None:
+                click.echo(f"A process exited (pid {child.pid}, code {child.returncode}); stopping.", err=True)
+                return
+
+
+def _stop_children(children: list[subprocess.Popen]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + CHILD_STOP_TIMEOUT
+    for child in children:
+        try:
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _load_demo_with_progress(engine, size: int) -> int:
+    from rich.progress import Progress
+
+    from searchjobs.jobs.catalog_load import load_demo
+
+    with Progress(transient=False) as progress:
+        task = progress.add_task("Demo catalog", total=size)
+        return load_demo(engine, size, on_batch=lambda n: progress.advance(task, n))
+
+
+# -- process types --------------------------------------------------------
+
+@main.command()
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", default=None, type=int, help="Default: $PORT, else 8000.")
+def web(host: str, port: int | None) -> None:
+    """Serve the web app with gunicorn (WEB_CONCURRENCY processes)."""
+    settings = resolve_settings()
+    os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = settings.require_urls()
+    os.environ["HOST"] = host
+    os.environ["PORT"] = str(port or os.environ.get("PORT") or 8000)
+    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--config", "python:searchjobs.web.gunicorn_conf"])
+
+
+@main.command()
+@click.option("--queues", "-q", multiple=True, help=f"Queues to listen on (default: {', '.join(defaults.ALL_QUEUES)}).")
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@click.option("--max-jobs", type=int, default=None, help="Stop after this many jobs.")
+def worker(queues: tuple[str, ...], burst: bool, max_jobs: int | None) -> None:
+    """Run one worker process (no fork per job)."""
+    from searchjobs.worker.worker import run_worker
+
+    runtime = _runtime()
+    run_worker(runtime, list(queues) or None, burst=burst, max_jobs=max_jobs)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run one reconciler pass and exit.")
+def scheduler(once: bool) -> None:
+    """Run the scheduler: reconciler (every few seconds) and retention cleanup (hourly)."""
+    from searchjobs.worker.scheduler import run_scheduler
+
+    runtime = _runtime()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo("scheduler running", err=True)
+    run_scheduler(runtime, stop, once=once)
+
+
+# -- database ------------------------------------------------------------
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Apply migrations (the Procfile's release step)."""
+    from searchjobs.models import schema
+
+    settings = resolve_settings()
+    schema.upgrade(settings.database_url, revision)
+    click.echo(f"database at {schema.current_revision(settings.database_url)}")
+
+
+@db.command("current")
+def db_current() -> None:
+    """Show the applied migration."""
+    from searchjobs.models import schema
+
+    settings = resolve_settings()
+    current = schema.current_revision(settings.database_url)
+    head = schema.head_revision()
+    click.echo(f"current: {current or 'none'}  head: {head}")
+    if current != head:
+        sys.exit(1)
+
+
+# -- catalog -------------------------------------------------------------
+
+@main.group()
+def catalog() -> None:
+    """The product catalog that searches run over."""
+
+
+@catalog.command("demo")
+@click.option("--size", default=DEMO_CATALOG_SIZE, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--seed", default=0, show_default=True, type=int)
+def catalog_demo(size: int, seed: int) -> None:
+    """Build the demo catalog: procedurally generated product images (labelled "Demo catalog")."""
+    from searchjobs.models import db as dbm
+
+    settings = resolve_settings()
+    engine = dbm.make_engine(settings.database_url, pool_size=1)
+    started = time.monotonic()
+    loaded = _load_demo_with_progress(engine, size)
+    click.echo(f"Demo catalog: {loaded} items loaded in {time.monotonic() - started:.1f}s")
+
+
+@catalog.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def catalog_import(file: Path) -> None:
+    """Import a CSV (sku,name,category,price,image); upserts by sku, skips bad rows with their line numbers."""
+    from rich.progress import Progress
+
+    from searchjobs.jobs.catalog_load import import_csv
+    from searchjobs.jobs.intake import IntakeLimits
+    from searchjobs.models import db as dbm
+
+    settings = resolve_settings()
+    engine = dbm.make_engine(settings.database_url, pool_size=1)
+    limits = IntakeLimits(allow_private=settings.image_allow_private, allow_loopback=settings.image_allow_loopback)
+    try:
+        with Progress() as progress:
+            task = progress.add_task(f"Importing {file.name}", total=None)
+            report = import_csv(engine, file, limits, on_batch=lambda n: progress.advance(task, n))
+    except ValueError as exc:
+        _fail(str(exc))
+    for line, reason in report.skipped:
+        click.echo(f"line {line}: skipped: {reason}", err=True)
+    click.echo(f"{report.loaded} items imported, {len(report.skipped)} rows skipped")
+    if report.loaded == 0 and report.skipped:
+        sys.exit(1)
+
+
+# -- operations ------------------------------------------------------------
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@click.option("--days", type=click.IntRange(0), default=None, help="Retention (default SEARCHJOBS_RETENTION_DAYS).")
+def cleanup(dry_run: bool, days: int | None) -> None:
+    """Delete finished jobs older than the retention period, with their events, images and SMS rows."""
+    from searchjobs.worker.scheduler import cleanup as run_cleanup
+
+    runtime = _runtime()
+    report = run_cleanup(runtime, retention_days=days, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"{verb}: {report.jobs} jobs, {report.events} events, {report.notifications} notifications, "
+               f"{report.images} images")
+
+
+def run() -> None:
+    try:
+        main()
+    except (ConfigError, SearchJobsError) as exc:
+        _fail(exc.message)
+
+
+if __name__ == "__main__":
+    run()

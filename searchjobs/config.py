@@ -1,0 +1,115 @@
+"""Settings from environment variables, with the embedded defaults.
+
+Every process reads the same variables; `searchjobs up` fills in DATABASE_URL and
+REDIS_URL for its children after it has started the embedded servers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from searchjobs import defaults
+from searchjobs.errors import ConfigError
+
+
+def _int(env: dict, name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _bool(env: dict, name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None  # None: embedded PostgreSQL under data_dir
+    redis_url: str | None = None  # None: embedded Valkey under data_dir
+    data_dir: Path = Path(".searchjobs")
+    public_base_url: str = "http://127.0.0.1:8000"
+    secret_key: str = "dev-only-not-secret"
+    cache_ttl: int = defaults.CACHE_TTL
+    retention_days: int = defaults.RETENTION_DAYS
+    job_timeout: int = defaults.JOB_TIMEOUT
+    max_attempts: int = defaults.MAX_ATTEMPTS
+    lease_seconds: int = defaults.LEASE_SECONDS
+    heartbeat_interval: int = defaults.HEARTBEAT_INTERVAL
+    reconcile_interval: int = defaults.RECONCILE_INTERVAL
+    shutdown_grace: int = 25
+    search_backend: str = "pgvector"
+    image_allow_private: bool = False
+    image_allow_loopback: bool = False
+    allow_anonymous: bool = True
+    db_pool_size: int = 5
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from_number: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_api_base_url: str | None = None
+    twilio_timeout: float = 10.0
+    metrics_token: str | None = None
+    log_format: str = "auto"  # "json", "text" or "auto" (text on a terminal)
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        return cls(
+            database_url=env.get("DATABASE_URL") or None,
+            redis_url=env.get("REDIS_URL") or None,
+            data_dir=Path(env.get("SEARCHJOBS_DATA_DIR") or ".searchjobs"),
+            public_base_url=(env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:8000").rstrip("/"),
+            secret_key=env.get("SECRET_KEY") or "dev-only-not-secret",
+            cache_ttl=_int(env, "SEARCHJOBS_CACHE_TTL", defaults.CACHE_TTL),
+            retention_days=_int(env, "SEARCHJOBS_RETENTION_DAYS", defaults.RETENTION_DAYS),
+            job_timeout=_int(env, "SEARCHJOBS_JOB_TIMEOUT", defaults.JOB_TIMEOUT),
+            max_attempts=_int(env, "SEARCHJOBS_MAX_ATTEMPTS", defaults.MAX_ATTEMPTS),
+            lease_seconds=_int(env, "SEARCHJOBS_LEASE_SECONDS", defaults.LEASE_SECONDS),
+            heartbeat_interval=_int(env, "SEARCHJOBS_HEARTBEAT_INTERVAL", defaults.HEARTBEAT_INTERVAL),
+            reconcile_interval=_int(env, "SEARCHJOBS_RECONCILE_INTERVAL", defaults.RECONCILE_INTERVAL),
+            shutdown_grace=_int(env, "SEARCHJOBS_SHUTDOWN_GRACE", 25),
+            search_backend=env.get("SEARCHJOBS_SEARCH_BACKEND") or "pgvector",
+            image_allow_private=_bool(env, "SEARCHJOBS_IMAGE_ALLOW_PRIVATE", False),
+            image_allow_loopback=_bool(env, "SEARCHJOBS_IMAGE_ALLOW_LOOPBACK", False),
+            allow_anonymous=_bool(env, "SEARCHJOBS_ALLOW_ANONYMOUS", True),
+            db_pool_size=_int(env, "SEARCHJOBS_DB_POOL_SIZE", 5),
+            twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
+            twilio_auth_token=env.get("TWILIO_AUTH_TOKEN") or None,
+            twilio_from_number=env.get("TWILIO_FROM_NUMBER") or None,
+            twilio_messaging_service_sid=env.get("TWILIO_MESSAGING_SERVICE_SID") or None,
+            twilio_api_base_url=env.get("TWILIO_API_BASE_URL") or None,
+            twilio_timeout=float(env.get("TWILIO_TIMEOUT") or 10.0),
+            metrics_token=env.get("SEARCHJOBS_METRICS_TOKEN") or None,
+            log_format=env.get("SEARCHJOBS_LOG_FORMAT") or "auto",
+        )
+
+    @property
+    def embedded(self) -> bool:
+        """True when either server still has to come from the embedded default."""
+        return self.database_url is None or self.redis_url is None
+
+    def with_urls(self, database_url: str, redis_url: str) -> Settings:
+        return replace(self, database_url=database_url, redis_url=redis_url)
+
+    def require_urls(self) -> tuple[str, str]:
+        """The two server URLs; processes other than `up` need both."""
+        if not self.database_url or not self.redis_url:
+            raise ConfigError(
+                "DATABASE_URL and REDIS_URL must be set (or run `searchjobs up`, which starts "
+                "embedded servers and sets them for its processes)"
+            )
+        return self.database_url, self.redis_url

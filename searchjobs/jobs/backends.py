@@ -1,0 +1,101 @@
+"""Search backends: one small interface, so another engine can be plugged in by a setting.
+
+`SEARCHJOBS_SEARCH_BACKEND` is "pgvector" (the default) or a dotted path
+"package.module:factory"; the factory takes the Runtime and returns an object
+with the SearchBackend methods (for example a client of an external
+visual-search API).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Protocol
+
+import numpy as np
+import sqlalchemy as sa
+
+from searchjobs.errors import ConfigError
+
+EF_SEARCH = 100  # HNSW candidate list per query: recall vs. speed, measured in bench/search_speed.py
+
+
+class SearchBackend(Protocol):
+    name: str
+
+    def search(self, category: str, vector: np.ndarray, k: int) -> list[dict]:
+        """Top `k` items of `category` most like `vector`, best first.
+
+        Each hit: {"sku", "name", "price" (str), "currency", "score" (0-1), "image_url"}.
+        """
+
+    def catalog_version(self) -> str:
+        """An identifier that changes when the searched catalog does."""
+
+
+def vector_literal(vector: np.ndarray) -> str:
+    return "[" + ",".join(f"{x:.6g}" for x in np.asarray(vector, dtype=np.float32)) + "]"
+
+
+class PgVectorBackend:
+    """Cosine nearest neighbours through the HNSW index on catalog_items.embedding."""
+
+    name = "pgvector"
+
+    # One simple-query message: the SET LOCALs and the SELECT run in one implicit
+    # transaction and one round trip. Iterative scans (pgvector >= 0.8) keep
+    # walking the index until `k` rows of the category are found, instead of
+    # filtering ef_search candidates down to too few.
+    _QUERY = (
+        "SET LOCAL hnsw.ef_search = {ef};"
+        "SET LOCAL hnsw.iterative_scan = strict_order;"
+        "SELECT sku, name, price, currency, image_url, image_data IS NOT NULL AS has_image, "
+        "embedding <=> %(v)s::vector AS distance "
+        "FROM catalog_items WHERE category = %(category)s AND embedding IS NOT NULL "
+        "ORDER BY embedding <=> %(v)s::vector LIMIT %(k)s"
+    )
+
+    def __init__(self, engine: sa.Engine, public_base_url: str):
+        self.engine = engine
+        self.public_base_url = public_base_url.rstrip("/")
+
+    def search(self, category: str, vector: np.ndarray, k: int) -> list[dict]:
+        with self.engine.connect() as conn:
+            cursor = conn.connection.dbapi_connection.cursor()
+            try:
+                cursor.execute(self._QUERY.format(ef=max(EF_SEARCH, k)),
+                               {"v": vector_literal(vector), "category": category, "k": k})
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+        return [self._hit(*row) for row in rows]
+
+    def _hit(self, sku, name, price, currency, image_url, has_image, distance) -> dict:
+        if has_image:
+            image_url = f"{self.public_base_url}/catalog/images/{sku}"
+        return {
+            "sku": sku,
+            "name": name,
+            "price": f"{price:.2f}",
+            "currency": currency,
+            "score": round(max(0.0, min(1.0, 1.0 - float(distance))), 4),
+            "image_url": image_url,
+        }
+
+    def catalog_version(self) -> str:
+        from searchjobs.models import catalog
+
+        with self.engine.connect() as conn:
+            return catalog.catalog_version(conn)
+
+
+def load_backend(setting: str, runtime) -> SearchBackend:
+    if setting == "pgvector":
+        return PgVectorBackend(runtime.db, runtime.settings.public_base_url)
+    module_name, _, attr = setting.partition(":")
+    if not attr:
+        raise ConfigError(f"SEARCHJOBS_SEARCH_BACKEND must be 'pgvector' or 'module:factory', got {setting!r}")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load search backend {setting!r}: {exc}") from exc
+    return factory(runtime)

@@ -1,0 +1,85 @@
+"""The resources one process uses to run jobs, built once per process.
+
+The worker entry point (and the web app factory) build a Runtime and install
+it; job functions, which RQ calls with a job id only, find it here. Tests
+install their own.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import redis
+import sqlalchemy as sa
+
+from searchjobs.cache import JobCache
+from searchjobs.config import Settings
+from searchjobs.models import db
+from searchjobs.queue import connect
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: sa.Engine  # transactions
+    redis: redis.Redis  # short timeouts: cache, enqueue, publish
+    worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(2)}")
+    # set when a graceful shutdown's grace period is over: the running job goes back to the queue
+    release_requested: threading.Event = field(default_factory=threading.Event)
+    # the attempt this process is running, for the lease heartbeat (one at a time: no fork, no threads)
+    current_attempt: object | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs) -> Runtime:
+        database_url, redis_url = settings.require_urls()
+        engine = db.make_engine(database_url, pool_size=settings.db_pool_size)
+        return cls(settings=settings, engine=engine, redis=connect(redis_url), **kwargs)
+
+    @cached_property
+    def db(self) -> sa.Engine:
+        """Autocommit view of the same pool: single statements, one round trip each."""
+        return db.autocommit(self.engine)
+
+    @cached_property
+    def cache(self) -> JobCache:
+        return JobCache(self.redis, ttl=self.settings.cache_ttl)
+
+    @cached_property
+    def search_backend(self):
+        from searchjobs.jobs.backends import load_backend
+
+        return load_backend(self.settings.search_backend, self)
+
+    @cached_property
+    def sender(self):
+        from searchjobs.notifications.senders import sender_from_settings
+
+        return sender_from_settings(self.settings)
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self.redis.close()
+
+
+_runtime: Runtime | None = None
+_lock = threading.Lock()
+
+
+def install(runtime: Runtime | None) -> None:
+    global _runtime
+    _runtime = runtime
+
+
+def get_runtime() -> Runtime:
+    """The installed runtime, or one built from the environment on first use."""
+    global _runtime
+    if _runtime is None:
+        with _lock:
+            if _runtime is None:
+                _runtime = Runtime.from_settings(Settings.from_env())
+    return _runtime

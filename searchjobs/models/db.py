@@ -1,0 +1,74 @@
+"""Engines and connections. Knows nothing of Flask or RQ.
+
+Two ways in:
+- `engine.begin()` for multi-statement transactions (submit, complete);
+- an autocommit connection for single statements (progress steps): psycopg2
+  then sends one statement and no BEGIN/COMMIT, one round trip per step.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from searchjobs.errors import DependencyUnavailable
+
+CONNECT_TIMEOUT = 3  # seconds; an unreachable Postgres must fail fast, not hang a request
+STATEMENT_TIMEOUT_MS = 15000  # no statement of ours should run longer; a stuck one is cancelled
+
+
+def normalise_url(url: str) -> str:
+    """Accept postgres:// and postgresql:// URLs (as Heroku and others give them)."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg2://" + url[len("postgresql://") :]
+    return url
+
+
+def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, echo: bool = False) -> sa.Engine:
+    engine = sa.create_engine(
+        normalise_url(url),
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=False,  # a dead connection is retried by `retrying_db` instead of pinging each checkout
+        pool_recycle=1800,
+        echo=echo,
+        connect_args={
+            "connect_timeout": CONNECT_TIMEOUT,
+            "application_name": f"searchjobs[{os.getpid()}]",
+            "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+            "keepalives": 1,
+            "keepalives_idle": 30,
+        },
+    )
+    return engine
+
+
+def autocommit(engine: sa.Engine) -> sa.Engine:
+    """The same pool, with each statement committed on its own (one round trip)."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)) or (
+        isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+    )
+
+
+def translate_errors(func):
+    """Turn "Postgres is unreachable" into DependencyUnavailable where the database is entered."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except sa_exc.DBAPIError as exc:
+            if is_disconnect(exc):
+                raise DependencyUnavailable("the database is unavailable") from exc
+            raise
+
+    return wrapper

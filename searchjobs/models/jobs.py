@@ -1,0 +1,520 @@
+"""Queries on search_jobs and search_job_events.
+
+Every state change is a single SQL statement: the job UPDATE and its event
+INSERT travel together in one CTE, so each step is atomic and costs one round
+trip on an autocommit connection. Every change is version-checked: it names the
+version it read, bumps it, and touches nothing if someone else moved first.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from searchjobs.errors import Conflict, SearchJobsError
+
+# Columns every statement returns: enough to build the cached public view.
+JOB_COLUMNS = (
+    "id, job_id, status, progress, stage, version, attempts, phone_number, country_code, categories, "
+    "original_image_url, image_id, results, meta, error, error_code, client_id, worker_name, "
+    "lease_expires_at, run_after, cancel_requested, created_at, updated_at, started_at, finished_at"
+)
+
+
+class StaleWrite(Conflict):
+    """A version-checked write found a newer version: this writer lost and changed nothing."""
+
+    code = "stale_write"
+
+    def __init__(self, message: str, current: dict | None = None):
+        super().__init__(message)
+        self.current = current
+
+
+class InvalidTransition(Conflict):
+    """The job is in a state that does not allow this change."""
+
+    code = "invalid_transition"
+
+    def __init__(self, message: str, current: dict | None = None):
+        super().__init__(message)
+        self.current = current
+
+
+@dataclass(frozen=True)
+class NewJob:
+    job_id: str
+    categories: list[str]
+    result_token_hash: str
+    image_id: int | None = None
+    original_image_url: str | None = None
+    phone_number: str | None = None
+    country_code: str | None = None
+    client_id: int | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    meta: dict | None = None
+
+
+def _row(result: sa.CursorResult) -> dict | None:
+    row = result.mappings().first()
+    return dict(row) if row is not None else None
+
+
+def _event_insert(kind: str, detail_param: str = ":detail") -> str:
+    """An INSERT of one event from the CTE `j` (the row just written)."""
+    return (
+        "INSERT INTO search_job_events (job_id, kind, status, progress, stage, version, attempt, detail) "
+        f"SELECT job_id, '{kind}', status, progress, stage, version, attempts, CAST({detail_param} AS jsonb) FROM j"
+    )
+
+
+_CREATE = sa.text(
+    f"""
+    WITH j AS (
+        INSERT INTO search_jobs (job_id, status, progress, stage, categories, image_id, original_image_url,
+                                 phone_number, country_code, client_id, idempotency_key, request_hash,
+                                 result_token_hash, meta)
+        VALUES (:job_id, 'pending', 0, 'queued', :categories, :image_id, :original_image_url,
+                :phone_number, :country_code, :client_id, :idempotency_key, :request_hash,
+                :result_token_hash, CAST(:meta AS jsonb))
+        ON CONFLICT (coalesce(client_id, 0), idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        RETURNING {JOB_COLUMNS}
+    ), e AS ({_event_insert('created')})
+    SELECT *, true AS created FROM j
+    """
+)
+
+_BY_IDEMPOTENCY_KEY = sa.text(
+    f"SELECT {JOB_COLUMNS}, request_hash, false AS created FROM search_jobs "
+    "WHERE coalesce(client_id, 0) = coalesce(:client_id, 0) AND idempotency_key = :key"
+)
+
+
+def create(conn: sa.Connection, job: NewJob) -> dict:
+    """Insert a pending job and its `created` event in one statement.
+
+    With an idempotency key already used by this client, returns the existing
+    job instead (with `created` False); the caller compares `request_hash`.
+    """
+    row = _row(
+        conn.execute(
+            _CREATE,
+            {
+                "job_id": job.job_id,
+                "categories": list(job.categories),
+                "image_id": job.image_id,
+                "original_image_url": job.original_image_url,
+                "phone_number": job.phone_number,
+                "country_code": job.country_code,
+                "client_id": job.client_id,
+                "idempotency_key": job.idempotency_key,
+                "request_hash": job.request_hash,
+                "result_token_hash": job.result_token_hash,
+                "meta": json.dumps(job.meta or {}),
+                "detail": json.dumps({}),
+            },
+        )
+    )
+    if row is not None:
+        return row
+    existing = _row(conn.execute(_BY_IDEMPOTENCY_KEY, {"client_id": job.client_id, "key": job.idempotency_key}))
+    if existing is None:  # the conflicting row was deleted in between; vanishingly rare
+        raise Conflict("the idempotency key was in use by a job that is gone; retry")
+    return existing
+
+
+_GET = sa.text(f"SELECT {JOB_COLUMNS} FROM search_jobs WHERE job_id = :job_id")
+_GET_BY_TOKEN = sa.text(f"SELECT {JOB_COLUMNS} FROM search_jobs WHERE result_token_hash = :token_hash")
+
+
+def get(conn: sa.Connection, job_id: str) -> dict | None:
+    return _row(conn.execute(_GET, {"job_id": job_id}))
+
+
+def get_by_token_hash(conn: sa.Connection, token_hash: str) -> dict | None:
+    return _row(conn.execute(_GET_BY_TOKEN, {"token_hash": token_hash}))
+
+
+_CLAIM = sa.text(
+    f"""
+    WITH j AS (
+        UPDATE search_jobs
+           SET status = 'processing', attempts = attempts + 1, worker_name = :worker,
+               stage = 'claimed', progress = GREATEST(progress, :progress),
+               started_at = coalesce(started_at, now()), updated_at = now(),
+               lease_expires_at = now() + make_interval(secs => :lease), run_after = NULL,
+               version = version + 1
+         WHERE job_id = :job_id AND status = 'pending' AND NOT cancel_requested
+        RETURNING {JOB_COLUMNS}
+    ), e AS ({_event_insert('claimed')})
+    SELECT * FROM j
+    """
+)
+
+
+def claim(conn: sa.Connection, job_id: str, worker: str, lease_seconds: float, progress: int) -> dict | None:
+    """pending -> processing for this worker; None if the job is not pending (already taken, finished, gone)."""
+    return _row(
+        conn.execute(
+            _CLAIM,
+            {
+                "job_id": job_id,
+                "worker": worker,
+                "lease": float(lease_seconds),
+                "progress": progress,
+                "detail": json.dumps({"worker": worker}),
+            },
+        )
+    )
+
+
+_PROGRESS = sa.text(
+    f"""
+    WITH j AS (
+        UPDATE search_jobs
+           SET progress = GREATEST(progress, :progress), stage = :stage, updated_at = now(),
+               lease_expires_at = now() + make_interval(secs => :lease), version = version + 1
+         WHERE job_id = :job_id AND version = :version AND status = 'processing'
+        RETURNING {JOB_COLUMNS}
+    ), e AS ({_event_insert('progress')})
+    SELECT * FROM j
+    """
+)
+
+
+def progress(
+    conn: sa.Connection, job_id: str, version: int, progress: int, stage: str, lease_seconds: float,
+    detail: dict | None = None,
+) -> dict | None:
+    """One persisted progress step (row + event, one statement). None if `version` is no longer current."""
+    return _row(
+        conn.execute(
+            _PROGRESS,
+            {
+                "job_id": job_id,
+                "version": version,
+                "progress": progress,
+                "stage": stage,
+                "lease": float(lease_seconds),
+                "detail": json.dumps(detail or {}),
+            },
+        )
+    )
+
+
+_COMPLETE = sa.text(
+    f"""
+    WITH j AS (
+        UPDATE search_jobs
+           SET status = 'completed', progress = 100, stage = 'done', results = CAST(:results AS jsonb),
+               finished_at = now(), updated_at = now(), lease_expires_at = NULL, error = NULL,
+               error_code = NULL, version = version + 1
+         WHERE job_id = :job_id AND version = :version AND status = 'processing' AND NOT cancel_requested
+        RETURNING {JOB_COLUMNS}
+    ), e AS ({_event_insert('completed')}),
+    n AS (
+        INSERT INTO notifications (job_id, kind, channel, to_number, body, status, next_attempt_at)
+        SELECT job_id, 'results_ready', 'sms', phone_number, :sms_body, 'pending', now() FROM j
+         WHERE j.phone_number IS NOT NULL AND :sms_body IS NOT NULL
+        ON CONFLICT (job_id, kind) DO NOTHING
+        RETURNING id
+    )
+    SELECT j.*, (SELECT id FROM n) AS notification_id FROM j
+    """
+)
+
+
+def complete(conn: sa.Connection, job_id: str, version: int, results: dict, sms_body: str | None) -> dict | None:
+    """processing -> completed with results, its event and (with a phone) the SMS outbox row: one statement."""
+    return _row(
+        conn.execute(
+            _COMPLETE,
+            {
+                "job_id": job_id,
+                "version": version,
+                "results": json.dumps(results),
+                "sms_body": sms_body,
+                "detail": json.dumps({"took_ms": results.get("took_ms")}),
+            },
+        )
+    )
+
+
+_FINISH_WITHOUT_RESULTS = sa.text(
+    f"""
+    WITH j AS (
+        UPDATE search_jobs
+           SET status = :status, error = :error, error_code = :error_code, finished_at = now(),
+               updated_at = now(), lease_expires_at = NULL, version = version + 1
+         WHERE job_id = :job_id AND version = :version AND status = 'processing'
+        RETURNING {JOB_COLUMNS}
+    ), e AS (
+        INSERT INTO search_job_events (job_id, kind, status, progress, stage, version, attempt, detail)
+        SELECT job_id, :status, status, progress, stage, version, attempts, CAST(:detail AS jsonb) FROM j
+    )
+    SELECT * FROM j
+    """
+)
+
+
+def fail(conn: sa.Connection, job_id: str, version: int, error_code: str, error: str) -> dict | None:
+    """processing -> failed with a short, safe error."""
+    return _row(
+        conn.execute(
+            _FINISH_WITHOUT_RESULTS,
+            {
+                "job_id": job_id,
+                "version": version,
+                "status": "failed",
+                "error": error,
+                "error_code": error_code,
+                "detail": json.dumps({"error_code": error_code}),
+            },
+        )
+    )
+
+
+def mark_cancelled(conn: sa.Connection, job_id: str, version: int) -> dict | None:
+    """processing -> cancelled, by the worker that saw the cancel request at a progress step."""
+    return _row(
+        conn.execute(
+            _FINISH_WITHOUT_RESULTS,
+            {
+                "job_id": job_id,
+                "version": version,
+                "status": "cancelled",
+                "error": None,
+                "error_code": None,
+                "detail": json.dumps({"by": "worker"}),
+            },
+        )
+    )
+
+
+_REQUEUE = sa.text(
+    f"""
+    WITH j AS (
+        UPDATE search_jobs
+           SET status = 'pending', stage = 'queued', worker_name = NULL, lease_expires_at = NULL,
+               run_after = now() + make_interval(secs => :delay), updated_at = now(),
+               error = :error, error_code = :error_code, version = version + 1
+         WHERE job_id = :job_id AND version = :version AND status = 'processing'
+        RETURNING {JOB_COLUMNS}
+    ), e AS ({_event_insert('retried')})
+    SELECT * FROM j
+    """
+)
+
+
+def requeue(
+    conn: sa.Connection, job_id: str, version: int, *, delay: float, reason: str,
+    error_code: str | None = None, error: str | None = None,
+) -> dict | None:
+    """processing -> pending (a retry, a graceful shutdown, a lost worker); progress is kept."""
+    return _row(
+        conn.execute(
+            _REQUEUE,
+            {
+                "job_id": job_id,
+                "version": version,
+                "delay": float(delay),
+                "error": error,
+                "error_code": error_code,
+                "detail": json.dumps({"reason": reason, "error_code": error_code, "delay_s": round(delay, 2)}),
+            },
+        )
+    )
+
+
+_RENEW_LEASE = sa.text(
+    "UPDATE search_jobs SET lease_expires_at = now() + make_interval(secs => :lease) "
+    "WHERE job_id = :job_id AND status = 'processing' AND worker_name = :worker AND attempts = :attempt"
+)
+
+
+def renew_lease(conn: sa.Connection, job_id: str, worker: str, attempt: int, lease_seconds: float) -> bool:
+    """Heartbeat: keep this attempt's lease alive. Not a state change, so no version bump."""
+    result = conn.execute(
+        _RENEW_LEASE, {"job_id": job_id, "worker": worker, "attempt": attempt, "lease": float(lease_seconds)}
+    )
+    return result.rowcount == 1
+
+
+_CANCEL_PENDING = sa.text(
+    f"""
+    WITH j AS (
+        UPDATE search_jobs
+           SET status = 'cancelled', cancel_requested = true, finished_at = now(), updated_at = now(),
+               version = version + 1
+         WHERE job_id = :job_id AND status = 'pending'
+        RETURNING {JOB_COLUMNS}
+    ), e AS ({_event_insert('cancelled')})
+    SELECT * FROM j
+    """
+)
+_REQUEST_CANCEL = sa.text(
+    f"UPDATE search_jobs SET cancel_requested = true, updated_at = now() "
+    f"WHERE job_id = :job_id AND status = 'processing' RETURNING {JOB_COLUMNS}"
+)
+
+
+def cancel(conn: sa.Connection, job_id: str) -> dict:
+    """Cancel a job: a pending one at once; a running one at its next progress step.
+
+    Raises InvalidTransition (with the current row) for a finished job.
+    """
+    row = _row(conn.execute(_CANCEL_PENDING, {"job_id": job_id, "detail": json.dumps({"by": "client"})}))
+    if row is None:
+        row = _row(conn.execute(_REQUEST_CANCEL, {"job_id": job_id}))
+    if row is None:
+        current = get(conn, job_id)
+        if current is None:
+            raise SearchJobsError("job disappeared", code="not_found")
+        raise InvalidTransition(f"the job is already {current['status']}", current)
+    return row
+
+
+_RETRY_FAILED = sa.text(
+    f"""
+    WITH j AS (
+        UPDATE search_jobs
+           SET status = 'pending', stage = 'queued', error = NULL, error_code = NULL, finished_at = NULL,
+               attempts = 0, run_after = NULL, cancel_requested = false, updated_at = now(),
+               version = version + 1
+         WHERE job_id = :job_id AND status IN ('failed', 'cancelled')
+        RETURNING {JOB_COLUMNS}
+    ), e AS ({_event_insert('retried')})
+    SELECT * FROM j
+    """
+)
+
+
+def retry_failed(conn: sa.Connection, job_id: str) -> dict:
+    """failed/cancelled -> pending, by an operator or the owner. Raises InvalidTransition otherwise."""
+    row = _row(conn.execute(_RETRY_FAILED, {"job_id": job_id, "detail": json.dumps({"reason": "manual"})}))
+    if row is None:
+        current = get(conn, job_id)
+        if current is None:
+            raise SearchJobsError("job disappeared", code="not_found")
+        raise InvalidTransition(f"only failed or cancelled jobs can be retried; this one is {current['status']}",
+                                current)
+    return row
+
+
+# -- reconciler -----------------------------------------------------------
+
+_EXPIRED_LEASES = sa.text(
+    f"""
+    WITH j AS (
+        UPDATE search_jobs
+           SET status = CASE WHEN attempts >= :max_attempts THEN 'failed' ELSE 'pending' END,
+               error_code = CASE WHEN attempts >= :max_attempts THEN 'worker_lost' ELSE error_code END,
+               error = CASE WHEN attempts >= :max_attempts
+                            THEN 'the job lost its worker too many times' ELSE error END,
+               finished_at = CASE WHEN attempts >= :max_attempts THEN now() ELSE NULL END,
+               stage = CASE WHEN attempts >= :max_attempts THEN stage ELSE 'queued' END,
+               worker_name = NULL, lease_expires_at = NULL, run_after = NULL, updated_at = now(),
+               version = version + 1
+         WHERE status = 'processing' AND lease_expires_at < now()
+        RETURNING {JOB_COLUMNS}
+    ), e AS (
+        INSERT INTO search_job_events (job_id, kind, status, progress, stage, version, attempt, detail)
+        SELECT job_id, CASE WHEN status = 'failed' THEN 'failed' ELSE 'retried' END, status, progress, stage,
+               version, attempts, '{{"reason": "lease_expired"}}'::jsonb FROM j
+    )
+    SELECT * FROM j
+    """
+)
+
+
+def expire_leases(conn: sa.Connection, max_attempts: int) -> list[dict]:
+    """Processing jobs whose worker stopped renewing the lease go back to pending (or fail for good)."""
+    return [dict(r) for r in conn.execute(_EXPIRED_LEASES, {"max_attempts": max_attempts}).mappings()]
+
+
+_DUE_PENDING = sa.text(
+    """
+    SELECT job_id, attempts, run_after FROM search_jobs
+     WHERE status = 'pending' AND NOT cancel_requested
+       AND CASE WHEN run_after IS NULL THEN updated_at < now() - make_interval(secs => :grace)
+                ELSE run_after <= now() END
+     ORDER BY created_at
+     LIMIT :limit
+    """
+)
+
+
+def due_pending(conn: sa.Connection, grace_seconds: float, limit: int) -> list[dict]:
+    """Pending jobs that should be waiting in Redis by now: submitted over `grace` ago, or retries now due."""
+    return [dict(r) for r in conn.execute(_DUE_PENDING, {"grace": float(grace_seconds), "limit": limit}).mappings()]
+
+
+# -- reads ----------------------------------------------------------------
+
+_EVENTS_AFTER = sa.text(
+    "SELECT id, job_id, kind, status, progress, stage, version, attempt, detail, created_at "
+    "FROM search_job_events WHERE job_id = :job_id AND id > :after ORDER BY id LIMIT :limit"
+)
+
+
+def events(conn: sa.Connection, job_id: str, after: int = 0, limit: int = 1000) -> list[dict]:
+    return [dict(r) for r in conn.execute(_EVENTS_AFTER, {"job_id": job_id, "after": after, "limit": limit}).mappings()]
+
+
+def changes(conn: sa.Connection, after: int, limit: int, client_id: int | None, admin: bool) -> list[dict]:
+    """The change feed: events of every visible job after a cursor, in id order."""
+    where = "" if admin else (
+        "AND j.client_id = :client_id" if client_id is not None else "AND false"
+    )
+    stmt = sa.text(
+        "SELECT e.id, e.job_id, e.kind, e.status, e.progress, e.stage, e.version, e.attempt, e.created_at "
+        "FROM search_job_events e JOIN search_jobs j ON j.job_id = e.job_id "
+        f"WHERE e.id > :after {where} ORDER BY e.id LIMIT :limit"
+    )
+    return [dict(r) for r in conn.execute(stmt, {"after": after, "limit": limit, "client_id": client_id}).mappings()]
+
+
+def list_jobs(
+    conn: sa.Connection, *, status: str | None, limit: int, before_id: int | None,
+    client_id: int | None, admin: bool,
+) -> list[dict]:
+    """Newest first, keyset-paginated on the primary key (no OFFSET)."""
+    clauses, params = [], {"limit": limit}
+    if not admin:
+        clauses.append("client_id = :client_id" if client_id is not None else "false")
+        params["client_id"] = client_id
+    if status:
+        clauses.append("status = :status")
+        params["status"] = status
+    if before_id is not None:
+        clauses.append("id < :before_id")
+        params["before_id"] = before_id
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    stmt = sa.text(f"SELECT {JOB_COLUMNS} FROM search_jobs {where} ORDER BY id DESC LIMIT :limit")
+    return [dict(r) for r in conn.execute(stmt, params).mappings()]
+
+
+def counts_by_status(conn: sa.Connection, since: datetime) -> dict[str, int]:
+    rows = conn.execute(
+        sa.text("SELECT status, count(*) FROM search_jobs WHERE created_at >= :since GROUP BY status"),
+        {"since": since},
+    )
+    return {status: n for status, n in rows}
+
+
+def delete(conn: sa.Connection, job_id: str) -> dict[str, Any] | None:
+    """Delete a job with its events, outbox rows (cascade) and uploaded image."""
+    row = _row(
+        conn.execute(
+            sa.text("DELETE FROM search_jobs WHERE job_id = :job_id RETURNING job_id, image_id"),
+            {"job_id": job_id},
+        )
+    )
+    if row and row["image_id"] is not None:
+        conn.execute(sa.text("DELETE FROM images WHERE id = :id"), {"id": row["image_id"]})
+    return row

@@ -1,0 +1,71 @@
+"""What every SMS sender returns and raises, so callers never see provider types."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from searchjobs.errors import SearchJobsError
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """A message the provider accepted (or, from find_sent, one it holds)."""
+
+    sid: str
+    status: str
+    to: str
+    body: str
+    date_created: datetime | None = None
+
+
+class SendError(SearchJobsError):
+    """The SMS could not be sent."""
+
+    code = "sms_send_failed"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        provider_code: int | None = None,
+        http_status: int | None = None,
+        code: str | None = None,
+    ):
+        super().__init__(message, code=code)
+        #: the provider's own error code (Twilio: 21610, 20429 ...), None for network errors
+        self.provider_code = provider_code
+        #: HTTP status of the provider's answer, None if there was no answer
+        self.http_status = http_status
+
+
+class RetryableSendError(SendError):
+    """The SMS was definitely not sent; sending again later is safe."""
+
+    code = "sms_send_retryable"
+
+
+class PermanentSendError(SendError):
+    """The provider rejected the SMS; retrying will not help."""
+
+    code = "sms_send_rejected"
+
+
+class UnknownOutcomeError(SendError):
+    """The SMS may or may not have been sent; look it up (find_sent) before any retry."""
+
+    code = "sms_send_unknown_outcome"
+
+
+@runtime_checkable
+class Sender(Protocol):
+    """An SMS provider."""
+
+    name: str
+
+    def send(self, to: str, body: str, status_callback: str | None = None) -> SentMessage:
+        """Send `body` to the E.164 number `to`; raise a SendError subclass on failure."""
+        ...
+
+    def find_sent(self, to: str, since: datetime, body_contains: str) -> SentMessage | None:
+        """Look up at the provider a message to `to` created since `since` whose body contains `body_contains`."""
+        ...

@@ -1,0 +1,280 @@
+"""Twilio SMS sender, built on the official twilio client; every provider error is translated here."""
+
+import logging
+import socket
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+from urllib3.exceptions import NewConnectionError
+
+from searchjobs.errors import ConfigError
+from searchjobs.notifications.base import (
+    PermanentSendError,
+    RetryableSendError,
+    SendError,
+    SentMessage,
+    UnknownOutcomeError,
+)
+from searchjobs.notifications.phone import mask
+
+logger = logging.getLogger(__name__)
+
+#: HTTP status Twilio uses when we send too fast (error code 20429); nothing was created
+HTTP_TOO_MANY_REQUESTS = 429
+#: lookups widen the time window by this much, since our clock and Twilio's differ
+CLOCK_SKEW_MARGIN = timedelta(minutes=5)
+#: records per page when looking a message up
+LOOKUP_PAGE_SIZE = 50
+#: upper bound on records scanned per lookup pass (a person rarely gets more SMS than this in the window)
+MAX_LOOKUP_RECORDS = 200
+
+
+class _RoutedHttpClient(TwilioHttpClient):
+    """TwilioHttpClient that can send every request to another base URL, and logs no phone numbers.
+
+    The twilio Client has no base-URL setting; its http_client hook is the supported way in.
+    """
+
+    def __init__(self, base_url: str | None, timeout: float):
+        # pool_connections keeps one requests.Session; its adapters do not retry (a retried POST could double-send)
+        super().__init__(pool_connections=True, timeout=timeout)
+        self._base = urlsplit(base_url) if base_url else None
+
+    def request(
+        self,
+        method,
+        url,
+        params=None,
+        data=None,
+        headers=None,
+        auth=None,
+        timeout=None,
+        allow_redirects=False,
+    ):
+        if self._base is not None:
+            original = urlsplit(url)
+            # keep the API path and query, swap scheme and host (and prepend any base path)
+            path = self._base.path.rstrip("/") + original.path
+            url = urlunsplit((self._base.scheme, self._base.netloc, path, original.query, original.fragment))
+        return super().request(
+            method,
+            url,
+            params=params,
+            data=data,
+            headers=headers,
+            auth=auth,
+            timeout=timeout,
+            allow_redirects=allow_redirects,
+        )
+
+    def log_request(self, kwargs):
+        # the parent logs query params at INFO, which include the unmasked To number on lookups
+        logger.debug(
+            "twilio request",
+            extra={"method": kwargs.get("method"), "path": urlsplit(kwargs.get("url", "")).path},
+        )
+
+    def log_response(self, status_code, response):
+        logger.debug("twilio response", extra={"http_status": status_code})
+
+
+class TwilioSender:
+    """Sends SMS with Twilio's Messages API."""
+
+    name = "twilio"
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        *,
+        from_number: str | None = None,
+        messaging_service_sid: str | None = None,
+        api_base_url: str | None = None,
+        timeout: float = 10.0,
+    ):
+        if not account_sid or not auth_token:
+            raise ConfigError("Twilio account SID and auth token are required.")
+        if bool(from_number) == bool(messaging_service_sid):
+            raise ConfigError("Set exactly one of the Twilio from number and messaging service SID.")
+        if not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ConfigError("The Twilio request timeout must be a positive number of seconds.")
+        if api_base_url is not None:
+            parts = urlsplit(api_base_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+                raise ConfigError("The Twilio API base URL must look like https://host[:port][/path].")
+
+        self._from_number = from_number
+        self._messaging_service_sid = messaging_service_sid
+        self.timeout = float(timeout)
+        self._client = Client(
+            account_sid,
+            auth_token,
+            http_client=_RoutedHttpClient(api_base_url, self.timeout),
+        )
+
+    def send(self, to: str, body: str, status_callback: str | None = None) -> SentMessage:
+        params = {"to": to, "body": body}
+        if self._from_number:
+            params["from_"] = self._from_number
+        else:
+            params["messaging_service_sid"] = self._messaging_service_sid
+        if status_callback:
+            params["status_callback"] = status_callback
+
+        try:
+            message = self._client.messages.create(**params)
+        except (TwilioException, requests.RequestException, ValueError) as exc:
+            error = _classify_send_error(exc)
+            logger.warning(
+                "sms send failed",
+                extra={
+                    "provider": self.name,
+                    "to": mask(to),
+                    "outcome": error.code,
+                    "provider_code": error.provider_code,
+                    "http_status": error.http_status,
+                },
+            )
+            raise error from exc
+
+        sent = _to_sent_message(message)
+        logger.info(
+            "sms accepted",
+            extra={"provider": self.name, "to": mask(to), "sid": sent.sid, "status": sent.status},
+        )
+        return sent
+
+    def find_sent(self, to: str, since: datetime, body_contains: str) -> SentMessage | None:
+        cutoff = _as_utc(since) - CLOCK_SKEW_MARGIN
+        try:
+            # pass 1: the documented date filter (applies to date_sent)
+            found = self._scan(to, cutoff, body_contains, date_sent_after=cutoff)
+            if found is None:
+                # pass 2: a message still queued/accepted has no date_sent yet, so the filter hides it
+                found = self._scan(to, cutoff, body_contains)
+        except (TwilioException, requests.RequestException, ValueError) as exc:
+            # a failed lookup proves nothing about the original message, so this is never "retryable"
+            status, provider_code = _status_and_code(exc)
+            logger.warning(
+                "sms lookup failed",
+                extra={
+                    "provider": self.name,
+                    "to": mask(to),
+                    "provider_code": provider_code,
+                    "http_status": status,
+                },
+            )
+            raise UnknownOutcomeError(
+                "Could not look the SMS up at Twilio; whether it was sent is still unknown.",
+                provider_code=provider_code,
+                http_status=status,
+            ) from exc
+
+        logger.info(
+            "sms lookup done",
+            extra={"provider": self.name, "to": mask(to), "sid": found.sid if found else None},
+        )
+        return found
+
+    def _scan(self, to: str, cutoff: datetime, body_contains: str, **filters) -> SentMessage | None:
+        records = self._client.messages.stream(
+            to=to, page_size=LOOKUP_PAGE_SIZE, limit=MAX_LOOKUP_RECORDS, **filters
+        )
+        for record in records:
+            created = record.date_created
+            if created is not None and created < cutoff:
+                continue
+            if body_contains in (record.body or ""):
+                return _to_sent_message(record)
+        return None
+
+
+def _to_sent_message(message) -> SentMessage:
+    return SentMessage(
+        sid=message.sid,
+        status=str(message.status),
+        to=message.to,
+        body=message.body or "",
+        date_created=message.date_created,
+    )
+
+
+def _as_utc(moment: datetime) -> datetime:
+    # naive datetimes are taken as UTC; twilio's serializer drops the offset, so convert first
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _status_and_code(exc: Exception) -> tuple[int | None, int | None]:
+    """HTTP status and Twilio error code carried by a twilio exception, if any."""
+    if isinstance(exc, (TwilioRestException, TwilioServiceException)):
+        code = exc.code if isinstance(exc.code, int) else None
+        return exc.status, code
+    if isinstance(exc, TwilioException):
+        # Page raises TwilioException("Unable to fetch page", response) for non-200 list pages
+        for arg in exc.args:
+            status = getattr(arg, "status_code", None)
+            if isinstance(status, int):
+                return status, None
+    return None, None
+
+
+def _classify_send_error(exc: Exception) -> SendError:
+    """Map a twilio/requests exception from messages.create to our SendError subclasses."""
+    if isinstance(exc, requests.ConnectTimeout):
+        # must come before ConnectionError (its parent): the TCP connection never opened
+        return RetryableSendError("Timed out connecting to Twilio; the SMS was not sent.")
+    if isinstance(exc, requests.ConnectionError) and _failed_before_sending(exc):
+        return RetryableSendError("Could not connect to Twilio; the SMS was not sent.")
+    if isinstance(exc, requests.RequestException):
+        # read timeout, reset, remote disconnected ...: the request may have reached Twilio
+        return UnknownOutcomeError(
+            f"Twilio did not answer ({type(exc).__name__}); the SMS may have been sent."
+        )
+
+    status, provider_code = _status_and_code(exc)
+    if status is None:
+        # e.g. an unreadable 2xx body: Twilio may well have created the message
+        return UnknownOutcomeError("Unexpected answer from Twilio; the SMS may have been sent.")
+    # our own text: Twilio's message can contain the phone number
+    detail = f"HTTP {status}, Twilio code {provider_code}"
+    if status == HTTP_TOO_MANY_REQUESTS:
+        return RetryableSendError(
+            f"Twilio rate limit ({detail}); the SMS was not sent.",
+            provider_code=provider_code,
+            http_status=status,
+        )
+    if 400 <= status < 500:
+        return PermanentSendError(
+            f"Twilio rejected the SMS ({detail}).", provider_code=provider_code, http_status=status
+        )
+    return UnknownOutcomeError(
+        f"Twilio server error ({detail}); the SMS may have been sent.",
+        provider_code=provider_code,
+        http_status=status,
+    )
+
+
+def _failed_before_sending(exc: BaseException) -> bool:
+    """True if the exception chain shows the connection never opened (refused, DNS failure)."""
+    seen = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        # urllib3 raises NewConnectionError (NameResolutionError is a subclass) before writing anything
+        if isinstance(current, (NewConnectionError, ConnectionRefusedError, socket.gaierror)):
+            return True
+        pending.append(getattr(current, "reason", None))  # urllib3 MaxRetryError
+        pending.append(current.__cause__)
+        pending.append(current.__context__)
+        pending.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
+    return False

@@ -1,0 +1,99 @@
+"""RQ queues, Redis connections, and enqueue-by-dotted-path helpers.
+
+The RQ job is only a pointer to a Postgres row: its id is our job_id and its
+only argument is that id. Losing Redis loses pointers, never jobs: the
+reconciler rebuilds them from Postgres.
+
+Retries are not declared with RQ's Retry: a retry's due time lives on the row
+(`run_after`, `next_attempt_at`) and the scheduler enqueues it when due, so a
+flushed Redis cannot lose a scheduled retry, and workers need no RQ scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry as RedisRetry
+from rq import Queue
+from rq.job import Job, JobStatus
+
+from searchjobs import defaults
+
+log = logging.getLogger(__name__)
+
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
+
+
+def connect(url: str, *, socket_timeout: float | None = defaults.REDIS_SOCKET_TIMEOUT) -> redis.Redis:
+    """A Redis client that fails fast: one retry, short timeouts.
+
+    The web process uses the default short socket timeout so a slow Redis never
+    hangs a request; workers pass `socket_timeout=None` for RQ's blocking pops.
+    """
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=defaults.REDIS_SOCKET_TIMEOUT if socket_timeout else 2.0,
+        retry=RedisRetry(NoBackoff(), 1),
+        health_check_interval=30,
+    )
+
+
+def search_queue(connection: redis.Redis) -> Queue:
+    return Queue(defaults.SEARCH_QUEUE, connection=connection)
+
+
+def notification_queue(connection: redis.Redis) -> Queue:
+    return Queue(defaults.NOTIFICATION_QUEUE, connection=connection)
+
+
+def rq_job_id(job_id: str, attempts: int) -> str:
+    """The RQ id of the pointer for a job's next try: our job_id, suffixed after the first try.
+
+    A retry gets its own id because it is enqueued while the RQ job of the try
+    before is still finishing, and RQ would mark a shared id finished.
+    """
+    return job_id if attempts == 0 else f"{job_id}.{attempts}"
+
+
+def enqueue_search(connection: redis.Redis, job_id: str, *, attempts: int = 0,
+                   job_timeout: int = defaults.JOB_TIMEOUT) -> Job:
+    """Put a pointer to the search job on the queue."""
+    return search_queue(connection).enqueue(
+        defaults.SEARCH_JOB_FUNC,
+        job_id,
+        job_id=rq_job_id(job_id, attempts),
+        job_timeout=job_timeout,
+        result_ttl=defaults.RQ_RESULT_TTL,
+        failure_ttl=defaults.RQ_FAILURE_TTL,
+        description=f"search {job_id}",
+    )
+
+
+def enqueue_notification(connection: redis.Redis, notification_id: int) -> Job:
+    """Queue one SMS send. Retries are the outbox's business (next_attempt_at), not RQ's."""
+    return notification_queue(connection).enqueue(
+        defaults.NOTIFICATION_FUNC,
+        notification_id,
+        job_id=f"sms-{notification_id}",
+        job_timeout=60,
+        result_ttl=defaults.RQ_RESULT_TTL,
+        failure_ttl=defaults.RQ_FAILURE_TTL,
+        description=f"sms {notification_id}",
+    )
+
+
+def is_waiting(connection: redis.Redis, rq_job_id: str) -> bool:
+    """True if Redis holds a pointer that a worker will still pick up (queued, scheduled or deferred).
+
+    "started" does not count: for a job Postgres says is pending, it is the
+    leftover of a worker that died; a duplicate pointer costs one refused claim.
+    """
+    try:
+        job = Job.fetch(rq_job_id, connection=connection)
+    except Exception:  # NoSuchJobError or a hash RQ cannot read: no live pointer
+        return False
+    status = job.get_status(refresh=False)
+    return status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)

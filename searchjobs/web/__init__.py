@@ -1,0 +1,34 @@
+"""The Flask app factory (flaskr's pattern): resources attach once per process with init_app."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from searchjobs import defaults
+from searchjobs.config import Settings
+from searchjobs.jobs.runtime import Runtime
+from searchjobs.jobs.runtime import install as install_runtime
+from searchjobs.web import api, errors, health, media
+from searchjobs.web import runtime as web_runtime
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
+    settings = settings or (runtime.settings if runtime else Settings.from_env())
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=defaults.MAX_CONTENT_LENGTH,
+        JSON_SORT_KEYS=False,
+    )
+    rt = runtime or Runtime.from_settings(settings)
+    install_runtime(rt)
+    web_runtime.init_app(app, rt)
+    errors.init_app(app)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(media.bp)
+    return app

@@ -1,0 +1,239 @@
+"""The JSON API (/api/...): thin views over jobs.submit, the cache read path and the models."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from flask import Blueprint, Response, jsonify, request, url_for
+
+from searchjobs import defaults
+from searchjobs.cache import job_view, read_through, read_through_token
+from searchjobs.jobs import links
+from searchjobs.jobs.intake import IntakeLimits
+from searchjobs.jobs.submit import submit
+from searchjobs.models import catalog
+from searchjobs.models import jobs as job_queries
+from searchjobs.models.db import translate_errors
+from searchjobs.models.jobs import InvalidTransition
+from searchjobs.models.tables import JOB_STATUSES
+from searchjobs.queue import REDIS_ERRORS, enqueue_search
+from searchjobs.web.auth import Caller, current_caller, require_submitter
+from searchjobs.web.errors import ApiError
+from searchjobs.web.runtime import runtime
+from searchjobs.web.submission import parse_submission
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+PUBLIC_FIELDS = ("job_id", "status", "progress", "stage", "version", "attempts", "categories", "sms",
+                 "cancel_requested", "error", "created_at", "updated_at", "started_at", "finished_at")
+MAX_PAGE = 200  # rows per page of a listing or the change feed
+DEFAULT_PAGE = 50
+
+
+def present(view: dict, *, with_results: bool) -> dict:
+    """A job as a caller sees it: never the phone number; results only for those entitled to them."""
+    body = {name: view.get(name) for name in PUBLIC_FIELDS}
+    body["status_url"] = url_for("api.get_job", job_id=view["job_id"], _external=False)
+    if with_results and view["status"] == "completed":
+        body["results"] = view.get("results")
+    return body
+
+
+def _visible_job(job_id: str, caller: Caller) -> tuple[dict, str]:
+    if len(job_id) > 100:
+        raise ApiError(404, "not_found", "no such job")
+    view, source = read_through(runtime().cache, runtime().db, job_id)
+    if view is None or not caller.may_see(view):
+        raise ApiError(404, "not_found", "no such job")
+    return view, source
+
+
+def _owned_job(job_id: str, caller: Caller) -> dict:
+    view, _ = _visible_job(job_id, caller)
+    if not caller.owns(view) and not (caller.anonymous and view.get("client_id") is None):
+        raise ApiError(404, "not_found", "no such job")
+    return view
+
+
+def _limits() -> IntakeLimits:
+    settings = runtime().settings
+    return IntakeLimits(allow_private=settings.image_allow_private, allow_loopback=settings.image_allow_loopback)
+
+
+@translate_errors
+def _known_categories() -> set[str]:
+    with runtime().db.connect() as conn:
+        return catalog.category_names(conn)
+
+
+@bp.post("/search-jobs")
+def create_job():
+    caller = require_submitter()
+    submission = parse_submission(request, _known_categories(), _limits())
+    rt = runtime()
+    result = submit(
+        rt, categories=submission.categories, image=submission.image, image_url=submission.image_url,
+        phone_number=submission.phone_number, country_code=submission.country_code,
+        client_id=caller.client_id, idempotency_key=submission.idempotency_key,
+        request_hash=submission.request_hash() if submission.idempotency_key else None,
+    )
+    if not result.created and result.row.get("request_hash") != submission.request_hash():
+        raise ApiError(422, "idempotency_key_reused",
+                       "this Idempotency-Key was used for a different request")
+    view = job_view(result.row)
+    body = present(view, with_results=False)
+    body["result_url"] = links.result_url(rt.settings.public_base_url, result.token)
+    response = jsonify(body)
+    response.status_code = 202
+    response.headers["Location"] = body["status_url"]
+    if not result.created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+@bp.get("/search-jobs/<job_id>")
+def get_job(job_id: str):
+    caller = current_caller()
+    view, source = _visible_job(job_id, caller)
+    response = jsonify(present(view, with_results=caller.owns(view)))
+    response.headers["X-Cache"] = source
+    return response
+
+
+def _page_limit() -> int:
+    raw = request.args.get("limit", str(DEFAULT_PAGE))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise ApiError(400, "invalid_limit", f"limit must be an integer from 1 to {MAX_PAGE}")
+    return int(raw)
+
+
+def _encode_cursor(value: int) -> str:
+    return base64.urlsafe_b64encode(str(value).encode()).rstrip(b"=").decode()
+
+
+def _decode_cursor(raw: str | None, name: str) -> int | None:
+    if raw in (None, ""):
+        return None
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        value = int(text)
+        if value < 0 or len(raw) > 40:
+            raise ValueError
+        return value
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ApiError(400, "invalid_cursor", f"{name} is not a cursor this API gave out") from None
+
+
+@bp.get("/search-jobs")
+@translate_errors
+def list_jobs():
+    caller = current_caller()
+    status = request.args.get("status") or None
+    if status is not None and status not in JOB_STATUSES:
+        raise ApiError(400, "invalid_status", f"status must be one of {', '.join(JOB_STATUSES)}")
+    limit = _page_limit()
+    before = _decode_cursor(request.args.get("cursor"), "cursor")
+    if caller.anonymous:
+        raise ApiError(401, "api_key_required", "listing jobs needs an API key")
+    with runtime().db.connect() as conn:
+        rows = job_queries.list_jobs(conn, status=status, limit=limit, before_id=before,
+                                     client_id=caller.client_id, admin=caller.is_admin)
+    jobs = [present(job_view(r), with_results=False) for r in rows]
+    next_cursor = _encode_cursor(rows[-1]["id"]) if len(rows) == limit else None
+    return jsonify({"jobs": jobs, "next_cursor": next_cursor})
+
+
+@bp.post("/search-jobs/<job_id>/cancel")
+@translate_errors
+def cancel_job(job_id: str):
+    caller = current_caller()
+    _owned_job(job_id, caller)
+    rt = runtime()
+    try:
+        with rt.db.connect() as conn:
+            row = job_queries.cancel(conn, job_id)
+    except InvalidTransition as exc:
+        rt.cache.write_row(exc.current)
+        raise ApiError(409, "job_finished", exc.message,
+                       job=present(job_view(exc.current), with_results=False)) from exc
+    rt.cache.write_row(row)
+    return jsonify(present(job_view(row), with_results=False)), 202 if row["status"] != "cancelled" else 200
+
+
+@bp.post("/search-jobs/<job_id>/retry")
+@translate_errors
+def retry_job(job_id: str):
+    caller = current_caller()
+    view = _owned_job(job_id, caller)
+    if caller.anonymous:
+        raise ApiError(403, "forbidden", "retrying a job needs its owner's or an admin API key")
+    rt = runtime()
+    try:
+        with rt.db.connect() as conn:
+            row = job_queries.retry_failed(conn, view["job_id"])
+    except InvalidTransition as exc:
+        raise ApiError(409, "job_not_failed", exc.message,
+                       job=present(job_view(exc.current), with_results=False)) from exc
+    rt.cache.write_row(row)
+    try:
+        enqueue_search(rt.redis, job_id, job_timeout=rt.settings.job_timeout)
+    except REDIS_ERRORS:
+        pass  # pending in Postgres: the reconciler enqueues it
+    return jsonify(present(job_view(row), with_results=False)), 202
+
+
+@bp.delete("/search-jobs/<job_id>")
+@translate_errors
+def delete_job(job_id: str):
+    caller = current_caller()
+    view = _owned_job(job_id, caller)
+    if caller.anonymous:
+        raise ApiError(403, "forbidden", "deleting a job needs its owner's or an admin API key")
+    rt = runtime()
+    with rt.engine.begin() as conn:
+        if view["status"] in ("pending", "processing"):
+            try:
+                job_queries.cancel(conn, job_id)
+            except InvalidTransition:
+                pass
+        job_queries.delete(conn, job_id)
+    rt.cache.delete(job_id)
+    return Response(status=204)
+
+
+@bp.get("/changes")
+@translate_errors
+def changes():
+    caller = current_caller()
+    if caller.anonymous:
+        raise ApiError(401, "api_key_required", "the change feed needs an API key")
+    since = _decode_cursor(request.args.get("since"), "since") or 0
+    limit = _page_limit()
+    with runtime().db.connect() as conn:
+        events = job_queries.changes(conn, since, limit, caller.client_id, caller.is_admin)
+    for event in events:
+        event["created_at"] = event["created_at"].isoformat()
+    cursor = _encode_cursor(events[-1]["id"]) if events else _encode_cursor(since)
+    return jsonify({"events": events, "next_cursor": cursor, "has_more": len(events) == limit})
+
+
+@bp.get("/results/<token>")
+def results(token: str):
+    if not links.looks_like_token(token):
+        raise ApiError(404, "not_found", "no such result link")
+    view, source = read_through_token(runtime().cache, runtime().db, links.token_hash(token))
+    if view is None:
+        raise ApiError(404, "not_found", "no such result link")
+    response = jsonify(present(view, with_results=True))
+    response.headers["X-Cache"] = source
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@bp.get("/categories")
+@translate_errors
+def categories():
+    with runtime().db.connect() as conn:
+        rows = catalog.categories(conn)
+    return jsonify({"categories": rows, "max_per_job": defaults.MAX_CATEGORIES})

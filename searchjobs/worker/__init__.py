@@ -1,0 +1,1 @@
+"""Worker and scheduler processes: they sit on top, with web."""

@@ -1,0 +1,179 @@
+"""The `searchjobs scheduler` process: the reconciler and the retention cleanup.
+
+Redis is only a queue and a cache, so everything in it is rebuilt from
+Postgres here, every few seconds:
+- processing jobs whose lease ran out (their worker died) go back to pending;
+- pending jobs with no live pointer in Redis (never enqueued because Redis was
+  down, flushed, restarted, or a retry now due) are enqueued again;
+- SMS outbox rows that are due, or left `sending` by a killed sender, are enqueued.
+Several schedulers may run: a Postgres advisory lock lets one pass at a time work.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from searchjobs import defaults
+from searchjobs.jobs.notify import STALE_SENDING_SECONDS
+from searchjobs.jobs.runtime import Runtime
+from searchjobs.models import jobs as job_queries
+from searchjobs.models import notifications as outbox
+from searchjobs.models.db import is_disconnect
+from searchjobs.queue import REDIS_ERRORS, enqueue_notification, enqueue_search, is_waiting, rq_job_id
+
+log = logging.getLogger(__name__)
+
+RECONCILE_LOCK = 727275  # advisory lock id: one reconciler pass at a time across schedulers
+CLEANUP_LOCK = 727276  # advisory lock id: one cleanup at a time
+RECONCILE_BATCH = 1000  # pending jobs checked per pass
+
+
+@dataclass
+class PassReport:
+    expired: int = 0
+    requeued: list[str] = field(default_factory=list)
+    notifications: int = 0
+    skipped: bool = False
+
+
+def reconcile(runtime: Runtime) -> PassReport:
+    """One reconciler pass. Safe to run concurrently with workers and other schedulers."""
+    report = PassReport()
+    with runtime.engine.connect() as lock_conn:
+        if not lock_conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": RECONCILE_LOCK}).scalar():
+            report.skipped = True
+            return report
+        try:
+            with runtime.db.connect() as conn:
+                expired = job_queries.expire_leases(conn, runtime.settings.max_attempts)
+            for row in expired:
+                runtime.cache.write_row(row)
+                log.info("lease expired: job's worker is gone", extra={
+                    "job_id": row["job_id"], "attempt": row["attempts"], "status": row["status"]})
+            report.expired = len(expired)
+
+            with runtime.db.connect() as conn:
+                pending = job_queries.due_pending(conn, defaults.PENDING_GRACE_SECONDS, RECONCILE_BATCH)
+            for row in pending:
+                pointer = rq_job_id(row["job_id"], row["attempts"])
+                if is_waiting(runtime.redis, pointer):
+                    continue
+                enqueue_search(runtime.redis, row["job_id"], attempts=row["attempts"],
+                               job_timeout=runtime.settings.job_timeout)
+                report.requeued.append(row["job_id"])
+            if report.requeued:
+                log.info("re-enqueued %d pending jobs missing from Redis", len(report.requeued))
+
+            with runtime.db.connect() as conn:
+                due = outbox.due(conn, STALE_SENDING_SECONDS)
+            for notification_id in due:
+                if not is_waiting(runtime.redis, f"sms-{notification_id}"):
+                    enqueue_notification(runtime.redis, notification_id)
+                    report.notifications += 1
+        finally:
+            lock_conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": RECONCILE_LOCK})
+            lock_conn.commit()
+    return report
+
+
+@dataclass
+class CleanupReport:
+    jobs: int = 0
+    events: int = 0
+    notifications: int = 0
+    images: int = 0
+    batches: int = 0
+    longest_batch_ms: float = 0.0
+
+
+_COUNT_EXPIRED = sa.text(
+    """
+    SELECT count(*) AS jobs,
+           coalesce(sum((SELECT count(*) FROM search_job_events e WHERE e.job_id = j.job_id)), 0) AS events,
+           coalesce(sum((SELECT count(*) FROM notifications n WHERE n.job_id = j.job_id)), 0) AS notifications,
+           count(j.image_id) AS images
+      FROM search_jobs j
+     WHERE j.created_at < :cutoff AND j.status IN ('completed', 'failed', 'cancelled')
+    """
+)
+
+# One small batch: events and outbox rows go by ON DELETE CASCADE, uploaded images explicitly.
+_DELETE_BATCH = sa.text(
+    """
+    WITH doomed AS (
+        SELECT id FROM search_jobs
+         WHERE created_at < :cutoff AND status IN ('completed', 'failed', 'cancelled')
+         ORDER BY created_at
+         LIMIT :batch
+         FOR UPDATE SKIP LOCKED
+    ), gone AS (
+        DELETE FROM search_jobs j USING doomed WHERE j.id = doomed.id RETURNING j.job_id, j.image_id
+    ), imgs AS (
+        DELETE FROM images i USING gone WHERE i.id = gone.image_id RETURNING i.id
+    )
+    SELECT (SELECT count(*) FROM gone) AS jobs, (SELECT count(*) FROM imgs) AS images,
+           coalesce((SELECT array_agg(job_id) FROM gone), '{}') AS job_ids
+    """
+)
+
+
+def cleanup(runtime: Runtime, *, retention_days: int | None = None, dry_run: bool = False,
+            batch: int = defaults.CLEANUP_BATCH, now: datetime | None = None) -> CleanupReport:
+    """Delete finished jobs older than the retention period, in small batches (short locks)."""
+    days = runtime.settings.retention_days if retention_days is None else retention_days
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
+    report = CleanupReport()
+    with runtime.engine.connect() as conn:
+        counts = conn.execute(_COUNT_EXPIRED, {"cutoff": cutoff}).mappings().one()
+    report.events, report.notifications = int(counts["events"]), int(counts["notifications"])
+    if dry_run:
+        report.jobs, report.images = int(counts["jobs"]), int(counts["images"])
+        return report
+    with runtime.engine.connect() as lock_conn:
+        if not lock_conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": CLEANUP_LOCK}).scalar():
+            return report
+        try:
+            while True:
+                started = time.perf_counter()
+                with runtime.engine.begin() as conn:
+                    row = conn.execute(_DELETE_BATCH, {"cutoff": cutoff, "batch": batch}).mappings().one()
+                report.longest_batch_ms = max(report.longest_batch_ms, (time.perf_counter() - started) * 1000)
+                if row["jobs"] == 0:
+                    break
+                report.batches += 1
+                report.jobs += row["jobs"]
+                report.images += row["images"]
+                for job_id in row["job_ids"]:
+                    runtime.cache.delete(job_id)
+        finally:
+            lock_conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": CLEANUP_LOCK})
+            lock_conn.commit()
+    log.info("cleanup removed %d jobs in %d batches", report.jobs, report.batches)
+    return report
+
+
+def run_scheduler(runtime: Runtime, stop: threading.Event, *, once: bool = False) -> None:
+    """Reconcile every few seconds and clean up hourly until `stop` is set."""
+    next_cleanup = time.monotonic()
+    while not stop.is_set():
+        try:
+            reconcile(runtime)
+            if time.monotonic() >= next_cleanup:
+                cleanup(runtime)
+                next_cleanup = time.monotonic() + defaults.CLEANUP_INTERVAL
+        except REDIS_ERRORS as exc:
+            log.warning("reconciler: Redis unavailable (%s); next pass in %ss", type(exc).__name__,
+                        runtime.settings.reconcile_interval)
+        except sa.exc.DBAPIError as exc:
+            if not is_disconnect(exc):
+                raise
+            log.warning("reconciler: database unavailable; next pass in %ss", runtime.settings.reconcile_interval)
+        if once:
+            return
+        stop.wait(runtime.settings.reconcile_interval)

@@ -1,0 +1,113 @@
+"""Shared fixtures.
+
+Integration tests run against real PostgreSQL and Valkey: the embedded servers,
+started once per test session (or DATABASE_URL / REDIS_URL when both are set).
+Each test starts from empty job tables and an empty Redis; the small demo
+catalog is loaded once per session.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from searchjobs.config import Settings
+
+TEST_CATALOG_SIZE = 120  # demo items loaded once per session (12 per category)
+TEST_SECRET = "test-secret-key"
+JOB_TABLES = "search_job_events, notifications, search_jobs, images, api_clients"
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory):
+    """(database_url, redis_url, stack or None) for the whole session, migrated, with a small demo catalog."""
+    from searchjobs.embedded import EmbeddedStack
+    from searchjobs.jobs.catalog_load import load_demo
+    from searchjobs.models import db, schema
+
+    external = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
+    stack = None
+    if all(external):
+        database_url, redis_url = external
+    else:
+        stack = EmbeddedStack(Path(tmp_path_factory.mktemp("servers")), fast_unsafe=True,
+                              persist_redis=False).start()
+        database_url, redis_url = stack.postgres.url, stack.valkey.url
+    schema.upgrade(database_url)
+    engine = db.make_engine(database_url, pool_size=1)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"TRUNCATE {JOB_TABLES}, catalog_items RESTART IDENTITY CASCADE"))
+    load_demo(engine, TEST_CATALOG_SIZE, seed=7)
+    engine.dispose()
+    yield database_url, redis_url, stack
+    if stack is not None:
+        stack.stop()
+
+
+@pytest.fixture
+def settings(servers) -> Settings:
+    database_url, redis_url, _ = servers
+    env = {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": TEST_SECRET,
+        "PUBLIC_BASE_URL": "http://testserver",
+        "SEARCHJOBS_IMAGE_ALLOW_LOOPBACK": "true",
+        "SEARCHJOBS_LEASE_SECONDS": "20",
+    }
+    return Settings.from_env(env)
+
+
+@pytest.fixture
+def runtime(settings):
+    """A Runtime on clean tables and an empty Redis, installed for job functions."""
+    from searchjobs.jobs.runtime import Runtime, install
+
+    rt = Runtime.from_settings(settings)
+    with rt.engine.begin() as conn:
+        conn.execute(sa.text(f"TRUNCATE {JOB_TABLES} RESTART IDENTITY CASCADE"))
+    rt.redis.flushall()
+    install(rt)
+    yield rt
+    install(None)
+    rt.close()
+
+
+@pytest.fixture
+def app(runtime):
+    from searchjobs.web import create_app
+
+    app = create_app(runtime=runtime)
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def run_jobs(runtime):
+    """Run every queued job in this process (RQ SimpleWorker, burst mode)."""
+    from searchjobs.worker.worker import run_worker
+
+    def run(queues=None) -> bool:
+        return run_worker(runtime, queues, burst=True, logging_level="WARNING")
+
+    return run
+
+
+def demo_image_bytes(index: int = 0, category: str | None = None) -> bytes:
+    """The PNG of one item of the session's demo catalog (seed 7)."""
+    from searchjobs.jobs import demo_catalog
+
+    for item in demo_catalog.generate_items(TEST_CATALOG_SIZE, seed=7):
+        if category is None or item.category == category:
+            if index == 0:
+                return item.image_png
+            index -= 1
+    raise LookupError(category)
