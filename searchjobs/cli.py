@@ -303,6 +303,191 @@ def cleanup(dry_run: bool, days: int | None) -> None:
                f"{report.images} images")
 
 
+# -- API keys --------------------------------------------------------------
+
+@main.group()
+def keys() -> None:
+    """API keys (shown once at creation; only a hash is stored)."""
+
+
+@keys.command("create")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="An admin key sees and changes every job.")
+def keys_create(name: str, admin: bool) -> None:
+    """Create a key for client NAME and print it once."""
+    from searchjobs.models import clients
+
+    runtime = _runtime()
+    if not name.strip() or len(name) > 100:
+        _fail("NAME must be 1-100 characters")
+    with runtime.engine.begin() as conn:
+        row, key = clients.create(conn, name.strip(), is_admin=admin)
+    click.echo(key)
+    click.echo(f"created {'admin ' if admin else ''}key {row['key_prefix']} for {row['name']!r}; "
+               "it is shown only now", err=True)
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def keys_list(as_json: bool) -> None:
+    """List clients and their keys' prefixes."""
+    from searchjobs.models import clients
+
+    runtime = _runtime()
+    with runtime.engine.connect() as conn:
+        rows = clients.list_all(conn)
+    if as_json:
+        click.echo(_json([{k: v for k, v in r.items()} for r in rows]))
+        return
+    _table(["prefix", "name", "admin", "created", "last used", "revoked"],
+           [[r["key_prefix"], r["name"], "yes" if r["is_admin"] else "", _when(r["created_at"]),
+             _when(r["last_used_at"]), _when(r["revoked_at"])] for r in rows])
+
+
+@keys.command("revoke")
+@click.argument("prefix_or_name")
+def keys_revoke(prefix_or_name: str) -> None:
+    """Revoke a key by its prefix (sjk_...) or its client's name."""
+    from searchjobs.models import clients
+
+    runtime = _runtime()
+    with runtime.engine.begin() as conn:
+        row = clients.revoke(conn, prefix_or_name)
+    if row is None:
+        _fail(f"no active key matches {prefix_or_name!r}", code=1)
+    click.echo(f"revoked {row['key_prefix']} ({row['name']})")
+
+
+# -- jobs -------------------------------------------------------------------
+
+@main.group()
+def jobs() -> None:
+    """Inspect and act on search jobs."""
+
+
+@jobs.command("list")
+@click.option("--status", type=click.Choice(["pending", "processing", "completed", "failed", "cancelled"]))
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True)
+def jobs_list(status: str | None, limit: int, as_json: bool) -> None:
+    """The newest jobs."""
+    from searchjobs.models import jobs as job_queries
+
+    runtime = _runtime()
+    with runtime.engine.connect() as conn:
+        rows = job_queries.list_jobs(conn, status=status, limit=limit, before_id=None, client_id=None, admin=True)
+    if as_json:
+        from searchjobs.cache import job_view
+
+        click.echo(_json([{k: v for k, v in job_view(r).items() if k != "results"} for r in rows]))
+        return
+    _table(["job id", "status", "progress", "stage", "attempts", "created", "error"],
+           [[r["job_id"], r["status"], f"{r['progress']}%", r["stage"] or "", str(r["attempts"]),
+             _when(r["created_at"]), r["error_code"] or ""] for r in rows])
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+def jobs_show(job_id: str, as_json: bool) -> None:
+    """One job, its events and its SMS (phone numbers masked)."""
+    from searchjobs.cache import job_view
+    from searchjobs.models import jobs as job_queries
+    from searchjobs.models import notifications as outbox
+    from searchjobs.notifications.phone import mask
+
+    runtime = _runtime()
+    with runtime.engine.connect() as conn:
+        row = job_queries.get(conn, job_id)
+        if row is None:
+            _fail(f"no job {job_id}", code=1)
+        events = job_queries.events(conn, job_id)
+        sms = outbox.for_job(conn, job_id)
+    view = job_view(row)
+    view["phone"] = mask(row["phone_number"]) if row["phone_number"] else None
+    view["worker"] = row["worker_name"]
+    view["sms_outbox"] = [{"status": n["status"], "to": mask(n["to_number"]), "attempts": n["attempts"],
+                           "provider_sid": n["provider_sid"], "last_error_code": n["last_error_code"]} for n in sms]
+    if as_json:
+        view["events"] = events
+        click.echo(_json(view))
+        return
+    for key in ("job_id", "status", "progress", "stage", "attempts", "version", "categories", "phone", "worker",
+                "error", "created_at", "started_at", "finished_at"):
+        click.echo(f"{key:>12}: {view.get(key)}")
+    for n in view["sms_outbox"]:
+        click.echo(f"{'sms':>12}: {n['status']} to {n['to']} (attempts {n['attempts']}, sid {n['provider_sid']})")
+    _table(["event", "kind", "status", "progress", "stage", "attempt", "at"],
+           [[str(e["id"]), e["kind"], e["status"], f"{e['progress']}%", e["stage"] or "", str(e["attempt"]),
+             _when(e["created_at"])] for e in events])
+
+
+@jobs.command("retry")
+@click.argument("job_id")
+def jobs_retry(job_id: str) -> None:
+    """Requeue a failed or cancelled job."""
+    from searchjobs.models import jobs as job_queries
+    from searchjobs.models.jobs import InvalidTransition
+    from searchjobs.queue import REDIS_ERRORS, enqueue_search
+
+    runtime = _runtime()
+    try:
+        with runtime.engine.begin() as conn:
+            if job_queries.get(conn, job_id) is None:
+                _fail(f"no job {job_id}", code=1)
+            row = job_queries.retry_failed(conn, job_id)
+    except InvalidTransition as exc:
+        _fail(exc.message, code=1)
+    runtime.cache.write_row(row)
+    try:
+        enqueue_search(runtime.redis, job_id, job_timeout=runtime.settings.job_timeout)
+        click.echo(f"{job_id}: requeued")
+    except REDIS_ERRORS:
+        click.echo(f"{job_id}: pending; Redis is unavailable, the reconciler will enqueue it")
+
+
+@jobs.command("cancel")
+@click.argument("job_id")
+def jobs_cancel(job_id: str) -> None:
+    """Cancel a job: a queued one never starts; a running one stops at its next step."""
+    from searchjobs.models import jobs as job_queries
+    from searchjobs.models.jobs import InvalidTransition
+
+    runtime = _runtime()
+    try:
+        with runtime.engine.begin() as conn:
+            if job_queries.get(conn, job_id) is None:
+                _fail(f"no job {job_id}", code=1)
+            row = job_queries.cancel(conn, job_id)
+    except InvalidTransition as exc:
+        _fail(exc.message, code=1)
+    runtime.cache.write_row(row)
+    state = "cancelled" if row["status"] == "cancelled" else "cancel requested (stops at its next step)"
+    click.echo(f"{job_id}: {state}")
+
+
+# -- output helpers -----------------------------------------------------------
+
+def _when(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def _json(value) -> str:
+    import json
+
+    return json.dumps(value, default=str, indent=2)
+
+
+def _table(headers: list[str], rows: list[list[str]], title: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*headers, title=title)
+    for row in rows:
+        table.add_row(*[str(c) for c in row])
+    Console().print(table)
+
+
 def run() -> None:
     try:
         main()

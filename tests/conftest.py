@@ -111,3 +111,40 @@ def demo_image_bytes(index: int = 0, category: str | None = None) -> bytes:
                 return item.image_png
             index -= 1
     raise LookupError(category)
+
+
+@pytest.fixture
+def image_server():
+    """A loopback HTTP server; `image_server(body, content_type)` returns a URL that serves `body`."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    routes: dict[str, tuple[bytes, str]] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            body, content_type = routes.get(self.path, (None, None))
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def serve(body: bytes, content_type: str = "image/png") -> str:
+        path = f"/img{len(routes)}.png"
+        routes[path] = (body, content_type)
+        return f"http://127.0.0.1:{server.server_address[1]}{path}"
+
+    yield serve
+    server.shutdown()
+    server.server_close()

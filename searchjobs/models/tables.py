@@ -25,10 +25,12 @@ from sqlalchemy import (
     func,
     text,
 )
+from pgvector.sqlalchemy import Vector
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 JOB_STATUSES = ("pending", "processing", "completed", "failed", "cancelled")
 FINISHED_STATUSES = ("completed", "failed", "cancelled")
+EMBEDDING_DIM = 256  # length of catalog embeddings (searchjobs.jobs.features.DESCRIPTOR_DIM; migration 0002)
 NOTIFICATION_STATUSES = ("pending", "sending", "unknown", "sent", "delivered", "undelivered", "failed", "skipped")
 
 metadata = MetaData(
@@ -188,8 +190,16 @@ catalog_items = Table(
     Column("image_data", LargeBinary),  # the image itself, served at /catalog/images/<sku>
     Column("image_content_type", Text),
     Column("attributes", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("embedding", Vector(EMBEDDING_DIM)),
     Column("embedding_version", Text),  # the descriptor that computed `embedding`
     _now(),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_catalog_items_category", "category"),
+    Index(
+        "ix_catalog_items_embedding_hnsw",
+        "embedding",
+        postgresql_using="hnsw",
+        postgresql_with={"m": 16, "ef_construction": 64},
+        postgresql_ops={"embedding": "vector_cosine_ops"},
+    ),
 )
