@@ -56,3 +56,4 @@ def configure(fmt: str = "auto", level: str = "INFO") -> None:
     root.setLevel(level)
     # these log full request URLs (phone numbers in Twilio look-ups) at DEBUG
     logging.getLogger("urllib3").setLevel(logging.INFO)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin, every start
