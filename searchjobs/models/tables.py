@@ -5,6 +5,7 @@ Keep it in step with searchjobs/migrations/versions: a test compares the two.
 
 from __future__ import annotations
 
+from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -25,7 +26,6 @@ from sqlalchemy import (
     func,
     text,
 )
-from pgvector.sqlalchemy import Vector
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 JOB_STATUSES = ("pending", "processing", "completed", "failed", "cancelled")
