@@ -48,18 +48,20 @@ def _link_in(body: str) -> str:
 def send(notification_id: int) -> str:
     """RQ entry point. Returns the outcome ("sent", "adopted", "retry", "unknown", "failed", "skipped")."""
     runtime = get_runtime()
+    # built before the claim: a configuration error must not leave the row `sending` (and re-claimed forever)
+    sender = runtime.sender
     with runtime.db.connect() as conn:
         row = outbox.claim(conn, notification_id, STALE_SENDING_SECONDS)
     if row is None:
         return "skipped"
-    sender = runtime.sender
     context = {"job_id": row["job_id"], "notification_id": notification_id, "to": mask(row["to_number"]),
                "attempt": row["attempts"]}
     settings = runtime.settings
     body = links.render_sms(row["body"], settings.secret_key, settings.public_base_url, row["job_id"])
     link = _link_in(body)
+    may_exist = row["previous_status"] in ("unknown", "sending")
 
-    if row["previous_status"] in ("unknown", "sending"):
+    if may_exist:
         # an earlier try may have reached the provider: look before sending again
         try:
             found = sender.find_sent(row["to_number"], row["first_attempt_at"], link)
@@ -74,12 +76,13 @@ def send(notification_id: int) -> str:
     try:
         message = sender.send(row["to_number"], body, status_callback=status_callback_url(runtime))
     except RetryableSendError as exc:
-        return _retry(runtime, row, "pending", exc, context)
+        # this try sent nothing, but an earlier one may have: keep `unknown` so the next try looks again
+        return _retry(runtime, row, "unknown" if may_exist else "pending", exc, context)
     except UnknownOutcomeError as exc:
         return _retry(runtime, row, "unknown", exc, context)
     except PermanentSendError as exc:
         with runtime.db.connect() as conn:
-            outbox.mark_failed(conn, notification_id, _code(exc), exc.message)
+            outbox.mark_failed(conn, notification_id, row["attempts"], _code(exc), exc.message)
         log.info("SMS rejected by the provider; not retried", extra={**context, "error_code": _code(exc)})
         return "failed"
     with runtime.db.connect() as conn:
@@ -95,12 +98,13 @@ def _code(exc: SendError) -> str:
 def _retry(runtime: Runtime, row: dict, status: str, exc: SendError, context: dict) -> str:
     if row["attempts"] >= MAX_SEND_ATTEMPTS:
         with runtime.db.connect() as conn:
-            outbox.mark_failed(conn, row["id"], _code(exc), f"gave up after {row['attempts']} attempts: {exc}")
+            outbox.mark_failed(conn, row["id"], row["attempts"], _code(exc),
+                               f"gave up after {row['attempts']} attempts: {exc}")
         log.warning("SMS given up", extra={**context, "error_code": _code(exc)})
         return "failed"
     delay = backoff_delay(row["attempts"], base=SMS_BACKOFF_BASE, cap=SMS_BACKOFF_MAX)
     with runtime.db.connect() as conn:
-        outbox.mark_retry(conn, row["id"], status=status, delay=delay, error_code=_code(exc),
+        outbox.mark_retry(conn, row["id"], row["attempts"], status=status, delay=delay, error_code=_code(exc),
                           error_message=exc.message)
     # expected: the scheduler enqueues the row again once it is due
     log.info("SMS send will be retried", extra={**context, "outcome": status, "error_code": _code(exc),

@@ -18,7 +18,10 @@ COLUMNS = (
 # Delivery statuses from the provider, in the order they can only move forward.
 PROVIDER_STATUS_RANK = {"accepted": 1, "queued": 1, "sending": 2, "sent": 3, "delivered": 4, "undelivered": 4,
                         "failed": 4, "canceled": 4, "read": 5}
-TERMINAL_PROVIDER_STATUSES = {"delivered": "delivered", "undelivered": "undelivered", "failed": "failed"}
+# Our row status for each provider status; anything not listed means "sent" (accepted, on its way).
+# "read" comes after "delivered" (it must not move the row back to "sent"); "canceled" was never sent.
+TERMINAL_PROVIDER_STATUSES = {"delivered": "delivered", "undelivered": "undelivered", "failed": "failed",
+                              "canceled": "failed", "read": "delivered"}
 
 _CLAIM = sa.text(
     f"""
@@ -48,40 +51,60 @@ def claim(conn: sa.Connection, notification_id: int, stale_after: float) -> dict
 
 
 def mark_sent(conn: sa.Connection, notification_id: int, provider: str, sid: str, provider_status: str) -> None:
+    """Record the provider's message, and a `notified` event on the job's activity log.
+
+    Not fenced by attempt: any claim's sid is the truth about what was sent.
+    """
     conn.execute(
         sa.text(
-            "UPDATE notifications SET status = 'sent', provider = :provider, provider_sid = :sid, "
-            "provider_status = :pstatus, sent_at = coalesce(sent_at, now()), updated_at = now(), "
-            "next_attempt_at = NULL, last_error_code = NULL, last_error_message = NULL "
-            "WHERE id = :id AND status = 'sending'"
+            """
+            WITH n AS (
+                UPDATE notifications SET status = 'sent', provider = :provider, provider_sid = :sid,
+                       provider_status = :pstatus, sent_at = coalesce(sent_at, now()), updated_at = now(),
+                       next_attempt_at = NULL, last_error_code = NULL, last_error_message = NULL
+                 WHERE id = :id AND status = 'sending'
+                RETURNING job_id, channel
+            )
+            INSERT INTO search_job_events (job_id, kind, status, progress, stage, version, attempt, detail)
+            SELECT j.job_id, 'notified', j.status, j.progress, j.stage, j.version, j.attempts,
+                   jsonb_build_object('channel', n.channel, 'provider', CAST(:provider AS text))
+              FROM n JOIN search_jobs j ON j.job_id = n.job_id
+            """
         ),
         {"id": notification_id, "provider": provider, "sid": sid, "pstatus": provider_status},
     )
 
 
-def mark_retry(conn: sa.Connection, notification_id: int, *, status: str, delay: float, error_code: str | None,
-               error_message: str) -> None:
-    """Back to `pending` (definitely not sent) or `unknown` (may have been sent), due again after `delay`."""
+def mark_retry(conn: sa.Connection, notification_id: int, attempt: int, *, status: str, delay: float,
+               error_code: str | None, error_message: str) -> None:
+    """Back to `pending` (definitely not sent) or `unknown` (may have been sent), due again after `delay`.
+
+    Only for the claim numbered `attempt`: a sender presumed dead (its row re-claimed after
+    STALE_SENDING_SECONDS) must not put a newer attempt's row back to `pending`, which would
+    make the next try send without looking the message up first.
+    """
     assert status in ("pending", "unknown")
     conn.execute(
         sa.text(
             "UPDATE notifications SET status = :status, next_attempt_at = now() + make_interval(secs => :delay), "
             "last_error_code = :code, last_error_message = :message, updated_at = now() "
-            "WHERE id = :id AND status = 'sending'"
+            "WHERE id = :id AND status = 'sending' AND attempts = :attempt"
         ),
-        {"id": notification_id, "status": status, "delay": float(delay), "code": error_code,
+        {"id": notification_id, "attempt": attempt, "status": status, "delay": float(delay), "code": error_code,
          "message": error_message[:300]},
     )
 
 
-def mark_failed(conn: sa.Connection, notification_id: int, error_code: str | None, error_message: str) -> None:
-    """A permanent failure: recorded, never retried. The job stays completed."""
+def mark_failed(conn: sa.Connection, notification_id: int, attempt: int, error_code: str | None,
+                error_message: str) -> None:
+    """A permanent failure: recorded, never retried. The job stays completed. Only for the claim `attempt`."""
     conn.execute(
         sa.text(
             "UPDATE notifications SET status = 'failed', next_attempt_at = NULL, last_error_code = :code, "
-            "last_error_message = :message, updated_at = now() WHERE id = :id AND status = 'sending'"
+            "last_error_message = :message, updated_at = now() "
+            "WHERE id = :id AND status = 'sending' AND attempts = :attempt"
         ),
-        {"id": notification_id, "code": error_code, "message": error_message[:300]},
+        {"id": notification_id, "attempt": attempt, "code": error_code, "message": error_message[:300]},
     )
 
 
@@ -109,6 +132,12 @@ def apply_provider_status(conn: sa.Connection, sid: str, provider_status: str, e
         {"sid": sid, "pstatus": provider_status, "status": new_status, "rank": rank, "code": error_code},
     )
     return result.rowcount > 0
+
+
+def has_provider_sid(conn: sa.Connection, sid: str) -> bool:
+    """True if an outbox row carries this provider message sid (tells an unknown sid from a stale report)."""
+    return conn.execute(sa.text("SELECT 1 FROM notifications WHERE provider_sid = :sid LIMIT 1"),
+                        {"sid": sid}).first() is not None
 
 
 def due(conn: sa.Connection, stale_after: float, limit: int = 500) -> list[int]:

@@ -10,7 +10,8 @@ from searchjobs import defaults
 from searchjobs.config import Settings
 from searchjobs.jobs.runtime import Runtime
 from searchjobs.jobs.runtime import install as install_runtime
-from searchjobs.web import api, errors, health, media
+from searchjobs.web import api, errors, events, health, media, pages, security, webhooks
+from searchjobs.web import metrics as web_metrics
 from searchjobs.web import runtime as web_runtime
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     install_runtime(rt)
     web_runtime.init_app(app, rt)
     errors.init_app(app)
+    security.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(media.bp)
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(events.bp)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(web_metrics.bp)
     return app
