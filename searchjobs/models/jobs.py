@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from searchjobs import defaults
 from searchjobs.errors import Conflict, SearchJobsError
 
 # Columns every statement returns: enough to build the cached public view.
@@ -89,6 +90,14 @@ _CREATE = sa.text(
     """
 )
 
+# The unique index on (client, key) has no time limit: a key past the window is
+# cleared from its old job just before the insert, in the same transaction.
+_RELEASE_EXPIRED_KEY = sa.text(
+    "UPDATE search_jobs SET idempotency_key = NULL "
+    "WHERE coalesce(client_id, 0) = coalesce(:client_id, 0) AND idempotency_key = :key "
+    "AND created_at < now() - make_interval(hours => :hours)"
+)
+
 _BY_IDEMPOTENCY_KEY = sa.text(
     f"SELECT {JOB_COLUMNS}, request_hash, false AS created FROM search_jobs "
     "WHERE coalesce(client_id, 0) = coalesce(:client_id, 0) AND idempotency_key = :key"
@@ -98,9 +107,13 @@ _BY_IDEMPOTENCY_KEY = sa.text(
 def create(conn: sa.Connection, job: NewJob) -> dict:
     """Insert a pending job and its `created` event in one statement.
 
-    With an idempotency key already used by this client, returns the existing
-    job instead (with `created` False); the caller compares `request_hash`.
+    With an idempotency key this client used within the idempotency window,
+    returns the existing job instead (with `created` False); the caller compares
+    `request_hash`. A key older than the window is released and used afresh.
     """
+    if job.idempotency_key is not None:
+        conn.execute(_RELEASE_EXPIRED_KEY, {"client_id": job.client_id, "key": job.idempotency_key,
+                                            "hours": defaults.IDEMPOTENCY_WINDOW_HOURS})
     row = _row(
         conn.execute(
             _CREATE,
@@ -357,8 +370,10 @@ _CANCEL_PENDING = sa.text(
     SELECT * FROM j
     """
 )
+# The version moves so the cached view shows the request; the running attempt then
+# finds its version stale at its next write, sees cancel_requested and stops.
 _REQUEST_CANCEL = sa.text(
-    f"UPDATE search_jobs SET cancel_requested = true, updated_at = now() "
+    f"UPDATE search_jobs SET cancel_requested = true, updated_at = now(), version = version + 1 "
     f"WHERE job_id = :job_id AND status = 'processing' RETURNING {JOB_COLUMNS}"
 )
 
@@ -408,23 +423,30 @@ def retry_failed(conn: sa.Connection, job_id: str) -> dict:
 
 # -- reconciler -----------------------------------------------------------
 
+# A job whose worker is gone: cancelled if the client asked for it, failed once its
+# attempts are used up, else pending and due at once (run_after = now(), so the same
+# reconciler pass enqueues it instead of waiting out the pending grace).
 _EXPIRED_LEASES = sa.text(
     f"""
     WITH j AS (
         UPDATE search_jobs
-           SET status = CASE WHEN attempts >= :max_attempts THEN 'failed' ELSE 'pending' END,
-               error_code = CASE WHEN attempts >= :max_attempts THEN 'worker_lost' ELSE error_code END,
-               error = CASE WHEN attempts >= :max_attempts
-                            THEN 'the job lost its worker too many times' ELSE error END,
-               finished_at = CASE WHEN attempts >= :max_attempts THEN now() ELSE NULL END,
-               stage = CASE WHEN attempts >= :max_attempts THEN stage ELSE 'queued' END,
-               worker_name = NULL, lease_expires_at = NULL, run_after = NULL, updated_at = now(),
+           SET status = CASE WHEN cancel_requested THEN 'cancelled'
+                             WHEN attempts >= :max_attempts THEN 'failed' ELSE 'pending' END,
+               error_code = CASE WHEN cancel_requested THEN error_code
+                                 WHEN attempts >= :max_attempts THEN 'worker_lost' ELSE error_code END,
+               error = CASE WHEN cancel_requested THEN error
+                            WHEN attempts >= :max_attempts THEN 'the job lost its worker too many times'
+                            ELSE error END,
+               finished_at = CASE WHEN cancel_requested OR attempts >= :max_attempts THEN now() ELSE NULL END,
+               stage = CASE WHEN cancel_requested OR attempts >= :max_attempts THEN stage ELSE 'queued' END,
+               run_after = CASE WHEN cancel_requested OR attempts >= :max_attempts THEN NULL ELSE now() END,
+               worker_name = NULL, lease_expires_at = NULL, updated_at = now(),
                version = version + 1
          WHERE status = 'processing' AND lease_expires_at < now()
         RETURNING {JOB_COLUMNS}
     ), e AS (
         INSERT INTO search_job_events (job_id, kind, status, progress, stage, version, attempt, detail)
-        SELECT job_id, CASE WHEN status = 'failed' THEN 'failed' ELSE 'retried' END, status, progress, stage,
+        SELECT job_id, CASE WHEN status = 'pending' THEN 'retried' ELSE status END, status, progress, stage,
                version, attempts, '{{"reason": "lease_expired"}}'::jsonb FROM j
     )
     SELECT * FROM j
@@ -467,14 +489,21 @@ def events(conn: sa.Connection, job_id: str, after: int = 0, limit: int = 1000) 
 
 
 def changes(conn: sa.Connection, after: int, limit: int, client_id: int | None, admin: bool) -> list[dict]:
-    """The change feed: events of every visible job after a cursor, in id order."""
+    """The change feed: events of every visible job after a cursor, in id order.
+
+    An event appears once every transaction that started before it has ended,
+    so a client that stores the last id it saw never misses an event.
+    """
     where = "" if admin else (
         "AND j.client_id = :client_id" if client_id is not None else "AND false"
     )
     stmt = sa.text(
         "SELECT e.id, e.job_id, e.kind, e.status, e.progress, e.stage, e.version, e.attempt, e.created_at "
         "FROM search_job_events e JOIN search_jobs j ON j.job_id = e.job_id "
-        f"WHERE e.id > :after {where} ORDER BY e.id LIMIT :limit"
+        f"WHERE e.id > :after {where} "
+        # only events of transactions older than any still running: a later cursor never skips one
+        "AND e.tx_id < (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint "
+        "ORDER BY e.id LIMIT :limit"
     )
     return [dict(r) for r in conn.execute(stmt, {"after": after, "limit": limit, "client_id": client_id}).mappings()]
 

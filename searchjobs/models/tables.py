@@ -141,6 +141,8 @@ search_job_events = Table(
     Column("version", Integer, nullable=False),
     Column("attempt", Integer, nullable=False, server_default="0"),
     Column("detail", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    # the writing transaction (xid8 as bigint): the change feed returns only events of finished transactions
+    Column("tx_id", BigInteger, nullable=False, server_default=text("(pg_current_xact_id()::text)::bigint")),
     _now(),
     Index("ix_search_job_events_job_id_id", "job_id", "id"),
 )
