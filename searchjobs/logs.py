@@ -45,14 +45,32 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of each record (test runners swap it)."""
+
+    def __init__(self):
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def configure(fmt: str = "auto", level: str = "INFO") -> None:
-    """Install one handler on the root logger. fmt: "json", "text" or "auto" (text on a terminal)."""
+    """Install our handler on the root logger (replacing an earlier one of ours, keeping others).
+
+    fmt: "json", "text" or "auto" (text on a terminal).
+    """
     if fmt == "auto":
         fmt = "text" if sys.stderr.isatty() else "json"
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h, StderrHandler)] + [handler]
     root.setLevel(level)
     # these log full request URLs (phone numbers in Twilio look-ups) at DEBUG
     logging.getLogger("urllib3").setLevel(logging.INFO)
