@@ -1,0 +1,96 @@
+"""`searchjobs up` as a person runs it: embedded servers by default, external ones with the two URLs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+import requests
+
+from searchjobs.embedded import free_port
+from tests.conftest import demo_image_bytes
+
+pytestmark = pytest.mark.slow
+
+
+def run_up(tmp_path, env_extra: dict, *args: str):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")}
+    env.update({"SEARCHJOBS_DATA_DIR": str(tmp_path / "data"), "SEARCHJOBS_LOG_FORMAT": "json", **env_extra})
+    log = open(tmp_path / "up.log", "wb")  # noqa: SIM115 - closed by the caller's `finish`
+    proc = subprocess.Popen([sys.executable, "-m", "searchjobs", "up", "--port", str(port), "--workers", "1", *args],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    base = f"http://127.0.0.1:{port}"
+
+    def finish() -> str:
+        children = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        try:
+            proc.wait(60)
+        finally:
+            log.close()
+        gone, alive = psutil.wait_procs([c for c in children if c.is_running()], timeout=10)
+        output = (tmp_path / "up.log").read_text(errors="replace")
+        assert proc.returncode == 0, output[-3000:]
+        assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], "up left processes behind"
+        return output
+
+    return proc, base, finish
+
+
+def wait_ready(proc, base: str, timeout: float, tmp_path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, (tmp_path / "up.log").read_text(errors="replace")[-3000:]
+        try:
+            if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.25)
+    raise AssertionError("searchjobs up did not become ready")
+
+
+def complete_one_job(base: str, category: str) -> dict:
+    response = requests.post(f"{base}/api/search-jobs", timeout=10,
+                             files={"image": ("p.png", demo_image_bytes(0, category), "image/png")},
+                             data={"categories": category})
+    assert response.status_code == 202, response.text
+    job_id = response.json()["job_id"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        body = requests.get(f"{base}/api/search-jobs/{job_id}", timeout=5).json()
+        if body["status"] in ("completed", "failed"):
+            return body
+        time.sleep(0.2)
+    raise AssertionError("the job did not finish")
+
+
+def test_up_on_the_embedded_default_then_again_reusing_the_data(tmp_path):
+    proc, base, finish = run_up(tmp_path, {}, "--demo-size", "40")
+    wait_ready(proc, base, 120, tmp_path)
+    assert complete_one_job(base, "dress")["status"] == "completed"
+    output = finish()
+    assert "searchjobs is running at" in output and str(tmp_path / "data") in output
+    assert "Demo catalog" in output
+
+    proc, base, finish = run_up(tmp_path, {}, "--demo-size", "40")  # same data dir: reused, no reload
+    wait_ready(proc, base, 120, tmp_path)
+    categories = requests.get(f"{base}/api/categories", timeout=5).json()["categories"]
+    assert sum(c["items"] for c in categories) == 40
+    output = finish()
+    assert "Loading the demo catalog" not in output
+
+
+def test_up_with_external_servers_starts_nothing_embedded(tmp_path, settings, runtime):
+    proc, base, finish = run_up(tmp_path, {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url})
+    wait_ready(proc, base, 60, tmp_path)
+    body = complete_one_job(base, "shoes")
+    assert body["status"] == "completed" and body["progress"] == 100
+    output = finish()
+    assert "Starting embedded" not in output and not (tmp_path / "data" / "postgres").exists()
