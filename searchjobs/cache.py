@@ -14,7 +14,7 @@ from datetime import datetime
 
 import redis
 
-from searchjobs import defaults
+from searchjobs import defaults, metrics
 from searchjobs.models import jobs as job_queries
 from searchjobs.models.db import translate_errors
 
@@ -122,7 +122,9 @@ def read_through(cache: JobCache, engine, job_id: str) -> tuple[dict | None, str
     """
     view = cache.read(job_id)
     if view is not None:
+        metrics.CACHE_LOOKUPS.labels("hit").inc()
         return view, "hit"
+    metrics.CACHE_LOOKUPS.labels("miss").inc()
 
     @translate_errors
     def from_db() -> dict | None:
@@ -156,6 +158,8 @@ def read_through_token(cache: JobCache, engine, token_hash: str) -> tuple[dict |
         with engine.connect() as conn:
             return job_queries.get_by_token_hash(conn, token_hash)
 
+    if job_id is None:  # the token was not cached (read_through counted the other case)
+        metrics.CACHE_LOOKUPS.labels("miss").inc()
     row = from_db()
     if row is None:
         return None, "miss"

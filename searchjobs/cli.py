@@ -21,7 +21,7 @@ import click
 
 from searchjobs import __version__, defaults
 from searchjobs.config import Settings
-from searchjobs.errors import ConfigError, SearchJobsError
+from searchjobs.errors import ConfigError, DependencyUnavailable, SearchJobsError
 
 log = logging.getLogger("searchjobs.cli")
 
@@ -102,6 +102,11 @@ def up(port: int, host: str, worker_count: int, demo_size: int) -> None:
     public_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     env.setdefault("PUBLIC_BASE_URL", public_url)
     env["SEARCHJOBS_DATA_DIR"] = str(data_dir)
+    # one metrics folder for web, workers and scheduler: /metrics then adds up every process's counters
+    metrics_dir = Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(data_dir / "metrics")))
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    for stale in metrics_dir.glob("*.db"):  # values of an earlier run's processes
+        stale.unlink()
     children: list[subprocess.Popen] = []
     try:
         database_url = env["DATABASE_URL"]
@@ -298,9 +303,146 @@ def cleanup(dry_run: bool, days: int | None) -> None:
 
     runtime = _runtime()
     report = run_cleanup(runtime, retention_days=days, dry_run=dry_run)
+    if report.skipped:
+        _fail("another cleanup is running (the scheduler's, or a second `searchjobs cleanup`); nothing deleted",
+              code=1)
     verb = "would delete" if dry_run else "deleted"
     click.echo(f"{verb}: {report.jobs} jobs, {report.events} events, {report.notifications} notifications, "
                f"{report.images} images")
+
+
+# -- status ------------------------------------------------------------------
+
+STATUS_STUCK_PENDING = 300  # seconds; a pending job older than this means no worker is taking jobs
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def collect_status(runtime, failed_limit: int = 10) -> dict:
+    """What `searchjobs status` shows, as one dict; a part whose server is unreachable is None."""
+    from datetime import UTC, datetime, timedelta
+
+    import sqlalchemy as sa
+
+    from searchjobs.metrics import unfinished_summary
+    from searchjobs.models import jobs as job_queries
+    from searchjobs.models import notifications as outbox
+    from searchjobs.models.db import is_disconnect
+    from searchjobs.queue import REDIS_ERRORS, queue_overview, worker_overview
+
+    now = datetime.now(UTC)
+    report = {"checked_at": now.isoformat(), "redis": {"ok": True, "error": None},
+              "postgres": {"ok": True, "error": None}, "queues": None, "workers": None, "jobs": None,
+              "failed_jobs": None, "sms_outbox": None, "warnings": []}
+    try:
+        report["queues"] = queue_overview(runtime.redis)
+        report["workers"] = worker_overview(runtime.redis)
+    except REDIS_ERRORS as exc:
+        report["redis"] = {"ok": False, "error": _first_line(exc)}
+    try:
+        with runtime.engine.connect() as conn:
+            day_ago = now - timedelta(days=1)
+            report["jobs"] = {
+                "last_hour": job_queries.counts_by_status(conn, now - timedelta(hours=1)),
+                "last_day": job_queries.counts_by_status(conn, day_ago),
+                "unfinished": unfinished_summary(conn),
+            }
+            failed = job_queries.list_jobs(conn, status="failed", limit=failed_limit, before_id=None,
+                                           client_id=None, admin=True)
+            report["failed_jobs"] = [
+                {"job_id": r["job_id"], "error_code": r["error_code"], "error": r["error"],
+                 "attempts": r["attempts"], "finished_at": r["finished_at"].isoformat() if r["finished_at"] else None}
+                for r in failed if r["finished_at"] is None or r["finished_at"] >= day_ago
+            ]
+            report["sms_outbox"] = outbox.counts_by_status(conn)
+    except sa.exc.DBAPIError as exc:
+        if not is_disconnect(exc):
+            raise
+        report["postgres"] = {"ok": False, "error": _first_line(exc)}
+
+    warnings = report["warnings"]
+    if report["workers"] is not None and not report["workers"]:
+        warnings.append("no RQ worker is registered: start `searchjobs worker` processes")
+    if report["jobs"] is not None:
+        pending = report["jobs"]["unfinished"]["pending"]
+        if (pending["oldest_age_s"] or 0) > STATUS_STUCK_PENDING:
+            warnings.append(f"{pending['count']} pending job(s), the oldest {_age(pending['oldest_age_s'])} old: "
+                            "are workers and the scheduler running?")
+    if report["sms_outbox"]:
+        stuck = {s: n for s, n in report["sms_outbox"].items() if s in ("failed", "unknown", "undelivered")}
+        if stuck:
+            warnings.append("SMS outbox: " + ", ".join(f"{n} {s}" for s, n in sorted(stuck.items())))
+    return report
+
+
+def _unfinished_cell(summary: dict | None) -> str:
+    if summary is None:
+        return ""
+    if not summary["count"]:
+        return "0"
+    return f"{summary['count']} (oldest {_age(summary['oldest_age_s'])})"
+
+
+def _print_status(report: dict) -> None:
+    for name, label in (("postgres", "Postgres"), ("redis", "Redis")):
+        state = report[name]
+        click.echo(f"{label}: {'ok' if state['ok'] else 'UNREACHABLE (' + state['error'] + ')'}")
+    if report["queues"] is not None:
+        _table(["queue", "waiting", "oldest", "running", "failed (RQ)"],
+               [[q["queue"], q["depth"], _age(q["oldest_age_s"]), q["started"], q["failed"]]
+                for q in report["queues"]], title="Queues")
+    if report["workers"] is not None:
+        _table(["worker", "host", "pid", "state", "current job", "heartbeat"],
+               [[w["name"], w["host"] or "", w["pid"] or "", w["state"], w["current_job"] or "",
+                 _age(w["heartbeat_age_s"]) + " ago" if w["heartbeat_age_s"] is not None else ""]
+                for w in report["workers"]], title=f"Workers ({len(report['workers'])})")
+    if report["jobs"] is not None:
+        jobs = report["jobs"]
+        statuses = ("pending", "processing", "completed", "failed", "cancelled")
+        _table(["status", "created last hour", "created last day", "now (oldest)"],
+               [[s, jobs["last_hour"].get(s, 0), jobs["last_day"].get(s, 0),
+                 _unfinished_cell(jobs["unfinished"].get(s))] for s in statuses], title="Jobs")
+    if report["failed_jobs"]:
+        _table(["job id", "error code", "attempts", "finished", "message"],
+               [[f["job_id"], f["error_code"] or "", f["attempts"], (f["finished_at"] or "")[:19].replace("T", " "),
+                 (f["error"] or "")[:80]] for f in report["failed_jobs"]], title="Failed in the last day")
+    if report["sms_outbox"] is not None:
+        _table(["status", "rows"], [[s, n] for s, n in sorted(report["sms_outbox"].items())], title="SMS outbox")
+    for warning in report["warnings"]:
+        click.echo(f"attention: {warning}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (for scripts).")
+@click.option("--failed", "failed_limit", default=10, show_default=True, type=click.IntRange(0, 1000),
+              help="How many recent failed jobs to list.")
+def status(as_json: bool, failed_limit: int) -> None:
+    """Queues, workers, jobs by status, failed jobs and the SMS outbox.
+
+    Exit code 0 when Postgres and Redis both answer, 1 when either is
+    unreachable (what the other one says is printed all the same).
+    """
+    runtime = _runtime()
+    report = collect_status(runtime, failed_limit)
+    if as_json:
+        click.echo(_json(report))
+    else:
+        _print_status(report)
+    sys.exit(0 if report["postgres"]["ok"] and report["redis"]["ok"] else 1)
 
 
 # -- API keys --------------------------------------------------------------
@@ -439,6 +581,7 @@ def jobs_retry(job_id: str) -> None:
     except InvalidTransition as exc:
         _fail(exc.message, code=1)
     runtime.cache.write_row(row)
+    log.info("job retried by an operator", extra={"job_id": job_id, "attempt": row["attempts"]})
     try:
         enqueue_search(runtime.redis, job_id, job_timeout=runtime.settings.job_timeout)
         click.echo(f"{job_id}: requeued")
@@ -462,6 +605,8 @@ def jobs_cancel(job_id: str) -> None:
     except InvalidTransition as exc:
         _fail(exc.message, code=1)
     runtime.cache.write_row(row)
+    log.info("job cancel requested by an operator", extra={"job_id": job_id, "attempt": row["attempts"],
+                                                           "status": row["status"]})
     state = "cancelled" if row["status"] == "cancelled" else "cancel requested (stops at its next step)"
     click.echo(f"{job_id}: {state}")
 
@@ -488,11 +633,33 @@ def _table(headers: list[str], rows: list[list[str]], title: str | None = None) 
     Console().print(table)
 
 
+def _unreachable(exc: BaseException) -> str | None:
+    """A one-line reason when `exc` says Postgres or Redis cannot be reached, else None."""
+    import sqlalchemy as sa
+
+    from searchjobs.models.db import is_disconnect
+    from searchjobs.queue import REDIS_ERRORS
+
+    if isinstance(exc, sa.exc.DBAPIError) and is_disconnect(exc):
+        return f"Postgres is unreachable or failing ({_first_line(exc)})"
+    if isinstance(exc, REDIS_ERRORS):
+        return f"Redis is unreachable ({_first_line(exc)})"
+    return None
+
+
 def run() -> None:
     try:
         main()
+    except DependencyUnavailable as exc:
+        _fail(exc.message, code=1)
     except (ConfigError, SearchJobsError) as exc:
         _fail(exc.message)
+    except Exception as exc:
+        # an outage is an answer (exit 1), not a stack trace
+        reason = _unreachable(exc)
+        if reason is None:
+            raise
+        _fail(reason, code=1)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,11 @@ class Settings:
     twilio_timeout: float = 10.0
     metrics_token: str | None = None
     log_format: str = "auto"  # "json", "text" or "auto" (text on a terminal)
+    rate_limits: bool = True  # SEARCHJOBS_RATE_LIMITS=off disables every limit (see web/limits.py)
+    rate_limit_keyed: str = "120/minute"  # submits per API key
+    rate_limit_anonymous: str = "20/minute"  # submits per client IP without a key
+    rate_limit_keyed_reads: str = "1200/minute"  # other /api calls per API key
+    rate_limit_anonymous_reads: str = "300/minute"  # other /api calls per client IP without a key
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -95,6 +100,11 @@ class Settings:
             twilio_timeout=float(env.get("TWILIO_TIMEOUT") or 10.0),
             metrics_token=env.get("SEARCHJOBS_METRICS_TOKEN") or None,
             log_format=env.get("SEARCHJOBS_LOG_FORMAT") or "auto",
+            rate_limits=_bool(env, "SEARCHJOBS_RATE_LIMITS", True),
+            rate_limit_keyed=env.get("SEARCHJOBS_RATE_LIMIT_KEYED") or "120/minute",
+            rate_limit_anonymous=env.get("SEARCHJOBS_RATE_LIMIT_ANONYMOUS") or "20/minute",
+            rate_limit_keyed_reads=env.get("SEARCHJOBS_RATE_LIMIT_KEYED_READS") or "1200/minute",
+            rate_limit_anonymous_reads=env.get("SEARCHJOBS_RATE_LIMIT_ANONYMOUS_READS") or "300/minute",
         )
 
     @property

@@ -53,9 +53,11 @@ def rq_job_id(job_id: str, attempts: int) -> str:
     """The RQ id of the pointer for a job's next try: our job_id, suffixed after the first try.
 
     A retry gets its own id because it is enqueued while the RQ job of the try
-    before is still finishing, and RQ would mark a shared id finished.
+    before is still finishing, and RQ would mark a shared id finished. RQ ids
+    allow only letters, digits, "_" and "-"; job ids all have one length, so
+    "<job_id>-<n>" can never be another job's id.
     """
-    return job_id if attempts == 0 else f"{job_id}.{attempts}"
+    return job_id if attempts == 0 else f"{job_id}-{attempts}"
 
 
 def enqueue_search(connection: redis.Redis, job_id: str, *, attempts: int = 0,
@@ -97,3 +99,51 @@ def is_waiting(connection: redis.Redis, rq_job_id: str) -> bool:
         return False
     status = job.get_status(refresh=False)
     return status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
+
+
+# -- inspection (the `status` command and the metrics scrape) ------------------
+
+def queue_overview(connection: redis.Redis, names: tuple[str, ...] = defaults.ALL_QUEUES) -> list[dict]:
+    """Per queue: jobs waiting, the age of the oldest one, and RQ's started/failed registries."""
+    from rq.utils import now
+
+    overview = []
+    for name in names:
+        queue = Queue(name, connection=connection)
+        oldest_age = None
+        head = queue.get_job_ids(0, 1)  # RQ pops from the left: the head is the oldest
+        if head:
+            try:
+                job = Job.fetch(head[0], connection=connection)  # not queue.fetch_job: that one deletes strays
+            except Exception:  # the hash expired or is unreadable: age unknown
+                job = None
+            if job is not None and job.enqueued_at is not None:
+                oldest_age = max(0.0, (now() - job.enqueued_at).total_seconds())
+        overview.append({
+            "queue": name,
+            "depth": queue.count,
+            "oldest_age_s": oldest_age,
+            "started": queue.started_job_registry.count,
+            "failed": queue.failed_job_registry.count,
+        })
+    return overview
+
+
+def worker_overview(connection: redis.Redis) -> list[dict]:
+    """RQ's registered workers. A killed worker stays listed until its key expires (RQ's worker TTL)."""
+    from rq import Worker
+    from rq.utils import now
+
+    workers = []
+    for worker in Worker.all(connection=connection):
+        beat = worker.last_heartbeat
+        workers.append({
+            "name": worker.name,
+            "host": worker.hostname,
+            "pid": worker.pid,
+            "state": worker.get_state(),
+            "current_job": worker.get_current_job_id(),
+            "queues": worker.queue_names(),
+            "heartbeat_age_s": (now() - beat).total_seconds() if beat else None,
+        })
+    return sorted(workers, key=lambda w: w["name"])

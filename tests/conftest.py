@@ -57,6 +57,7 @@ def settings(servers) -> Settings:
         "PUBLIC_BASE_URL": "http://testserver",
         "SEARCHJOBS_IMAGE_ALLOW_LOOPBACK": "true",
         "SEARCHJOBS_LEASE_SECONDS": "20",
+        "SEARCHJOBS_RATE_LIMITS": "off",  # tests/integration/test_rate_limits.py turns them on
     }
     return Settings.from_env(env)
 

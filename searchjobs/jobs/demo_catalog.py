@@ -268,7 +268,7 @@ def _shade(rgb: RGB, factor: float) -> RGB:
 
 
 def _mix(a: RGB, b: RGB, t: float) -> RGB:
-    return tuple(int(round(x * (1 - t) + y * t)) for x, y in zip(a, b))  # type: ignore[return-value]
+    return tuple(int(round(x * (1 - t) + y * t)) for x, y in zip(a, b, strict=True))  # type: ignore[return-value]
 
 
 def _pattern_texture(pattern: str, main: RGB, sec: RGB, rng: np.random.Generator) -> Image.Image:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from searchjobs import defaults
+from searchjobs import defaults, metrics
 from searchjobs.errors import SearchJobsError
 from searchjobs.jobs.runtime import Runtime
 from searchjobs.models import jobs as job_queries
@@ -89,6 +89,7 @@ class JobAttempt:
         self.row = row
         self.job_id: str = row["job_id"]
         self.attempt: int = row["attempts"]
+        self.stage_started = time.perf_counter()  # for the per-stage duration metric
 
     @property
     def version(self) -> int:
@@ -110,6 +111,7 @@ class JobAttempt:
         runtime.current_attempt = attempt
         runtime.cache.write_row(row)
         log.info("job claimed", extra={"job_id": job_id, "attempt": attempt.attempt, "worker": runtime.worker_name})
+        metrics.job_claimed(row)
         return attempt
 
     # -- steps ------------------------------------------------------------
@@ -118,14 +120,16 @@ class JobAttempt:
         """After a write that matched nothing: was it ours (landed before a dropped answer) or did we lose?"""
         if row is not None:
             return row
-        with self.rt.db.connect() as conn:
-            current = job_queries.get(conn, self.job_id)
+        current, _ = _with_db_retry(lambda c: job_queries.get(c, self.job_id), self.rt.db, "read", self.job_id)
         if current is None:
             raise LostOwnership("the job was deleted")
-        mine = current["worker_name"] == self.rt.worker_name and current["attempts"] == self.attempt
-        if retried and mine and current["version"] == self.version + 1 and all(
-            current[k] == v for k, v in expected.items()
-        ):
+        same_attempt = current["attempts"] == self.attempt
+        mine = same_attempt and current["worker_name"] == self.rt.worker_name
+        # a requeue clears worker_name, so "ours" is judged on the attempt, the version and the values written
+        landed = (retried and same_attempt and current["worker_name"] in (self.rt.worker_name, None)
+                  and current["version"] == self.version + 1
+                  and all(current[k] == v for k, v in expected.items()))
+        if landed:
             return current
         if mine and current["status"] == "processing" and current["cancel_requested"]:
             return current
@@ -138,14 +142,23 @@ class JobAttempt:
         """Persist one progress step (committed before returning), then cache it."""
         if self.rt.release_requested.is_set():
             self.release("shutdown")
+        metrics.stage_done(stage, time.perf_counter() - self.stage_started)
+        write_started = time.perf_counter()
         row, retried = _with_db_retry(
             lambda c: job_queries.progress(c, self.job_id, self.version, progress, stage,
                                            self.rt.settings.lease_seconds, detail),
             self.rt.db, "progress", self.job_id,
         )
+        self.stage_started = time.perf_counter()
+        metrics.PROGRESS_WRITE.observe(self.stage_started - write_started)
         self.row = self._adopt_or_lose(row, retried, {"stage": stage})
         self.rt.cache.write_row(self.row)
         if self.row["cancel_requested"]:
+            self._cancel()
+
+    def _cancel_if_requested(self) -> None:
+        """Our write was refused because the client asked to cancel meanwhile: the cancel wins."""
+        if self.row["status"] == "processing" and self.row["cancel_requested"]:
             self._cancel()
 
     def _cancel(self) -> None:
@@ -155,6 +168,7 @@ class JobAttempt:
             self.row = row
             self.rt.cache.write_row(row)
         log.info("job cancelled at a progress step", extra={"job_id": self.job_id, "attempt": self.attempt})
+        metrics.JOBS_CANCELLED.inc()
         raise JobCancelled("the job was cancelled")
 
     def complete(self, results: dict, sms_body: str | None) -> dict:
@@ -164,14 +178,14 @@ class JobAttempt:
             self.rt.db, "complete", self.job_id,
         )
         if row is None:
-            current = self._adopt_or_lose(None, retried, {"status": "completed"})
-            if current["status"] == "processing" and current["cancel_requested"]:
-                self._cancel()
-            row = current
+            self.row = self._adopt_or_lose(None, retried, {"status": "completed"})
+            self._cancel_if_requested()
+            row = self.row
         self.row = row
         self.rt.cache.write_row(row)
         log.info("job completed", extra={"job_id": self.job_id, "attempt": self.attempt,
                                          "took_ms": results.get("took_ms")})
+        metrics.job_finished(row, "completed")
         notification_id = row.get("notification_id")
         if notification_id is not None:
             try:
@@ -186,8 +200,10 @@ class JobAttempt:
         row, retried = _with_db_retry(lambda c: job_queries.fail(c, self.job_id, self.version, error_code, message),
                                       self.rt.db, "fail", self.job_id)
         self.row = self._adopt_or_lose(row, retried, {"status": "failed"})
+        self._cancel_if_requested()
         self.rt.cache.write_row(self.row)
         log.info("job failed", extra={"job_id": self.job_id, "attempt": self.attempt, "error_code": error_code})
+        metrics.job_finished(self.row, "failed", error_code)
 
     def retry_later(self, error_code: str, message: str) -> None:
         """A transient failure: back to pending with a backoff, or failed once attempts are used up."""
@@ -199,11 +215,13 @@ class JobAttempt:
         # an expected retry is not an error
         log.info("job will be retried", extra={"job_id": self.job_id, "attempt": self.attempt,
                                                "error_code": error_code, "delay_s": round(delay, 2)})
+        metrics.JOBS_RETRIED.labels(error_code).inc()
 
     def release(self, reason: str) -> None:
         """Give the job back at its last persisted stage (graceful shutdown) and stop this attempt."""
         self._requeue(0.0, reason, None, None)
         log.info("job released", extra={"job_id": self.job_id, "attempt": self.attempt, "reason": reason})
+        metrics.JOBS_RETRIED.labels(reason).inc()
         raise Released(reason)
 
     def _requeue(self, delay: float, reason: str, error_code: str | None, message: str | None) -> None:
@@ -213,6 +231,7 @@ class JobAttempt:
             self.rt.db, "requeue", self.job_id,
         )
         self.row = self._adopt_or_lose(row, retried, {"status": "pending"})
+        self._cancel_if_requested()
         self.rt.cache.write_row(self.row)
         try:
             if delay <= 0:  # a delayed retry is enqueued by the scheduler once `run_after` has passed

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 
+from searchjobs import metrics
 from searchjobs.jobs import links
 from searchjobs.jobs.lifecycle import backoff_delay
 from searchjobs.jobs.runtime import Runtime, get_runtime
@@ -71,6 +72,7 @@ def send(notification_id: int) -> str:
             with runtime.db.connect() as conn:
                 outbox.mark_sent(conn, notification_id, sender.name, found.sid, found.status)
             log.info("SMS found at the provider; adopted instead of sending again", extra=context)
+            metrics.SMS_SENDS.labels("adopted").inc()
             return "adopted"
 
     try:
@@ -84,10 +86,12 @@ def send(notification_id: int) -> str:
         with runtime.db.connect() as conn:
             outbox.mark_failed(conn, notification_id, row["attempts"], _code(exc), exc.message)
         log.info("SMS rejected by the provider; not retried", extra={**context, "error_code": _code(exc)})
+        metrics.SMS_SENDS.labels("failed").inc()
         return "failed"
     with runtime.db.connect() as conn:
         outbox.mark_sent(conn, notification_id, sender.name, message.sid, message.status)
     log.info("SMS sent", extra={**context, "sid": message.sid, "link": mask_link(link)})
+    metrics.SMS_SENDS.labels("sent").inc()
     return "sent"
 
 
@@ -101,6 +105,7 @@ def _retry(runtime: Runtime, row: dict, status: str, exc: SendError, context: di
             outbox.mark_failed(conn, row["id"], row["attempts"], _code(exc),
                                f"gave up after {row['attempts']} attempts: {exc}")
         log.warning("SMS given up", extra={**context, "error_code": _code(exc)})
+        metrics.SMS_SENDS.labels("failed").inc()
         return "failed"
     delay = backoff_delay(row["attempts"], base=SMS_BACKOFF_BASE, cap=SMS_BACKOFF_MAX)
     with runtime.db.connect() as conn:
@@ -109,4 +114,5 @@ def _retry(runtime: Runtime, row: dict, status: str, exc: SendError, context: di
     # expected: the scheduler enqueues the row again once it is due
     log.info("SMS send will be retried", extra={**context, "outcome": status, "error_code": _code(exc),
                                                 "delay_s": round(delay, 1)})
+    metrics.SMS_SENDS.labels("retry" if status == "pending" else "unknown").inc()
     return "retry" if status == "pending" else "unknown"

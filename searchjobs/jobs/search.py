@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
+import sqlalchemy as sa
 from rq.timeouts import JobTimeoutException
 
 from searchjobs import defaults
@@ -18,6 +19,7 @@ from searchjobs.jobs import features, intake, links
 from searchjobs.jobs.lifecycle import AttemptOver, JobAttempt
 from searchjobs.jobs.runtime import Runtime, get_runtime
 from searchjobs.models import images as image_queries
+from searchjobs.models.db import is_disconnect
 from searchjobs.notifications.messages import result_message
 from searchjobs.queue import REDIS_ERRORS
 
@@ -112,7 +114,19 @@ def _run_attempt(runtime: Runtime, job: JobAttempt) -> None:
         job.retry_later("job_timeout", f"the search ran longer than {runtime.settings.job_timeout}s")
     except (DependencyUnavailable, *REDIS_ERRORS) as exc:
         job.retry_later("dependency_unavailable", type(exc).__name__)
-    except Exception:
+    except Exception as exc:
+        if database_unreachable(runtime, exc):
+            # an outage, not a bug: the retry's own write waits for Postgres to come back
+            job.retry_later("dependency_unavailable", type(exc).__name__)
+            return
         # unknown errors are retried (they may be transient) until the attempts run out
         log.exception("search failed unexpectedly", extra={"job_id": job.job_id, "attempt": job.attempt})
         job.retry_later("internal_error", "the search failed unexpectedly")
+
+
+def database_unreachable(runtime: Runtime, exc: BaseException) -> bool:
+    """Postgres went away under a stage's read: wrapped by SQLAlchemy, or raw from a backend's own cursor."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        return is_disconnect(exc)
+    dbapi = runtime.engine.dialect.loaded_dbapi
+    return isinstance(exc, (dbapi.OperationalError, dbapi.InterfaceError))

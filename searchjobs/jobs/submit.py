@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from searchjobs import metrics
 from searchjobs.jobs import links
 from searchjobs.jobs.intake import ValidatedImage
 from searchjobs.jobs.runtime import Runtime
@@ -64,6 +65,7 @@ def submit(
         log.warning("enqueue failed (%s); the reconciler will enqueue the job", type(exc).__name__,
                     extra={"job_id": job_id})
     runtime.cache.write_row(row)
-    log.info("job submitted", extra={"job_id": job_id, "categories": categories, "sms": phone_number is not None,
-                                     "enqueued": enqueued})
+    log.info("job submitted", extra={"job_id": job_id, "attempt": 0, "categories": categories,
+                                     "sms": phone_number is not None, "enqueued": enqueued})
+    metrics.JOBS_SUBMITTED.inc()
     return Submitted(row=row, created=True, token=token, enqueued=enqueued)

@@ -34,7 +34,11 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, echo: bo
         normalise_url(url),
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=False,  # a dead connection is retried by `retrying_db` instead of pinging each checkout
+        # no ping per checkout (it would double a progress step's round trips): after a Postgres restart
+        # the first statement on an old connection fails as a disconnect and SQLAlchemy recycles every
+        # older connection of the pool; workers retry that statement (lifecycle._with_db_retry), the web
+        # answers that one request 503 + Retry-After (tests/faults measured none once Postgres was back)
+        pool_pre_ping=False,
         pool_recycle=1800,
         echo=echo,
         connect_args={

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from searchjobs import defaults
-from searchjobs.errors import Conflict, SearchJobsError
+from searchjobs.errors import Conflict, NotFound
 
 # Columns every statement returns: enough to build the cached public view.
 JOB_COLUMNS = (
@@ -389,7 +389,7 @@ def cancel(conn: sa.Connection, job_id: str) -> dict:
     if row is None:
         current = get(conn, job_id)
         if current is None:
-            raise SearchJobsError("job disappeared", code="not_found")
+            raise NotFound("job disappeared")
         raise InvalidTransition(f"the job is already {current['status']}", current)
     return row
 
@@ -415,7 +415,7 @@ def retry_failed(conn: sa.Connection, job_id: str) -> dict:
     if row is None:
         current = get(conn, job_id)
         if current is None:
-            raise SearchJobsError("job disappeared", code="not_found")
+            raise NotFound("job disappeared")
         raise InvalidTransition(f"only failed or cancelled jobs can be retried; this one is {current['status']}",
                                 current)
     return row
@@ -461,19 +461,23 @@ def expire_leases(conn: sa.Connection, max_attempts: int) -> list[dict]:
 
 _DUE_PENDING = sa.text(
     """
-    SELECT job_id, attempts, run_after FROM search_jobs
-     WHERE status = 'pending' AND NOT cancel_requested
+    SELECT id, job_id, attempts, run_after FROM search_jobs
+     WHERE status = 'pending' AND NOT cancel_requested AND id > :after_id
        AND CASE WHEN run_after IS NULL THEN updated_at < now() - make_interval(secs => :grace)
                 ELSE run_after <= now() END
-     ORDER BY created_at
+     ORDER BY id
      LIMIT :limit
     """
 )
 
 
-def due_pending(conn: sa.Connection, grace_seconds: float, limit: int) -> list[dict]:
-    """Pending jobs that should be waiting in Redis by now: submitted over `grace` ago, or retries now due."""
-    return [dict(r) for r in conn.execute(_DUE_PENDING, {"grace": float(grace_seconds), "limit": limit}).mappings()]
+def due_pending(conn: sa.Connection, grace_seconds: float, limit: int, after_id: int = 0) -> list[dict]:
+    """Pending jobs that should be waiting in Redis by now: submitted over `grace` ago, or retries now due.
+
+    Oldest first, one page of `limit` after the row id `after_id` (keyset paging).
+    """
+    params = {"grace": float(grace_seconds), "limit": limit, "after_id": after_id}
+    return [dict(r) for r in conn.execute(_DUE_PENDING, params).mappings()]
 
 
 # -- reads ----------------------------------------------------------------

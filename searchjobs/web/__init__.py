@@ -10,7 +10,7 @@ from searchjobs import defaults
 from searchjobs.config import Settings
 from searchjobs.jobs.runtime import Runtime
 from searchjobs.jobs.runtime import install as install_runtime
-from searchjobs.web import api, errors, events, health, media, pages, security, webhooks
+from searchjobs.web import api, errors, events, health, limits, media, openapi, pages, security, webhooks
 from searchjobs.web import metrics as web_metrics
 from searchjobs.web import runtime as web_runtime
 
@@ -37,4 +37,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.register_blueprint(events.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(web_metrics.bp)
+    app.register_blueprint(openapi.bp)
+    limits.init_app(app)  # after the blueprints: its before_request runs after theirs (metrics timer)
     return app

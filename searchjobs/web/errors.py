@@ -54,6 +54,13 @@ def unavailable(message: str = "a backing service is unavailable; try again shor
 
 
 def init_app(app: Flask) -> None:
+    @app.before_request
+    def _refuse_nul_in_path():
+        # no route takes a NUL byte, and Postgres refuses one in a string: answer before any lookup
+        if "\x00" in request.path:
+            return error_response(404, "not_found", "no such path")
+        return None
+
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
         headers = {"Retry-After": str(defaults.RETRY_AFTER_SECONDS)} if exc.status == 503 else None

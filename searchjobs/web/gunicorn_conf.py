@@ -5,6 +5,8 @@ while it waits; see README "Live progress" for how many one process holds.
 """
 
 import os
+import shutil
+import tempfile
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -15,3 +17,46 @@ graceful_timeout = 25
 keepalive = 5
 accesslog = os.environ.get("SEARCHJOBS_ACCESS_LOG") or None
 wsgi_app = "searchjobs.web:create_app()"
+
+# -- Prometheus multiprocess mode ----------------------------------------------
+# Each gunicorn worker keeps its metric values in files in PROMETHEUS_MULTIPROC_DIR
+# and /metrics adds them up. The variable must be set before any worker imports
+# prometheus_client, hence here, in the master. Set it yourself (the same folder for
+# the web, workers and scheduler of one machine) to see the workers' counters too;
+# unset, the web gets a private temporary folder, removed when gunicorn exits.
+_own_metrics_dir = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _own_metrics_dir = tempfile.mkdtemp(prefix="searchjobs-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_metrics_dir
+os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def on_starting(server):
+    """Drop the files of processes that are gone (earlier runs), keeping those of running workers."""
+    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    for name in os.listdir(folder):
+        pid = name.rsplit("_", 1)[-1].removesuffix(".db")
+        if name.endswith(".db") and pid.isdigit() and not _pid_alive(int(pid)):
+            os.remove(os.path.join(folder, name))
+
+
+def child_exit(server, worker):
+    """A gunicorn worker exited: its live gauges must stop counting (its counters still add up)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _own_metrics_dir:
+        shutil.rmtree(_own_metrics_dir, ignore_errors=True)

@@ -103,6 +103,12 @@ def parse_idempotency_key(request: Request) -> str | None:
     return key
 
 
+def _unknown_fields(names: list[str]) -> ValidationError:
+    """The error for fields we do not take; names are cut short, as they come from the caller."""
+    shown = [name[:MAX_CATEGORY_LENGTH] for name in names[:5]]
+    return ValidationError(f"unknown fields: {', '.join(shown)}", code="unknown_field", field=shown[0])
+
+
 def _check_image_url(url: str, limits: intake.IntakeLimits) -> str:
     try:
         intake.check_url(url, limits)
@@ -125,13 +131,13 @@ def parse_submission(request: Request, known_categories: set[str], limits: intak
     if mimetype == "application/json":
         try:
             body = json.loads(request.get_data(cache=False) or b"null")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
             raise ValidationError("the body is not valid JSON", code="malformed_json") from None
         if not isinstance(body, dict):
             raise ValidationError("the body must be a JSON object", code="invalid_body")
         unknown = sorted(set(body) - JSON_FIELDS)
         if unknown:
-            raise ValidationError(f"unknown fields: {', '.join(unknown)}", code="unknown_field", field=unknown[0])
+            raise _unknown_fields(unknown)
         categories = body.get("categories")
         if not isinstance(categories, list):
             raise ValidationError("categories must be a list of names", code="invalid_field", field="categories")
@@ -144,9 +150,15 @@ def parse_submission(request: Request, known_categories: set[str], limits: intak
                           idempotency_key)
 
     if mimetype == "multipart/form-data":
+        if not request.mimetype_params.get("boundary"):
+            raise ValidationError("multipart/form-data needs a boundary parameter", code="malformed_multipart")
+        if not request.form and not request.files and request.content_length:
+            # werkzeug drops what it cannot parse: a body with no readable part is broken, not empty
+            raise ValidationError("the multipart body could not be read (broken body or wrong boundary)",
+                                  code="malformed_multipart")
         unknown = sorted((set(request.form) | set(request.files)) - FORM_FIELDS)
         if unknown:
-            raise ValidationError(f"unknown fields: {', '.join(unknown)}", code="unknown_field", field=unknown[0])
+            raise _unknown_fields(unknown)
         upload = request.files.get("image")
         image_url = request.form.get("image_url") or None
         if upload is not None and image_url:

@@ -4,7 +4,9 @@ Redis is only a queue and a cache, so everything in it is rebuilt from
 Postgres here, every few seconds:
 - processing jobs whose lease ran out (their worker died) go back to pending;
 - pending jobs with no live pointer in Redis (never enqueued because Redis was
-  down, flushed, restarted, or a retry now due) are enqueued again;
+  down, flushed, restarted, or a retry now due) are enqueued again: after a
+  short grace for a submit still on its way in, or at once when a marker key
+  shows that Redis lost its data;
 - SMS outbox rows that are due, or left `sending` by a killed sender, are enqueued.
 Several schedulers may run: a Postgres advisory lock lets one pass at a time work.
 """
@@ -19,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from searchjobs import defaults
+from searchjobs import defaults, metrics
 from searchjobs.jobs.notify import STALE_SENDING_SECONDS
 from searchjobs.jobs.runtime import Runtime
 from searchjobs.models import jobs as job_queries
@@ -31,7 +33,8 @@ log = logging.getLogger(__name__)
 
 RECONCILE_LOCK = 727275  # advisory lock id: one reconciler pass at a time across schedulers
 CLEANUP_LOCK = 727276  # advisory lock id: one cleanup at a time
-RECONCILE_BATCH = 1000  # pending jobs checked per pass
+RECONCILE_BATCH = 1000  # pending jobs read per page of a reconciler pass
+REDIS_MARKER = "searchjobs:reconciler:marker"  # set by every pass; missing means Redis lost its data
 
 
 @dataclass
@@ -42,33 +45,50 @@ class PassReport:
     skipped: bool = False
 
 
-def reconcile(runtime: Runtime) -> PassReport:
-    """One reconciler pass. Safe to run concurrently with workers and other schedulers."""
+def reconcile(runtime: Runtime, *, expire: bool = True) -> PassReport:
+    """One reconciler pass. Safe to run concurrently with workers and other schedulers.
+
+    `expire=False` skips the lease check (the scheduler does so for one lease
+    period after a database outage, during which no worker could renew).
+    """
     report = PassReport()
     with runtime.engine.connect() as lock_conn:
         if not lock_conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": RECONCILE_LOCK}).scalar():
             report.skipped = True
             return report
         try:
-            with runtime.db.connect() as conn:
-                expired = job_queries.expire_leases(conn, runtime.settings.max_attempts)
+            expired = []
+            if expire:
+                with runtime.db.connect() as conn:
+                    expired = job_queries.expire_leases(conn, runtime.settings.max_attempts)
             for row in expired:
                 runtime.cache.write_row(row)
                 log.info("lease expired: job's worker is gone", extra={
                     "job_id": row["job_id"], "attempt": row["attempts"], "status": row["status"]})
+                metrics.lease_expired(row)
             report.expired = len(expired)
 
-            with runtime.db.connect() as conn:
-                pending = job_queries.due_pending(conn, defaults.PENDING_GRACE_SECONDS, RECONCILE_BATCH)
-            for row in pending:
-                pointer = rq_job_id(row["job_id"], row["attempts"])
-                if is_waiting(runtime.redis, pointer):
-                    continue
-                enqueue_search(runtime.redis, row["job_id"], attempts=row["attempts"],
-                               job_timeout=runtime.settings.job_timeout)
-                report.requeued.append(row["job_id"])
+            # the marker is gone when Redis lost its data (flushed, restarted empty): every pointer went
+            # with it, so no pending job can still be on its way in and the grace is pointless
+            grace = defaults.PENDING_GRACE_SECONDS if runtime.redis.exists(REDIS_MARKER) else 0
+            after_id = 0
+            while True:
+                with runtime.db.connect() as conn:
+                    pending = job_queries.due_pending(conn, grace, RECONCILE_BATCH, after_id)
+                for row in pending:
+                    pointer = rq_job_id(row["job_id"], row["attempts"])
+                    if is_waiting(runtime.redis, pointer):
+                        continue
+                    enqueue_search(runtime.redis, row["job_id"], attempts=row["attempts"],
+                                   job_timeout=runtime.settings.job_timeout)
+                    report.requeued.append(row["job_id"])
+                if len(pending) < RECONCILE_BATCH:
+                    break
+                after_id = pending[-1]["id"]
+            runtime.redis.set(REDIS_MARKER, "1")
             if report.requeued:
-                log.info("re-enqueued %d pending jobs missing from Redis", len(report.requeued))
+                log.info("re-enqueued %d pending jobs missing from Redis", len(report.requeued),
+                         extra={"redis_data_lost": grace == 0})
 
             with runtime.db.connect() as conn:
                 due = outbox.due(conn, STALE_SENDING_SECONDS)
@@ -90,6 +110,7 @@ class CleanupReport:
     images: int = 0
     batches: int = 0
     longest_batch_ms: float = 0.0
+    skipped: bool = False  # another cleanup held the lock; nothing was deleted
 
 
 _COUNT_EXPIRED = sa.text(
@@ -137,7 +158,7 @@ def cleanup(runtime: Runtime, *, retention_days: int | None = None, dry_run: boo
         return report
     with runtime.engine.connect() as lock_conn:
         if not lock_conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": CLEANUP_LOCK}).scalar():
-            return report
+            return CleanupReport(skipped=True)
         try:
             while True:
                 started = time.perf_counter()
@@ -161,19 +182,25 @@ def cleanup(runtime: Runtime, *, retention_days: int | None = None, dry_run: boo
 def run_scheduler(runtime: Runtime, stop: threading.Event, *, once: bool = False) -> None:
     """Reconcile every few seconds and clean up hourly until `stop` is set."""
     next_cleanup = time.monotonic()
+    expire_after = 0.0  # monotonic time before which leases are not expired (set after a database outage)
     while not stop.is_set():
         try:
-            reconcile(runtime)
+            reconcile(runtime, expire=time.monotonic() >= expire_after)
             if time.monotonic() >= next_cleanup:
                 cleanup(runtime)
                 next_cleanup = time.monotonic() + defaults.CLEANUP_INTERVAL
         except REDIS_ERRORS as exc:
             log.warning("reconciler: Redis unavailable (%s); next pass in %ss", type(exc).__name__,
                         runtime.settings.reconcile_interval)
-        except sa.exc.DBAPIError as exc:
-            if not is_disconnect(exc):
-                raise
-            log.warning("reconciler: database unavailable; next pass in %ss", runtime.settings.reconcile_interval)
+        except Exception as exc:
+            if isinstance(exc, sa.exc.DBAPIError) and is_disconnect(exc):
+                log.warning("reconciler: database unavailable; next pass in %ss",
+                            runtime.settings.reconcile_interval)
+                # workers could not renew their leases meanwhile: give them one lease period to do so
+                expire_after = time.monotonic() + runtime.settings.lease_seconds
+            else:
+                # the reconciler is what recovers lost work: a bug in one pass must not stop the next
+                log.exception("reconciler pass failed")
         if once:
             return
         stop.wait(runtime.settings.reconcile_interval)

@@ -7,6 +7,11 @@ still enforced (RQ's SIGALRM death penalty runs in this main thread), and a
 crash of the whole process is covered by the lease: the reconciler re-runs the
 job when the lease runs out. Image decoding runs in-process behind Pillow's
 decompression-bomb guard and pixel limits rather than in a throwaway child.
+
+Redis going away must not end the process. RQ retries its blocking pop while
+Redis is down, but any other Redis error in its loop (its bookkeeping around a
+job, its heartbeat, registering the worker) makes `work()` quit; `run_worker`
+then starts a fresh RQ worker after a short backoff, until told to stop.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 
 from rq import SimpleWorker
 
@@ -21,9 +27,13 @@ from searchjobs import defaults
 from searchjobs.jobs import notify, search  # noqa: F401  imported before the work loop, not per job
 from searchjobs.jobs.runtime import Runtime, install
 from searchjobs.models import jobs as job_queries
-from searchjobs.queue import connect
+from searchjobs.queue import REDIS_ERRORS, connect
 
 log = logging.getLogger(__name__)
+
+RESTART_PAUSE_FIRST = 0.5  # seconds before the first restart of a work loop that lost Redis
+RESTART_PAUSE_MAX = 5.0  # seconds; cap on that pause, and on RQ's own wait between dequeue retries
+STABLE_RUN_SECONDS = 60.0  # a work loop that ran this long before failing restarts with the first pause again
 
 
 class LeaseKeeper(threading.Thread):
@@ -57,31 +67,94 @@ class SearchWorker(SimpleWorker):
     the running job goes back to the queue at its last persisted stage."""
 
     runtime: Runtime
+    stop_signalled: threading.Event  # set by run_worker's own handler while no RQ loop was listening
+    # RQ doubles its wait between dequeue retries up to a minute; Redis back means work back within seconds
+    max_connection_wait_time = RESTART_PAUSE_MAX
+    shutdown_requested = False  # a SIGTERM/SIGINT arrived: do not restart this work loop
+
+    def _install_signal_handlers(self):
+        super()._install_signal_handlers()
+        if self.stop_signalled.is_set():
+            # the signal came while this loop was being built: stop at the loop's first check
+            self.shutdown_requested = self._stop_requested = True
 
     def request_stop(self, signum, frame):
-        if self.get_current_job_id() and not self._stop_requested:
+        self.shutdown_requested = True
+        # the running search is known locally: no Redis round trip inside a signal handler
+        if self.runtime.current_attempt is not None and not self._stop_requested:
             grace = self.runtime.settings.shutdown_grace
             log.info("warm shutdown: finishing the current job (grace %ss)", grace)
             timer = threading.Timer(grace, self.runtime.release_requested.set)
             timer.daemon = True
             timer.start()
-        super().request_stop(signum, frame)
+        try:
+            super().request_stop(signum, frame)
+        except REDIS_ERRORS as exc:
+            # RQ records the request in Redis after setting its stop flag; the stop goes ahead without Redis
+            log.warning("warm shutdown not recorded in Redis: %s", type(exc).__name__)
+
+
+def _new_worker(runtime: Runtime, queues: list[str] | None, name: str, stop: threading.Event) -> SearchWorker:
+    # RQ blocks on BLPOP/BZPOPMIN: no short socket timeout on the worker's own connection
+    connection = connect(runtime.settings.redis_url, socket_timeout=None)
+    worker = SearchWorker(list(queues or defaults.ALL_QUEUES), connection=connection, name=name)
+    worker.runtime = runtime
+    worker.stop_signalled = stop
+    runtime.worker_name = worker.name
+    return worker
+
+
+def _discard(worker: SearchWorker) -> None:
+    """Let go of a worker whose loop ended on a Redis error (its teardown may not have run)."""
+    thread = getattr(worker, "pubsub_thread", None)
+    if thread is not None:
+        thread.stop()  # no I/O: the thread ends at its next wake-up
+    worker.connection.close()
+
+
+def _listen_for_stop(stop: threading.Event) -> None:
+    """Between two RQ loops, SIGTERM/SIGINT only set `stop` (the old loop's handlers would raise into us)."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
 
 
 def run_worker(runtime: Runtime, queues: list[str] | None = None, *, burst: bool = False,
                max_jobs: int | None = None, logging_level: str = "INFO") -> bool:
+    """Run the work loop; a long-running worker (not burst, no max_jobs) outlives Redis outages."""
     install(runtime)
-    redis_url = runtime.settings.redis_url
-    # RQ blocks on BLPOP/BZPOPMIN: no short socket timeout on the worker's own connection
-    connection = connect(redis_url, socket_timeout=None)
-    worker = SearchWorker(list(queues or defaults.ALL_QUEUES), connection=connection,
-                          name=runtime.worker_name)
-    worker.runtime = runtime
-    runtime.worker_name = worker.name
+    base_name = runtime.worker_name
     keeper = LeaseKeeper(runtime)
     keeper.start()
+    worked, restarts, failures = False, 0, 0
+    stop = threading.Event()
     try:
-        return worker.work(burst=burst, max_jobs=max_jobs, logging_level=logging_level, with_scheduler=False)
+        while True:
+            started, worker, error = time.monotonic(), None, None
+            try:
+                # a fresh name per restart: RQ refuses to register a name whose hash says it is still alive;
+                # the constructor already talks to Redis (CLIENT SETNAME)
+                name = base_name if restarts == 0 else f"{base_name}.{restarts}"
+                worker = _new_worker(runtime, queues, name, stop)
+                worked = worker.work(burst=burst, max_jobs=max_jobs, logging_level=logging_level,
+                                     with_scheduler=False) or worked
+            except REDIS_ERRORS as exc:
+                error = exc
+            stopping = stop.is_set() or (worker is not None and worker.shutdown_requested)
+            if burst or max_jobs is not None or stopping:
+                if error is not None and not stopping:
+                    raise error
+                return worked
+            # RQ's loop quit on its own: Redis went away outside the dequeue it retries
+            _listen_for_stop(stop)
+            if worker is not None:
+                _discard(worker)
+            failures = 1 if time.monotonic() - started > STABLE_RUN_SECONDS else failures + 1
+            pause = min(RESTART_PAUSE_MAX, RESTART_PAUSE_FIRST * 2 ** (failures - 1))
+            log.warning("work loop ended (%s); starting a new one in %.1fs",
+                        type(error).__name__ if error else "RQ quit", pause)
+            if stop.wait(pause):
+                return worked
+            restarts += 1
     finally:
         keeper.stopped.set()
         signal.signal(signal.SIGALRM, signal.SIG_DFL)

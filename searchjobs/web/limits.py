@@ -1,0 +1,191 @@
+"""Rate limits on the JSON API (Flask-Limiter, counters in Redis).
+
+Who is counted:
+
+- a caller with an API key (``Authorization: Bearer``): per key;
+- an anonymous caller: per client IP (``request.remote_addr``; behind a
+  reverse proxy, have gunicorn trust it with ``FORWARDED_ALLOW_IPS`` so the
+  address is the client's, not the proxy's), with stricter limits.
+
+What is counted, per caller, in two budgets:
+
+- submits (``POST /api/search-jobs``): ``SEARCHJOBS_RATE_LIMIT_KEYED``
+  (default 120/minute) and ``SEARCHJOBS_RATE_LIMIT_ANONYMOUS`` (20/minute);
+- every other ``/api`` request (status, lists, change feed, event streams,
+  cancel, retry, delete, result links): ``SEARCHJOBS_RATE_LIMIT_KEYED_READS``
+  (1200/minute) and ``SEARCHJOBS_RATE_LIMIT_ANONYMOUS_READS`` (300/minute).
+
+Values use Flask-Limiter's notation ("20/minute", "5/second;100/hour").
+Pages, health probes, images, ``/openapi.json``, ``/docs`` and the Twilio
+webhook are not limited. ``SEARCHJOBS_RATE_LIMITS=off`` turns every limit off.
+
+Answers: a limited response carries ``RateLimit-Limit``,
+``RateLimit-Remaining`` and ``RateLimit-Reset`` (seconds until the window
+resets). Over the limit: 429 ``{"error": {"code": "rate_limited", ...}}`` with
+``Retry-After`` in seconds.
+
+When Redis (the counters' store) is down:
+
+- keyed callers **fail open**: they are served without a limit and a warning
+  is logged. A known client is not refused because our counter store is
+  down; a misbehaving key can be revoked (``searchjobs keys revoke``).
+- anonymous callers **fail closed**: 503 ``service_unavailable`` with
+  ``Retry-After``. Without counters an anonymous flood cannot be told from a
+  person, and anonymous submits are the abuse surface.
+- one exception: result-link reads (``/api/results/<token>`` and its event
+  stream) fail open. The unguessable token identifies the caller as well as a
+  key does, and the public result page must keep working from Postgres while
+  Redis is down (losing Redis loses nothing, ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from flask import Flask, Response, request
+from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded, RequestLimit
+from limits import parse_many
+from limits.errors import StorageError
+
+from searchjobs import defaults
+from searchjobs.config import Settings
+from searchjobs.errors import ConfigError
+from searchjobs.web import runtime as web_runtime
+from searchjobs.web.auth import current_caller
+from searchjobs.web.errors import error_response
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "searchjobs.limiter"  # app.extensions key of this app's Limiter
+KEY_PREFIX = "searchjobs:ratelimit"  # Redis key prefix of the counters
+STRATEGY = "moving-window"  # no double burst at window edges; Retry-After is exactly when the oldest hit expires
+SUBMIT_ENDPOINT = "api.create_job"
+# endpoints authorised by a result-link token: they fail open when Redis is down (see above)
+TOKEN_ENDPOINTS = frozenset({"api.results", "events.result_events"})
+
+
+def _is_submit() -> bool:
+    return request.endpoint == SUBMIT_ENDPOINT
+
+
+def _not_api() -> bool:
+    return not request.path.startswith("/api/")
+
+
+def rate_key() -> str:
+    """The bucket of this request: the caller's API key (client id), else the client's IP address."""
+    caller = current_caller()  # a bad Authorization header answers 401 here, before any counting
+    if caller.anonymous:
+        return f"ip:{request.remote_addr or 'unknown'}"
+    return f"key:{caller.client_id}"
+
+
+class ApiLimiter(Limiter):
+    """Flask-Limiter with our outage rule: storage errors fail open for keys, closed for anonymous callers."""
+
+    def _check_request_limit(self, callable_name: str | None = None, in_middleware: bool = True) -> None:
+        try:
+            super()._check_request_limit(callable_name=callable_name, in_middleware=in_middleware)
+        except StorageError as exc:
+            if not current_caller().anonymous or request.endpoint in TOKEN_ENDPOINTS:
+                log.warning("rate limits skipped (fail open): storage unavailable (%s)",
+                            type(exc.storage_error).__name__, extra={"path": request.path})
+                return
+            log.warning("anonymous request refused (fail closed): rate limit storage unavailable (%s)",
+                        type(exc.storage_error).__name__, extra={"path": request.path})
+            raise RateLimitsUnavailable() from exc
+
+
+class RateLimitsUnavailable(Exception):
+    """The counters' store is down and this caller is one we fail closed for."""
+
+
+def _check_limit(value: str, name: str) -> str:
+    try:
+        if not parse_many(value):
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"{name} must be a rate limit like '20/minute', got {value!r}") from None
+    return value
+
+
+def build_limiter(app: Flask, settings: Settings) -> ApiLimiter:
+    submit_keyed = _check_limit(settings.rate_limit_keyed, "SEARCHJOBS_RATE_LIMIT_KEYED")
+    submit_anonymous = _check_limit(settings.rate_limit_anonymous, "SEARCHJOBS_RATE_LIMIT_ANONYMOUS")
+    read_keyed = _check_limit(settings.rate_limit_keyed_reads, "SEARCHJOBS_RATE_LIMIT_KEYED_READS")
+    read_anonymous = _check_limit(settings.rate_limit_anonymous_reads, "SEARCHJOBS_RATE_LIMIT_ANONYMOUS_READS")
+
+    def submit_limit() -> str:
+        return submit_anonymous if current_caller().anonymous else submit_keyed
+
+    def read_limit() -> str:
+        return read_anonymous if current_caller().anonymous else read_keyed
+
+    rt = app.extensions[web_runtime.EXTENSION]
+    limiter = ApiLimiter(
+        rate_key,
+        application_limits=[
+            ApplicationLimit(submit_limit, scope="submit", exempt_when=lambda: not _is_submit()),
+            ApplicationLimit(read_limit, scope="read", exempt_when=_is_submit),
+        ],
+        strategy=STRATEGY,
+        # the Runtime's pool: short timeouts and one retry, so a dead Redis answers fast;
+        # with a pool given, the URI only tells `limits` which storage class to use
+        storage_uri="redis://",
+        storage_options={"connection_pool": rt.redis.connection_pool, "key_prefix": KEY_PREFIX,
+                         "wrap_exceptions": True},
+        headers_enabled=False,  # written by _headers below: RateLimit-Reset in seconds, errors handled
+        swallow_errors=False,  # storage errors reach ApiLimiter, which applies the outage rule
+    )
+    limiter.request_filter(_not_api)
+    limiter.init_app(app)
+    return limiter
+
+
+def _seconds_to_reset(current: RequestLimit) -> int:
+    """Seconds until the window has room again (one round trip to the counters)."""
+    reset_at, _ = current.window
+    return max(1, math.ceil(reset_at - time.time()))
+
+
+def init_app(app: Flask) -> None:
+    settings: Settings = app.extensions[web_runtime.EXTENSION].settings
+    if not settings.rate_limits:
+        return
+    limiter = build_limiter(app, settings)
+    app.extensions[EXTENSION] = limiter
+
+    @app.errorhandler(RateLimitExceeded)
+    def _too_many(exc: RateLimitExceeded):
+        retry_after = 60
+        current = limiter.current_limit
+        if current is not None:
+            try:
+                retry_after = _seconds_to_reset(current)
+            except StorageError:
+                pass
+        return error_response(429, "rate_limited", f"rate limit exceeded ({exc.description}); "
+                              f"retry after {retry_after} seconds", headers={"Retry-After": str(retry_after)})
+
+    @app.errorhandler(RateLimitsUnavailable)
+    def _unavailable(exc: RateLimitsUnavailable):
+        return error_response(503, "service_unavailable",
+                              "requests without an API key are refused while rate limiting is unavailable; "
+                              "try again shortly", headers={"Retry-After": str(defaults.RETRY_AFTER_SECONDS)})
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        current = limiter.current_limit
+        if current is None:
+            return response
+        try:
+            reset_in = _seconds_to_reset(current)
+            remaining = current.remaining
+        except StorageError:
+            return response  # the counter store went away after the check: no headers, no error
+        response.headers["RateLimit-Limit"] = str(current.limit.amount)
+        response.headers["RateLimit-Remaining"] = str(max(0, remaining))
+        response.headers["RateLimit-Reset"] = str(reset_in)
+        return response

@@ -1,0 +1,171 @@
+"""Rate limits (searchjobs/web/limits.py): per API key, per client IP without one (stricter), submits and
+other calls counted apart, 429 with Retry-After and RateLimit-* headers; with Redis down, keyed callers
+fail open and anonymous ones closed."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+
+import pytest
+import sqlalchemy as sa
+
+from searchjobs.errors import ConfigError
+from searchjobs.models import clients
+
+SUBMIT = "/api/search-jobs"
+BODY = {"categories": ["dress"], "image_url": "https://images.example.com/a.png"}
+
+
+def limited_settings(settings, **overrides):
+    limits = {"rate_limits": True, "rate_limit_anonymous": "3/minute", "rate_limit_keyed": "5/minute",
+              "rate_limit_anonymous_reads": "6/minute", "rate_limit_keyed_reads": "8/minute"}
+    return dataclasses.replace(settings, **(limits | overrides))
+
+
+@pytest.fixture
+def make_app(settings):
+    from searchjobs.jobs.runtime import Runtime
+    from searchjobs.web import create_app
+
+    runtimes = []
+
+    def make(**overrides):
+        rt = Runtime.from_settings(limited_settings(settings, **overrides))
+        runtimes.append(rt)
+        app = create_app(runtime=rt)
+        app.config["TESTING"] = True
+        return app
+
+    yield make
+    for rt in runtimes:
+        rt.close()
+
+
+@pytest.fixture
+def limited(make_app, runtime):
+    return make_app().test_client()
+
+
+def key_for(runtime, name: str) -> dict:
+    with runtime.engine.begin() as conn:
+        return {"Authorization": f"Bearer {clients.create(conn, name)[1]}"}
+
+
+def jobs_count(runtime) -> int:
+    with runtime.engine.connect() as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM search_jobs")).scalar_one()
+
+
+def from_ip(address: str) -> dict:
+    return {"environ_base": {"REMOTE_ADDR": address}}
+
+
+def assert_rate_limited(response) -> int:
+    assert response.status_code == 429, response.get_data(as_text=True)
+    assert response.get_json()["error"]["code"] == "rate_limited"
+    retry_after = int(response.headers["Retry-After"])
+    assert 1 <= retry_after <= 60
+    assert response.headers["RateLimit-Remaining"] == "0"
+    return retry_after
+
+
+def test_anonymous_submits_are_limited_per_ip(limited, runtime):
+    for expected_remaining in (2, 1, 0):
+        response = limited.post(SUBMIT, json=BODY)
+        assert response.status_code == 202
+        assert response.headers["RateLimit-Limit"] == "3"
+        assert response.headers["RateLimit-Remaining"] == str(expected_remaining)
+        assert 1 <= int(response.headers["RateLimit-Reset"]) <= 60
+    assert_rate_limited(limited.post(SUBMIT, json=BODY))
+    assert jobs_count(runtime) == 3, "the refused submit wrote nothing"
+
+    # another address has its own budget; the limited one can still read
+    assert limited.post(SUBMIT, json=BODY, **from_ip("203.0.113.9")).status_code == 202
+    assert limited.get("/api/categories").status_code == 200
+
+
+def test_keyed_clients_are_limited_per_key_and_more_generously(limited, runtime):
+    alice, bob = key_for(runtime, "alice"), key_for(runtime, "bob")
+    for _ in range(5):
+        assert limited.post(SUBMIT, json=BODY, headers=alice).status_code == 202
+    response = limited.post(SUBMIT, json=BODY, headers=alice)
+    assert_rate_limited(response)
+    assert response.headers["RateLimit-Limit"] == "5"
+    # same address, other key: its own budget; anonymous from that address too
+    assert limited.post(SUBMIT, json=BODY, headers=bob).status_code == 202
+    assert limited.post(SUBMIT, json=BODY).status_code == 202
+    assert jobs_count(runtime) == 7
+
+
+def test_reads_have_their_own_budget(limited, runtime):
+    job_id = limited.post(SUBMIT, json=BODY).get_json()["job_id"]
+    for _ in range(2):
+        limited.post(SUBMIT, json=BODY)
+    assert limited.post(SUBMIT, json=BODY).status_code == 429
+    for _ in range(6):  # submits spent, reads untouched
+        response = limited.get(f"/api/search-jobs/{job_id}")
+        assert response.status_code == 200 and response.headers["RateLimit-Limit"] == "6"
+    assert_rate_limited(limited.get(f"/api/search-jobs/{job_id}"))
+    assert_rate_limited(limited.get("/api/categories"))  # one read budget for every read route
+
+
+def test_pages_probes_and_documents_are_not_limited(limited):
+    for _ in range(10):
+        for path in ("/healthz", "/openapi.json", "/docs"):
+            response = limited.get(path)
+            assert response.status_code == 200 and "RateLimit-Limit" not in response.headers
+
+
+def test_counters_live_in_redis_under_our_prefix(limited, runtime):
+    limited.post(SUBMIT, json=BODY)
+    assert runtime.redis.keys("searchjobs:ratelimit*")
+
+
+def test_limits_are_off_in_the_default_test_settings(client):
+    response = client.get("/api/categories")
+    assert response.status_code == 200 and "RateLimit-Limit" not in response.headers
+
+
+def test_a_bad_limit_setting_stops_the_app_at_start(make_app):
+    with pytest.raises(ConfigError):
+        make_app(rate_limit_keyed="lots")
+
+
+@pytest.fixture
+def dead_redis_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"  # nothing listens there now
+
+
+def test_redis_down_keyed_callers_fail_open(make_app, runtime, dead_redis_url):
+    client = make_app(redis_url=dead_redis_url).test_client()
+    alice = key_for(runtime, "alice")
+    for _ in range(7):  # more than the keyed limit: nothing counts while Redis is down
+        response = client.post(SUBMIT, json=BODY, headers=alice)
+        assert response.status_code == 202, response.get_data(as_text=True)
+        assert "RateLimit-Limit" not in response.headers
+    job_id = response.get_json()["job_id"]
+    assert client.get(f"/api/search-jobs/{job_id}", headers=alice).status_code == 200
+    assert jobs_count(runtime) == 7  # pending in Postgres; the reconciler enqueues them later
+
+
+def test_redis_down_anonymous_callers_fail_closed(make_app, runtime, dead_redis_url):
+    healthy = make_app().test_client()
+    body = healthy.post(SUBMIT, json=BODY).get_json()
+    token = body["result_url"].rsplit("/r/", 1)[1]
+
+    client = make_app(redis_url=dead_redis_url).test_client()
+    response = client.post(SUBMIT, json=BODY)
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "service_unavailable"
+    assert int(response.headers["Retry-After"]) > 0
+    assert jobs_count(runtime) == 1, "the refused submit wrote nothing"
+    assert client.get(f"/api/search-jobs/{body['job_id']}").status_code == 503
+
+    # result links fail open: the public result page keeps working from Postgres
+    response = client.get(f"/api/results/{token}")
+    assert response.status_code == 200 and response.get_json()["job_id"] == body["job_id"]
+    assert client.get("/healthz").status_code == 200
