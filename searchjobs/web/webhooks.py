@@ -14,6 +14,7 @@ import logging
 from flask import Blueprint, jsonify, request
 from twilio.request_validator import RequestValidator
 
+from searchjobs import metrics
 from searchjobs.models import notifications as outbox
 from searchjobs.models.db import translate_errors
 from searchjobs.web.errors import error_response
@@ -71,6 +72,7 @@ def twilio_status():
         # 200 all the same: Twilio would retry an error, and no retry can make the sid known
         log.warning("twilio callback for an unknown message sid", extra=context)
     elif applied:
+        metrics.SMS_DELIVERY_REPORTS.labels(status).inc()
         log.info("sms delivery status recorded", extra=context)
     else:
         log.info("sms delivery status ignored (duplicate, out of order, or unknown status)", extra=context)
