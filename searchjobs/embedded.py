@@ -70,11 +70,14 @@ def _run_as() -> dict:
     try:
         pwd.getpwnam(PG_SYSTEM_USER)
     except KeyError:
-        subprocess.run(
+        created = subprocess.run(
             ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_SYSTEM_USER],
-            check=True,
-            capture_output=True,
+            capture_output=True, text=True,
         )
+        try:
+            pwd.getpwnam(PG_SYSTEM_USER)  # another process may have created it at the same moment
+        except KeyError:
+            raise EmbeddedError(f"cannot create the system user {PG_SYSTEM_USER}: {created.stderr.strip()}") from None
     return {"user": PG_SYSTEM_USER}
 
 

@@ -224,13 +224,27 @@ def check_url(url: str, limits: IntakeLimits = IntakeLimits()) -> None:
         if not limits.allow_loopback:
             raise ImageError(f"{target.host} is a loopback host", code="image_url_forbidden")
         return
-    try:
-        ipaddress.ip_address(target.host)
-    except ValueError:
+    address = _literal_address(target.host)
+    if address is None:
         return
-    problem = _address_problem(target.host, limits)
+    problem = _address_problem(address, limits)
     if problem:
         raise ImageError(f"{target.host} is a {problem}", code="image_url_forbidden")
+
+
+def _literal_address(host: str) -> str | None:
+    """The address a host names by itself: an IP literal, or a legacy IPv4 form that resolvers
+    accept ("2130706433", "0x7f000001", "127.1"); None for a name that needs DNS."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if host and all(c in "0123456789abcdefx." for c in host.lower()) and any(c.isdigit() for c in host):
+        try:
+            return socket.inet_ntoa(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
 
 
 def _parse_url(url: str) -> _Target:

@@ -637,7 +637,8 @@ def test_https_certificate_for_another_name_is_refused(tls_server, monkeypatch):
 
 @pytest.mark.parametrize(
     "url", ["http://127.0.0.1/", "http://[::1]:8080/", "http://localhost/x.png", "http://10.1.2.3/",
-            "http://169.254.169.254/latest/meta-data/"],
+            "http://169.254.169.254/latest/meta-data/", "http://2130706433/", "http://0x7f000001/",
+            "http://127.1/", "http://0177.0.0.1/"],
 )
 def test_check_url_refuses_forbidden_literals_early(url):
     with pytest.raises(ImageError) as info:
