@@ -68,6 +68,7 @@ class Settings:
     rate_limit_anonymous: str = "20/minute"  # submits per client IP without a key
     rate_limit_keyed_reads: str = "1200/minute"  # other /api calls per API key
     rate_limit_anonymous_reads: str = "300/minute"  # other /api calls per client IP without a key
+    trusted_proxies: int = 0  # reverse proxies in front that append to X-Forwarded-For (client IP for limits)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -105,6 +106,7 @@ class Settings:
             rate_limit_anonymous=env.get("SEARCHJOBS_RATE_LIMIT_ANONYMOUS") or "20/minute",
             rate_limit_keyed_reads=env.get("SEARCHJOBS_RATE_LIMIT_KEYED_READS") or "1200/minute",
             rate_limit_anonymous_reads=env.get("SEARCHJOBS_RATE_LIMIT_ANONYMOUS_READS") or "300/minute",
+            trusted_proxies=_int(env, "SEARCHJOBS_TRUSTED_PROXIES", 0),
         )
 
     @property

@@ -3,9 +3,11 @@
 Who is counted:
 
 - a caller with an API key (``Authorization: Bearer``): per key;
-- an anonymous caller: per client IP (``request.remote_addr``; behind a
-  reverse proxy, have gunicorn trust it with ``FORWARDED_ALLOW_IPS`` so the
-  address is the client's, not the proxy's), with stricter limits.
+- an anonymous caller: per client IP, with stricter limits. The IP is the
+  connection's address; behind reverse proxies, set
+  ``SEARCHJOBS_TRUSTED_PROXIES`` to how many of them append to
+  ``X-Forwarded-For`` and the address those proxies saw is used instead.
+  Entries a client writes into that header itself are never trusted.
 
 What is counted, per caller, in two budgets:
 
@@ -51,7 +53,7 @@ from limits.errors import StorageError
 
 from searchjobs import defaults
 from searchjobs.config import Settings
-from searchjobs.errors import ConfigError
+from searchjobs.errors import ConfigError, SearchJobsError
 from searchjobs.web import runtime as web_runtime
 from searchjobs.web.auth import current_caller
 from searchjobs.web.errors import error_response
@@ -74,12 +76,36 @@ def _not_api() -> bool:
     return not request.path.startswith("/api/")
 
 
-def rate_key() -> str:
-    """The bucket of this request: the caller's API key (client id), else the client's IP address."""
-    caller = current_caller()  # a bad Authorization header answers 401 here, before any counting
-    if caller.anonymous:
-        return f"ip:{request.remote_addr or 'unknown'}"
-    return f"key:{caller.client_id}"
+def client_ip(trusted_proxies: int) -> str:
+    """The client's address: the connection's, or the one our `trusted_proxies` proxies recorded.
+
+    Each proxy appends the address it received from, so the last `trusted_proxies` hops of
+    X-Forwarded-For + the connection are ours and the hop before them is the client. Anything
+    further left was written by the client and proves nothing.
+    """
+    remote = request.remote_addr or "unknown"
+    if trusted_proxies <= 0:
+        return remote
+    forwarded = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",") if hop.strip()]
+    chain = forwarded + [remote]
+    return chain[max(0, len(chain) - 1 - trusted_proxies)]
+
+
+def rate_key_function(trusted_proxies: int):
+    def rate_key() -> str:
+        """The bucket of this request: the caller's API key (client id), else the client's IP address."""
+        caller = current_caller()  # a bad Authorization header answers 401 here, before any counting
+        if caller.anonymous:
+            return f"ip:{client_ip(trusted_proxies)}"
+        return f"key:{caller.client_id}"
+
+    return rate_key
+
+
+class RateLimitsUnavailable(SearchJobsError):
+    """The counters' store is down and this caller is one we fail closed for."""
+
+    code = "service_unavailable"
 
 
 class ApiLimiter(Limiter):
@@ -96,10 +122,6 @@ class ApiLimiter(Limiter):
             log.warning("anonymous request refused (fail closed): rate limit storage unavailable (%s)",
                         type(exc.storage_error).__name__, extra={"path": request.path})
             raise RateLimitsUnavailable() from exc
-
-
-class RateLimitsUnavailable(Exception):
-    """The counters' store is down and this caller is one we fail closed for."""
 
 
 def _check_limit(value: str, name: str) -> str:
@@ -125,7 +147,7 @@ def build_limiter(app: Flask, settings: Settings) -> ApiLimiter:
 
     rt = app.extensions[web_runtime.EXTENSION]
     limiter = ApiLimiter(
-        rate_key,
+        rate_key_function(settings.trusted_proxies),
         application_limits=[
             ApplicationLimit(submit_limit, scope="submit", exempt_when=lambda: not _is_submit()),
             ApplicationLimit(read_limit, scope="read", exempt_when=_is_submit),

@@ -402,17 +402,18 @@ def test_redis_killed_and_restarted_empty(cluster):
 
     cluster.stack.valkey.start()
     restarted = time.time()
-    unfinished = [j for j, r in cluster.rows(ids + down).items() if r["status"] in ("pending", "processing")]
+    waiting = [j for j, r in cluster.rows(ids + down).items() if r["status"] == "pending"]  # their pointers died
+    assert len(waiting) >= 5
     resumed = wait_for(
-        lambda: min((t for t in (cluster.first_event_after(j, restarted, ("claimed", "progress"))
-                                 for j in unfinished) if t), default=None),
-        REDIS_RESUME_BAR + 5, "work to resume after the restart")
-    wait_for(lambda: cluster.rebuilt(unfinished), REDIS_REBUILD_BAR + 5, "the lost pointers to be rebuilt")
+        lambda: min((t for t in (cluster.first_event_after(j, restarted, ("claimed",)) for j in waiting) if t),
+                    default=None),
+        REDIS_RESUME_BAR + 5, "a worker to take a lost job after the restart")
+    wait_for(lambda: cluster.rebuilt(waiting), REDIS_REBUILD_BAR + 5, "the lost pointers to be rebuilt")
     rebuilt = time.time()
     cluster.check(ids + down)
 
     record("Redis restart: outage", restarted - killed)
-    record("Redis restart: first job progressing after restart", resumed - restarted)
+    record("Redis restart: first lost job claimed after restart", resumed - restarted)
     record("Redis restart: every lost pointer back in Redis", rebuilt - restarted)
     assert rebuilt - restarted < REDIS_REBUILD_BAR and resumed - restarted < REDIS_RESUME_BAR
     assert len(cluster.workers()) == WORKERS  # every worker reconnected instead of dying
@@ -496,7 +497,7 @@ def test_sigterm_finishes_the_job_or_releases_it_and_a_second_one_stops_at_once(
     _, proc = cluster.wait_mid_job([long_job], stage_like="searched:%")
     proc.send_signal(signal.SIGTERM)
     signalled = time.time()
-    assert proc.wait(GRACE + SLOW_SECONDS + 5) == 0
+    assert proc.wait(GRACE + SLOW_SECONDS + 10) == 0
     exited = time.time()
     released = cluster.wait_event(long_job, signalled, ("retried",), timeout=5)
     reclaimed = cluster.wait_event(long_job, signalled, ("claimed",), timeout=10)
@@ -515,13 +516,15 @@ def test_sigterm_finishes_the_job_or_releases_it_and_a_second_one_stops_at_once(
     time.sleep(1.2)  # RQ ignores a repeat within a second
     proc.send_signal(signal.SIGTERM)
     second = time.time()
-    print(f"[faults] second SIGTERM: exit code {proc.wait(5)}")
-    record("second SIGTERM: worker exit", time.time() - second)
-    assert time.time() - second < 2
+    assert proc.wait(10) == 0
+    record("second SIGTERM: worker exit", time.time() - second)  # RQ's teardown alone may take a second
     cluster.keep_workers()
     rerun = cluster.wait_event(cut, second, ("claimed",), timeout=KILL_BAR + 5)
     record("second SIGTERM: job re-claimed", rerun - second)
     assert rerun - second < KILL_BAR
+    # it stopped at once: neither finished nor released the job; the lease brought it back
+    reasons = [e["detail"].get("reason") for e in cluster.events([cut])[cut] if e["kind"] == "retried"]
+    assert reasons == ["lease_expired"]
 
     cluster.check(short + [long_job, cut])
     assert cluster.rows([long_job])[long_job]["attempts"] == 2

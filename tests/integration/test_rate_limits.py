@@ -85,6 +85,24 @@ def test_anonymous_submits_are_limited_per_ip(limited, runtime):
     assert limited.get("/api/categories").status_code == 200
 
 
+def test_a_forged_x_forwarded_for_does_not_escape_the_limit(limited):
+    for number in range(3):
+        assert limited.post(SUBMIT, json=BODY, headers={"X-Forwarded-For": f"198.51.100.{number}"}).status_code == 202
+    assert_rate_limited(limited.post(SUBMIT, json=BODY, headers={"X-Forwarded-For": "198.51.100.99"}))
+
+
+def test_behind_trusted_proxies_the_address_they_saw_is_used(make_app):
+    client = make_app(trusted_proxies=1).test_client()
+    proxy = from_ip("10.0.0.2")  # every request arrives through our proxy
+    for _ in range(3):
+        assert client.post(SUBMIT, json=BODY, headers={"X-Forwarded-For": "198.51.100.7"}, **proxy).status_code == 202
+    # the client forges a hop in front: the proxy appends the real address, which is what counts
+    forged = {"X-Forwarded-For": "203.0.113.1, 198.51.100.7"}
+    assert_rate_limited(client.post(SUBMIT, json=BODY, headers=forged, **proxy))
+    # another client behind the same proxy has its own budget
+    assert client.post(SUBMIT, json=BODY, headers={"X-Forwarded-For": "198.51.100.8"}, **proxy).status_code == 202
+
+
 def test_keyed_clients_are_limited_per_key_and_more_generously(limited, runtime):
     alice, bob = key_for(runtime, "alice"), key_for(runtime, "bob")
     for _ in range(5):
