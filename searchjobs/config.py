@@ -24,6 +24,14 @@ def _int(env: dict, name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _choice(env: dict, name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices`; the first is the default."""
+    raw = env.get(name) or choices[0]
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def _bool(env: dict, name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw in (None, ""):
@@ -64,6 +72,8 @@ class Settings:
     metrics_token: str | None = None
     log_format: str = "auto"  # "json", "text" or "auto" (text on a terminal)
     rate_limits: bool = True  # SEARCHJOBS_RATE_LIMITS=off disables every limit (see web/limits.py)
+    # "durable": every progress step waits for its WAL flush; "fast": intermediate steps don't
+    progress_commit: str = "durable"
     rate_limit_keyed: str = "120/minute"  # submits per API key
     rate_limit_anonymous: str = "20/minute"  # submits per client IP without a key
     rate_limit_keyed_reads: str = "1200/minute"  # other /api calls per API key
@@ -102,6 +112,7 @@ class Settings:
             metrics_token=env.get("SEARCHJOBS_METRICS_TOKEN") or None,
             log_format=env.get("SEARCHJOBS_LOG_FORMAT") or "auto",
             rate_limits=_bool(env, "SEARCHJOBS_RATE_LIMITS", True),
+            progress_commit=_choice(env, "SEARCHJOBS_PROGRESS_COMMIT", ("durable", "fast")),
             rate_limit_keyed=env.get("SEARCHJOBS_RATE_LIMIT_KEYED") or "120/minute",
             rate_limit_anonymous=env.get("SEARCHJOBS_RATE_LIMIT_ANONYMOUS") or "20/minute",
             rate_limit_keyed_reads=env.get("SEARCHJOBS_RATE_LIMIT_KEYED_READS") or "1200/minute",

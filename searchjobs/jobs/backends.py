@@ -9,14 +9,17 @@ visual-search API).
 from __future__ import annotations
 
 import importlib
+import time
 from typing import Protocol
 
 import numpy as np
 import sqlalchemy as sa
 
 from searchjobs.errors import ConfigError
+from searchjobs.models import catalog
 
 EF_SEARCH = 100  # HNSW candidate list per query: recall vs. speed, measured in bench/search_speed.py
+CATALOG_VERSION_TTL = 30.0  # seconds a process reuses the catalog version (computing it scans the catalog)
 
 
 class SearchBackend(Protocol):
@@ -57,6 +60,7 @@ class PgVectorBackend:
     def __init__(self, engine: sa.Engine, public_base_url: str):
         self.engine = engine
         self.public_base_url = public_base_url.rstrip("/")
+        self._version: tuple[float, str] | None = None  # (monotonic time computed, version)
 
     def search(self, category: str, vector: np.ndarray, k: int) -> list[dict]:
         with self.engine.connect() as conn:
@@ -82,10 +86,12 @@ class PgVectorBackend:
         }
 
     def catalog_version(self) -> str:
-        from searchjobs.models import catalog
-
-        with self.engine.connect() as conn:
-            return catalog.catalog_version(conn)
+        """The catalog's version, recomputed at most every CATALOG_VERSION_TTL seconds per process."""
+        now = time.monotonic()
+        if self._version is None or now - self._version[0] > CATALOG_VERSION_TTL:
+            with self.engine.connect() as conn:
+                self._version = (now, catalog.catalog_version(conn))
+        return self._version[1]
 
 
 def load_backend(setting: str, runtime) -> SearchBackend:

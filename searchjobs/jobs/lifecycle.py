@@ -146,7 +146,8 @@ class JobAttempt:
         write_started = time.perf_counter()
         row, retried = _with_db_retry(
             lambda c: job_queries.progress(c, self.job_id, self.version, progress, stage,
-                                           self.rt.settings.lease_seconds, detail),
+                                           self.rt.settings.lease_seconds, detail,
+                                           durable=self.rt.settings.progress_commit == "durable"),
             self.rt.db, "progress", self.job_id,
         )
         self.stage_started = time.perf_counter()

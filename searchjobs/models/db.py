@@ -29,7 +29,8 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, echo: bool = False) -> sa.Engine:
+def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, echo: bool = False,
+                autocommit: bool = False) -> sa.Engine:
     engine = sa.create_engine(
         normalise_url(url),
         pool_size=pool_size,
@@ -41,6 +42,9 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, echo: bo
         pool_pre_ping=False,
         pool_recycle=1800,
         echo=echo,
+        # an autocommit engine's connections stay in autocommit for life: no BEGIN/COMMIT around a
+        # statement, and no isolation-level reset on every return to the pool
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
         connect_args={
             "connect_timeout": CONNECT_TIMEOUT,
             "application_name": f"searchjobs[{os.getpid()}]",
@@ -53,8 +57,14 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, echo: bo
 
 
 def autocommit(engine: sa.Engine) -> sa.Engine:
-    """The same pool, with each statement committed on its own (one round trip)."""
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
+    """An engine on the same database whose statements each commit on their own (one round trip).
+
+    Its own pool, not `engine.execution_options(isolation_level=...)`: that variant switches the
+    isolation level at every checkout and sends `SET default_transaction_isolation` at every return,
+    which doubled the round trips of a job (bench/throughput.py, pg_stat_statements).
+    """
+    return make_engine(engine.url.render_as_string(hide_password=False), pool_size=engine.pool.size(),
+                       echo=engine.echo, autocommit=True)
 
 
 def is_disconnect(exc: BaseException) -> bool:

@@ -63,8 +63,7 @@ def _limits() -> IntakeLimits:
 
 @translate_errors
 def _known_categories() -> set[str]:
-    with runtime().db.connect() as conn:
-        return catalog.category_names(conn)
+    return runtime().known_categories()
 
 
 @bp.post("/search-jobs")

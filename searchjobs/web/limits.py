@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 
 EXTENSION = "searchjobs.limiter"  # app.extensions key of this app's Limiter
 KEY_PREFIX = "searchjobs:ratelimit"  # Redis key prefix of the counters
-STRATEGY = "moving-window"  # no double burst at window edges; Retry-After is exactly when the oldest hit expires
+STRATEGY = "sliding-window-counter"  # constant cost per hit (two counters), no double burst at window edges
 SUBMIT_ENDPOINT = "api.create_job"
 # endpoints authorised by a result-link token: they fail open when Redis is down (see above)
 TOKEN_ENDPOINTS = frozenset({"api.results", "events.result_events"})

@@ -165,3 +165,14 @@ def test_submit_while_redis_is_down_still_answers_202(client, runtime, monkeypat
     response = submit_upload(client)
     assert response.status_code == 202
     assert row_of(runtime, response.get_json()["job_id"])["status"] == "pending"
+
+
+def test_fast_progress_commits_still_persist_every_step(client, runtime, run_jobs):
+    import dataclasses
+
+    runtime.settings = dataclasses.replace(runtime.settings, progress_commit="fast")
+    job_id = submit_upload(client, categories="dress,bag").get_json()["job_id"]
+    run_jobs()
+    assert row_of(runtime, job_id)["status"] == "completed"
+    assert [e["stage"] for e in events_of(runtime, job_id)] == [
+        "queued", "claimed", "image_loaded", "features", "searched:dress", "searched:bag", "ranked", "done"]
