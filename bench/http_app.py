@@ -1,0 +1,21 @@
+"""The product app plus one bench-only route, for bench/http.py's hello-world baseline.
+
+    gunicorn --config python:searchjobs.web.gunicorn_conf 'bench.http_app:create()'
+
+`/bench/hello` goes through the same Flask app, blueprints' hooks and security headers as
+every API route, so the baseline is the framework and server cost with no Redis or Postgres.
+"""
+
+from __future__ import annotations
+
+from searchjobs.web import create_app
+
+
+def create():
+    app = create_app()
+
+    @app.get("/bench/hello")
+    def bench_hello():
+        return "hello"
+
+    return app

@@ -1,0 +1,5 @@
+"""The bare-RQ baseline job: does nothing."""
+
+
+def noop():
+    return None

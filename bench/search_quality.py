@@ -1,0 +1,127 @@
+# ruff: noqa: E402, I001
+"""Search quality: recall@1 / recall@5 with perturbed catalog images through the real search path.
+
+    python bench/search_quality.py [--size 3000] [--queries 0 (= every item)] [--seed 0]
+
+Loads the demo catalog (`searchjobs.jobs.catalog_load.load_demo`, default 3000 items, procedurally
+rendered; a DEMO catalog), then for every item (or --queries of them) takes its stored PNG,
+perturbs it (bench/perturb.py: random crop 80-95% per side, resize 60-140%, brightness +-20%,
+JPEG quality 60), describes it with searchjobs.jobs.features and asks PgVectorBackend.search for
+the item's category (HNSW index, ef_search and iterative scan as in the product, k = 12).
+recall@k = share of queries whose own item is in the top k. "exact" repeats the ranking by
+brute force over the stored embeddings of the category, to tell descriptor misses from index misses.
+"""
+
+from __future__ import annotations
+
+import sys  # noqa: I001 - the path fix must come first: bench/http.py would shadow the stdlib `http`
+from pathlib import Path
+
+_BENCH = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
+sys.path.insert(0, str(_BENCH.parent))
+
+import argparse
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import Servers, log, pct, summary_line, table, write_results  # noqa: E402
+from bench.perturb import perturb_bytes  # noqa: E402
+
+
+def parse_vector(text: str) -> np.ndarray:
+    return np.array([float(x) for x in text.strip("[]").split(",")], dtype=np.float32)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=3000)
+    parser.add_argument("--queries", type=int, default=0, help="queries (0 = one per catalog item)")
+    parser.add_argument("--seed", type=int, default=0, help="catalog seed")
+    args = parser.parse_args()
+
+    import sqlalchemy as sa
+
+    from searchjobs import defaults
+    from searchjobs.jobs import features
+    from searchjobs.jobs.backends import EF_SEARCH, PgVectorBackend
+    from searchjobs.jobs.catalog_load import load_demo
+
+    with Servers(pg_stat_statements=False) as servers:
+        engine = servers.engine()
+        with engine.begin() as conn:
+            conn.execute(sa.text("TRUNCATE catalog_items"))
+        log(f"loading the demo catalog: {args.size} items")
+        started = time.perf_counter()
+        load_demo(engine, args.size, seed=args.seed)
+        load_s = time.perf_counter() - started
+        log(f"loaded in {load_s:.1f}s ({args.size / load_s:.0f} items/s incl. rendering, describing, upserting)")
+        with engine.connect() as conn:
+            conn.execute(sa.text("ANALYZE catalog_items"))
+            items = conn.execute(sa.text(
+                "SELECT sku, category, image_data, embedding::text FROM catalog_items ORDER BY id")).all()
+        by_cat: dict[str, list[tuple[str, np.ndarray]]] = defaultdict(list)
+        for sku, category, _, emb in items:
+            by_cat[category].append((sku, parse_vector(emb)))
+        matrices = {c: (np.stack([v for _, v in rows]), [s for s, _ in rows]) for c, rows in by_cat.items()}
+        backend = PgVectorBackend(servers.engine().execution_options(isolation_level="AUTOCOMMIT"),
+                                  "http://bench")
+        rng = np.random.default_rng(12345)
+        chosen = items if not args.queries else [items[i] for i in rng.choice(len(items), args.queries, replace=False)]
+        stats = defaultdict(lambda: {"n": 0, "r1": 0, "r5": 0, "x1": 0, "x5": 0})
+        latencies, describe_ms, misses = [], [], []
+        log(f"querying {len(chosen)} perturbed images")
+        for sku, category, data, _ in chosen:
+            image = perturb_bytes(data, rng)
+            t = time.perf_counter()
+            vector = features.describe(image)
+            describe_ms.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            hits = backend.search(category, vector, defaults.DEFAULT_TOP_K)
+            latencies.append((time.perf_counter() - t) * 1000)
+            ranked = [h["sku"] for h in hits]
+            matrix, skus = matrices[category]
+            order = np.argsort(-(matrix @ vector))[:5]
+            exact = [skus[i] for i in order]
+            s = stats[category]
+            s["n"] += 1
+            s["r1"] += ranked[:1] == [sku]
+            s["r5"] += sku in ranked[:5]
+            s["x1"] += exact[:1] == [sku]
+            s["x5"] += sku in exact
+            if sku not in ranked[:5]:
+                misses.append({"sku": sku, "category": category, "got": ranked[:5],
+                               "exact_rank": exact.index(sku) + 1 if sku in exact else None})
+        engine.dispose()
+
+    rows = []
+    total = {"n": 0, "r1": 0, "r5": 0, "x1": 0, "x5": 0}
+    for category in sorted(stats):
+        s = stats[category]
+        for k in total:
+            total[k] += s[k]
+        rows.append([category, s["n"], s["r1"] / s["n"], s["r5"] / s["n"], s["x1"] / s["n"], s["x5"] / s["n"]])
+    n = total["n"]
+    rows.append(["ALL", n, total["r1"] / n, total["r5"] / n, total["x1"] / n, total["x5"] / n])
+    print()
+    table(["category", "queries", "recall@1", "recall@5", "exact@1", "exact@5"], rows,
+          title=f"Search quality, demo catalog {args.size} items (seed {args.seed}), perturbed queries "
+                f"(crop 80-95%, resize, brightness +-20%, JPEG q60); HNSW ef_search={EF_SEARCH}, k=12")
+    print(f"query latency (PgVectorBackend.search): p50 {pct(latencies, 50):.2f} ms, p95 {pct(latencies, 95):.2f} ms; "
+          f"describe p50 {pct(describe_ms, 50):.2f} ms; catalog load {args.size / load_s:.0f} items/s")
+    summary = {"recall_at_1": total["r1"] / n, "recall_at_5": total["r5"] / n, "exact_recall_at_5": total["x5"] / n,
+               "queries": n, "catalog": args.size, "target_met": total["r5"] / n >= 0.95}
+    write_results("search_quality", {
+        "args": vars(args), "per_category": {c: dict(s) for c, s in stats.items()}, "summary": summary,
+        "query_ms": {"p50": pct(latencies, 50), "p95": pct(latencies, 95)},
+        "describe_ms_p50": pct(describe_ms, 50), "load_items_s": args.size / load_s, "misses_sample": misses[:50],
+    })
+    print(summary_line("search_quality", summary))
+
+
+if __name__ == "__main__":
+    main()
