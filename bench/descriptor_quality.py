@@ -29,7 +29,7 @@ from searchjobs.jobs import demo_catalog, features  # noqa: E402
 
 # Ranks reported (recall@k).
 TOP_KS = (1, 5)
-# Rows of the per-category table shown for misses.
+# At most this many misses (not in the top 5) are listed with their top 3.
 SHOW_MISSES = 10
 
 
