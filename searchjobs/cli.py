@@ -21,7 +21,7 @@ import click
 
 from searchjobs import __version__, defaults
 from searchjobs.config import Settings
-from searchjobs.errors import ConfigError, DependencyUnavailable, SearchJobsError
+from searchjobs.errors import ConfigError, DependencyUnavailable, NotFound, SearchJobsError
 
 log = logging.getLogger("searchjobs.cli")
 
@@ -568,45 +568,34 @@ def jobs_show(job_id: str, as_json: bool) -> None:
 @click.argument("job_id")
 def jobs_retry(job_id: str) -> None:
     """Requeue a failed or cancelled job."""
-    from searchjobs.models import jobs as job_queries
+    from searchjobs.jobs import control
     from searchjobs.models.jobs import InvalidTransition
-    from searchjobs.queue import REDIS_ERRORS, enqueue_search
 
     runtime = _runtime()
     try:
-        with runtime.engine.begin() as conn:
-            if job_queries.get(conn, job_id) is None:
-                _fail(f"no job {job_id}", code=1)
-            row = job_queries.retry_failed(conn, job_id)
+        _, enqueued = control.retry(runtime, job_id, by="operator")
+    except NotFound:
+        _fail(f"no job {job_id}", code=1)
     except InvalidTransition as exc:
         _fail(exc.message, code=1)
-    runtime.cache.write_row(row)
-    log.info("job retried by an operator", extra={"job_id": job_id, "attempt": row["attempts"]})
-    try:
-        enqueue_search(runtime.redis, job_id, job_timeout=runtime.settings.job_timeout)
-        click.echo(f"{job_id}: requeued")
-    except REDIS_ERRORS:
-        click.echo(f"{job_id}: pending; Redis is unavailable, the reconciler will enqueue it")
+    click.echo(f"{job_id}: requeued" if enqueued else
+               f"{job_id}: pending; Redis is unavailable, the reconciler will enqueue it")
 
 
 @jobs.command("cancel")
 @click.argument("job_id")
 def jobs_cancel(job_id: str) -> None:
     """Cancel a job: a queued one never starts; a running one stops at its next step."""
-    from searchjobs.models import jobs as job_queries
+    from searchjobs.jobs import control
     from searchjobs.models.jobs import InvalidTransition
 
     runtime = _runtime()
     try:
-        with runtime.engine.begin() as conn:
-            if job_queries.get(conn, job_id) is None:
-                _fail(f"no job {job_id}", code=1)
-            row = job_queries.cancel(conn, job_id)
+        row = control.cancel(runtime, job_id, by="operator")
+    except NotFound:
+        _fail(f"no job {job_id}", code=1)
     except InvalidTransition as exc:
         _fail(exc.message, code=1)
-    runtime.cache.write_row(row)
-    log.info("job cancel requested by an operator", extra={"job_id": job_id, "attempt": row["attempts"],
-                                                           "status": row["status"]})
     state = "cancelled" if row["status"] == "cancelled" else "cancel requested (stops at its next step)"
     click.echo(f"{job_id}: {state}")
 

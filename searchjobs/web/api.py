@@ -9,7 +9,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 
 from searchjobs import defaults
 from searchjobs.cache import job_view, read_through, read_through_token
-from searchjobs.jobs import links
+from searchjobs.jobs import control, links
 from searchjobs.jobs.intake import IntakeLimits
 from searchjobs.jobs.submit import submit
 from searchjobs.models import catalog
@@ -17,7 +17,6 @@ from searchjobs.models import jobs as job_queries
 from searchjobs.models.db import translate_errors
 from searchjobs.models.jobs import InvalidTransition
 from searchjobs.models.tables import JOB_STATUSES
-from searchjobs.queue import REDIS_ERRORS, enqueue_search
 from searchjobs.web.auth import Caller, current_caller, require_submitter
 from searchjobs.web.errors import ApiError
 from searchjobs.web.runtime import runtime
@@ -148,15 +147,11 @@ def list_jobs():
 def cancel_job(job_id: str):
     caller = current_caller()
     _owned_job(job_id, caller)
-    rt = runtime()
     try:
-        with rt.db.connect() as conn:
-            row = job_queries.cancel(conn, job_id)
+        row = control.cancel(runtime(), job_id, by="client")
     except InvalidTransition as exc:
-        rt.cache.write_row(exc.current)
         raise ApiError(409, "job_finished", exc.message,
                        job=present(job_view(exc.current), with_results=False)) from exc
-    rt.cache.write_row(row)
     return jsonify(present(job_view(row), with_results=False)), 202 if row["status"] != "cancelled" else 200
 
 
@@ -167,18 +162,11 @@ def retry_job(job_id: str):
     view = _owned_job(job_id, caller)
     if caller.anonymous:
         raise ApiError(403, "forbidden", "retrying a job needs its owner's or an admin API key")
-    rt = runtime()
     try:
-        with rt.db.connect() as conn:
-            row = job_queries.retry_failed(conn, view["job_id"])
+        row, _ = control.retry(runtime(), view["job_id"], by="client")
     except InvalidTransition as exc:
         raise ApiError(409, "job_not_failed", exc.message,
                        job=present(job_view(exc.current), with_results=False)) from exc
-    rt.cache.write_row(row)
-    try:
-        enqueue_search(rt.redis, job_id, job_timeout=rt.settings.job_timeout)
-    except REDIS_ERRORS:
-        pass  # pending in Postgres: the reconciler enqueues it
     return jsonify(present(job_view(row), with_results=False)), 202
 
 
