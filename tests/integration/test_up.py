@@ -37,6 +37,9 @@ def run_up(tmp_path, env_extra: dict, *args: str):
         gone, alive = psutil.wait_procs([c for c in children if c.is_running()], timeout=10)
         output = (tmp_path / "up.log").read_text(errors="replace")
         assert proc.returncode == 0, output[-3000:]
+        data = tmp_path / "data"
+        assert not (data / "postgres" / "postmaster.pid").exists(), "the embedded PostgreSQL is still running"
+        assert not (data / "valkey" / "valkey.pid").exists(), "the embedded Valkey is still running"
         assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], "up left processes behind"
         return output
 
