@@ -98,7 +98,8 @@ def up(port: int, host: str, worker_count: int, demo_size: int) -> None:
         stack = EmbeddedStack(data_dir).start()
         env.setdefault("DATABASE_URL", stack.postgres.url)
         env.setdefault("REDIS_URL", stack.valkey.url)
-        env.setdefault("SECRET_KEY", _secret_key(data_dir))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env.setdefault("SECRET_KEY", _secret_key(data_dir))
     public_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     env.setdefault("PUBLIC_BASE_URL", public_url)
     env["SEARCHJOBS_DATA_DIR"] = str(data_dir)
@@ -182,6 +183,7 @@ def _load_demo_with_progress(engine, size: int) -> int:
 def web(host: str, port: int | None) -> None:
     """Serve the web app with gunicorn (WEB_CONCURRENCY processes)."""
     settings = resolve_settings()
+    settings.check_secret()
     os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = settings.require_urls()
     os.environ["HOST"] = host
     os.environ["PORT"] = str(port or os.environ.get("PORT") or 8000)
@@ -196,7 +198,9 @@ def worker(queues: tuple[str, ...], burst: bool, max_jobs: int | None) -> None:
     """Run one worker process (no fork per job)."""
     from searchjobs.worker.worker import run_worker
 
-    runtime = _runtime()
+    settings = resolve_settings()
+    settings.check_secret()  # the SMS carries a result link derived from it
+    runtime = _runtime(settings)
     run_worker(runtime, list(queues) or None, burst=burst, max_jobs=max_jobs)
 
 

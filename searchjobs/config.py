@@ -43,13 +43,16 @@ def _bool(env: dict, name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be a boolean (true/false), got {raw!r}")
 
 
+DEV_SECRET_KEY = "dev-only-not-secret"  # a placeholder the processes refuse to serve with (check_secret)
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None  # None: embedded PostgreSQL under data_dir
     redis_url: str | None = None  # None: embedded Valkey under data_dir
     data_dir: Path = Path(".searchjobs")
     public_base_url: str = "http://127.0.0.1:8000"
-    secret_key: str = "dev-only-not-secret"
+    secret_key: str = DEV_SECRET_KEY
     cache_ttl: int = defaults.CACHE_TTL
     retention_days: int = defaults.RETENTION_DAYS
     job_timeout: int = defaults.JOB_TIMEOUT
@@ -89,7 +92,7 @@ class Settings:
             redis_url=env.get("REDIS_URL") or None,
             data_dir=Path(env.get("SEARCHJOBS_DATA_DIR") or ".searchjobs"),
             public_base_url=(env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:8000").rstrip("/"),
-            secret_key=env.get("SECRET_KEY") or "dev-only-not-secret",
+            secret_key=env.get("SECRET_KEY") or DEV_SECRET_KEY,
             cache_ttl=_int(env, "SEARCHJOBS_CACHE_TTL", defaults.CACHE_TTL),
             retention_days=_int(env, "SEARCHJOBS_RETENTION_DAYS", defaults.RETENTION_DAYS),
             job_timeout=_int(env, "SEARCHJOBS_JOB_TIMEOUT", defaults.JOB_TIMEOUT),
@@ -124,6 +127,12 @@ class Settings:
     def embedded(self) -> bool:
         """True when either server still has to come from the embedded default."""
         return self.database_url is None or self.redis_url is None
+
+    def check_secret(self) -> None:
+        """Result-link tokens are derived from SECRET_KEY: a known key would make them guessable."""
+        if self.secret_key == DEV_SECRET_KEY:
+            raise ConfigError("SECRET_KEY must be set to a long random value (it signs result links); "
+                              "`searchjobs up` makes one for you")
 
     def with_urls(self, database_url: str, redis_url: str) -> Settings:
         return replace(self, database_url=database_url, redis_url=redis_url)

@@ -18,7 +18,10 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
-    settings = settings or (runtime.settings if runtime else Settings.from_env())
+    if settings is None and runtime is None:  # a real deployment (gunicorn): no placeholder secret
+        settings = Settings.from_env()
+        settings.check_secret()
+    settings = settings or runtime.settings
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=settings.secret_key,

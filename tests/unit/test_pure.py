@@ -62,3 +62,9 @@ def test_public_view_has_no_phone_number():
            "created_at": now, "updated_at": now, "started_at": None, "finished_at": None}
     view = job_view(row)
     assert view["sms"] is True and "612345678" not in str(view)
+
+
+def test_processes_refuse_the_placeholder_secret():
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        Settings.from_env({}).check_secret()
+    Settings.from_env({"SECRET_KEY": "a-long-random-value"}).check_secret()
