@@ -39,7 +39,8 @@ def present(view: dict, *, with_results: bool) -> dict:
     return body
 
 
-def _visible_job(job_id: str, caller: Caller) -> tuple[dict, str]:
+def visible_job(job_id: str, caller: Caller) -> tuple[dict, str]:
+    """The job's view (cache first) if the caller may see it, else 404: the API's and the streams' rule."""
     if len(job_id) > 100:
         raise ApiError(404, "not_found", "no such job")
     view, source = read_through(runtime().cache, runtime().db, job_id)
@@ -49,7 +50,7 @@ def _visible_job(job_id: str, caller: Caller) -> tuple[dict, str]:
 
 
 def _owned_job(job_id: str, caller: Caller) -> dict:
-    view, _ = _visible_job(job_id, caller)
+    view, _ = visible_job(job_id, caller)
     if not caller.owns(view) and not (caller.anonymous and view.get("client_id") is None):
         raise ApiError(404, "not_found", "no such job")
     return view
@@ -93,7 +94,7 @@ def create_job():
 @bp.get("/search-jobs/<job_id>")
 def get_job(job_id: str):
     caller = current_caller()
-    view, source = _visible_job(job_id, caller)
+    view, source = visible_job(job_id, caller)
     response = jsonify(present(view, with_results=caller.owns(view)))
     response.headers["X-Cache"] = source
     return response

@@ -52,7 +52,7 @@ from searchjobs.jobs.runtime import Runtime
 from searchjobs.models import jobs as job_queries
 from searchjobs.models.db import translate_errors
 from searchjobs.queue import REDIS_ERRORS
-from searchjobs.web.api import _visible_job
+from searchjobs.web.api import visible_job
 from searchjobs.web.auth import current_caller
 from searchjobs.web.errors import ApiError
 from searchjobs.web.runtime import runtime
@@ -99,7 +99,7 @@ def _cursor() -> int:
 
 @bp.get("/search-jobs/<job_id>/events")
 def job_events(job_id: str):
-    view, _ = _visible_job(job_id, current_caller())
+    view, _ = visible_job(job_id, current_caller())
     return _open_stream(view)
 
 
