@@ -196,10 +196,12 @@ def web(host: str, port: int | None) -> None:
 @click.option("--max-jobs", type=int, default=None, help="Stop after this many jobs.")
 def worker(queues: tuple[str, ...], burst: bool, max_jobs: int | None) -> None:
     """Run one worker process (no fork per job)."""
+    from searchjobs.jobs.search import check_sms_fits
     from searchjobs.worker.worker import run_worker
 
     settings = resolve_settings()
     settings.check_secret()  # the SMS carries a result link derived from it
+    check_sms_fits(settings.public_base_url)
     runtime = _runtime(settings)
     run_worker(runtime, list(queues) or None, burst=burst, max_jobs=max_jobs)
 

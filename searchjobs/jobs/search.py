@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from rq.timeouts import JobTimeoutException
 
 from searchjobs import defaults
-from searchjobs.errors import DependencyUnavailable
+from searchjobs.errors import ConfigError, DependencyUnavailable
 from searchjobs.jobs import features, intake, links
 from searchjobs.jobs.lifecycle import AttemptOver, JobAttempt
 from searchjobs.jobs.runtime import Runtime, get_runtime
@@ -50,11 +50,18 @@ def load_query_image(runtime: Runtime, row: dict):
     return intake.open_image(validated)
 
 
+def check_sms_fits(public_base_url: str) -> None:
+    """Refuse (at worker start) a PUBLIC_BASE_URL whose result links make the SMS longer than one segment."""
+    try:
+        result_message(links.result_url(public_base_url, "x" * 43))
+    except ValueError as exc:
+        raise ConfigError(f"PUBLIC_BASE_URL is too long for a one-segment SMS with its result link: {exc}") from exc
+
+
 def sms_body(runtime: Runtime, row: dict) -> str | None:
     """The outbox text, with the link as a placeholder: the token is never stored in clear."""
     if row["phone_number"] is None:
         return None
-    result_message(links.result_url(runtime.settings.public_base_url, "x" * 43))  # fits one segment?
     return result_message(links.LINK_PLACEHOLDER)
 
 

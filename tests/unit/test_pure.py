@@ -68,3 +68,11 @@ def test_processes_refuse_the_placeholder_secret():
     with pytest.raises(ConfigError, match="SECRET_KEY"):
         Settings.from_env({}).check_secret()
     Settings.from_env({"SECRET_KEY": "a-long-random-value"}).check_secret()
+
+
+def test_a_public_url_too_long_for_one_sms_segment_is_refused_at_start():
+    from searchjobs.jobs.search import check_sms_fits
+
+    check_sms_fits("https://shop.example.com")
+    with pytest.raises(ConfigError, match="PUBLIC_BASE_URL"):
+        check_sms_fits("https://" + "very-long-host." * 10 + "example.com")
