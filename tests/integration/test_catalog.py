@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from searchjobs.cli import main
 from searchjobs.jobs import features
 from searchjobs.jobs.backends import PgVectorBackend
-from tests.conftest import demo_image_bytes
+from tests.conftest import TEST_CATALOG_SIZE, demo_image_bytes
 
 
 def cli_env(settings) -> dict:
@@ -73,7 +73,6 @@ def test_catalog_import_refuses_a_csv_without_the_columns(tmp_path, settings, ru
 
 def test_demo_catalog_embeddings_are_the_descriptor_of_their_images(runtime):
     from searchjobs.jobs import demo_catalog
-    from tests.conftest import TEST_CATALOG_SIZE
 
     item = next(demo_catalog.generate_items(TEST_CATALOG_SIZE, seed=7))
     with runtime.engine.connect() as conn:
@@ -83,3 +82,22 @@ def test_demo_catalog_embeddings_are_the_descriptor_of_their_images(runtime):
     vector = np.array([float(x) for x in stored.strip("[]").split(",")], dtype=np.float32)
     assert version == features.DESCRIPTOR_VERSION and attributes["demo"] is True
     assert np.allclose(vector, features.describe_bytes(item.image_png), atol=1e-5)
+
+
+def test_catalog_demo_command_loads_a_labelled_demo_catalog_and_upserts(settings, runtime):
+    env = cli_env(settings)
+    # the session's own seed: the same 20 items are rewritten in place, the shared catalog stays as it was
+    result = CliRunner().invoke(main, ["catalog", "demo", "--size", "20", "--seed", "7"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "Demo catalog: 20 items loaded" in result.output
+    with runtime.engine.connect() as conn:
+        def demo_rows():
+            return conn.execute(sa.text(
+                "SELECT count(*), count(DISTINCT category) FROM catalog_items "
+                "WHERE attributes->>'source' = 'Demo catalog' AND sku LIKE 'DEMO-%'")).one()
+        before = demo_rows()
+        assert before == (TEST_CATALOG_SIZE, 10)
+        assert CliRunner().invoke(main, ["catalog", "demo", "--size", "20", "--seed", "7"], env=env).exit_code == 0
+        assert demo_rows() == before  # same skus: updated in place, not duplicated
+    result = CliRunner().invoke(main, ["catalog", "demo", "--size", "0"], env=env)
+    assert result.exit_code == 2 and "Invalid value" in result.output
