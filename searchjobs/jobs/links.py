@@ -17,8 +17,15 @@ LINK_PLACEHOLDER = "{link}"  # stored in the SMS outbox body instead of the link
 
 
 def new_job_id() -> str:
-    """An unguessable job id (160 random bits, URL-safe)."""
-    return secrets.token_urlsafe(20)
+    """An unguessable job id (160 random bits, URL-safe).
+
+    Never starting with "-" or "_": an id like "-n3x..." would read as an option on the
+    command line (`searchjobs jobs retry <job_id>`).
+    """
+    while True:
+        job_id = secrets.token_urlsafe(20)
+        if job_id[0].isalnum():
+            return job_id
 
 
 def result_token(secret_key: str, job_id: str) -> str:

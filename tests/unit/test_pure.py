@@ -42,7 +42,8 @@ def test_result_tokens_are_unguessable_stable_and_hashed():
     assert token != links.result_token("other secret", job_id)
     assert links.looks_like_token(token) and len(token) == 43  # 256 bits, URL-safe
     assert links.token_hash(token) != token and len(links.token_hash(token)) == 64
-    assert len({links.new_job_id() for _ in range(1000)}) == 1000
+    ids = {links.new_job_id() for _ in range(2000)}
+    assert len(ids) == 2000 and all(i[0].isalnum() for i in ids)  # never read as a CLI option
     body = links.render_sms("Your search results are ready: {link}", "secret", "https://x.example", job_id)
     assert body == f"Your search results are ready: https://x.example/r/{token}"
 
