@@ -95,6 +95,9 @@ class JobAttempt:
     def version(self) -> int:
         return self.row["version"]
 
+    def _write(self, what: str, statement: Callable[[sa.Connection], dict | None]) -> tuple[dict | None, bool]:
+        return _with_db_retry(statement, self.rt.db, what, self.job_id)
+
     # -- claim ------------------------------------------------------------
 
     @classmethod
@@ -120,7 +123,7 @@ class JobAttempt:
         """After a write that matched nothing: was it ours (landed before a dropped answer) or did we lose?"""
         if row is not None:
             return row
-        current, _ = _with_db_retry(lambda c: job_queries.get(c, self.job_id), self.rt.db, "read", self.job_id)
+        current, _ = self._write("read", lambda c: job_queries.get(c, self.job_id))
         if current is None:
             raise LostOwnership("the job was deleted")
         same_attempt = current["attempts"] == self.attempt
@@ -144,27 +147,22 @@ class JobAttempt:
             self.release("shutdown")
         metrics.stage_done(stage, time.perf_counter() - self.stage_started)
         write_started = time.perf_counter()
-        row, retried = _with_db_retry(
-            lambda c: job_queries.progress(c, self.job_id, self.version, progress, stage,
-                                           self.rt.settings.lease_seconds, detail,
-                                           durable=self.rt.settings.progress_commit == "durable"),
-            self.rt.db, "progress", self.job_id,
-        )
+        row, retried = self._write("progress", lambda c: job_queries.progress(
+            c, self.job_id, self.version, progress, stage, self.rt.settings.lease_seconds, detail,
+            durable=self.rt.settings.progress_commit == "durable"))
         self.stage_started = time.perf_counter()
         metrics.PROGRESS_WRITE.observe(self.stage_started - write_started)
         self.row = self._adopt_or_lose(row, retried, {"stage": stage})
         self.rt.cache.write_row(self.row)
-        if self.row["cancel_requested"]:
-            self._cancel()
+        self._cancel_if_requested()
 
     def _cancel_if_requested(self) -> None:
-        """Our write was refused because the client asked to cancel meanwhile: the cancel wins."""
+        """The client asked to cancel (seen on our step, or as the reason our write was refused): it wins."""
         if self.row["status"] == "processing" and self.row["cancel_requested"]:
             self._cancel()
 
     def _cancel(self) -> None:
-        row, _ = _with_db_retry(lambda c: job_queries.mark_cancelled(c, self.job_id, self.version),
-                                self.rt.db, "cancel", self.job_id)
+        row, _ = self._write("cancel", lambda c: job_queries.mark_cancelled(c, self.job_id, self.version))
         if row is not None:
             self.row = row
             self.rt.cache.write_row(row)
@@ -174,15 +172,10 @@ class JobAttempt:
 
     def complete(self, results: dict, sms_body: str | None) -> dict:
         """Store results, mark completed and write the SMS outbox row: one statement, then enqueue the send."""
-        row, retried = _with_db_retry(
-            lambda c: job_queries.complete(c, self.job_id, self.version, results, sms_body),
-            self.rt.db, "complete", self.job_id,
-        )
-        if row is None:
-            self.row = self._adopt_or_lose(None, retried, {"status": "completed"})
-            self._cancel_if_requested()
-            row = self.row
-        self.row = row
+        row, retried = self._write(
+            "complete", lambda c: job_queries.complete(c, self.job_id, self.version, results, sms_body))
+        self.row = row = self._adopt_or_lose(row, retried, {"status": "completed"})
+        self._cancel_if_requested()
         self.rt.cache.write_row(row)
         log.info("job completed", extra={"job_id": self.job_id, "attempt": self.attempt,
                                          "took_ms": results.get("took_ms")})
@@ -198,8 +191,8 @@ class JobAttempt:
 
     def fail(self, error_code: str, message: str) -> None:
         message = message[: defaults.ERROR_MESSAGE_MAX]
-        row, retried = _with_db_retry(lambda c: job_queries.fail(c, self.job_id, self.version, error_code, message),
-                                      self.rt.db, "fail", self.job_id)
+        row, retried = self._write(
+            "fail", lambda c: job_queries.fail(c, self.job_id, self.version, error_code, message))
         self.row = self._adopt_or_lose(row, retried, {"status": "failed"})
         self._cancel_if_requested()
         self.rt.cache.write_row(self.row)
@@ -226,11 +219,8 @@ class JobAttempt:
         raise Released(reason)
 
     def _requeue(self, delay: float, reason: str, error_code: str | None, message: str | None) -> None:
-        row, retried = _with_db_retry(
-            lambda c: job_queries.requeue(c, self.job_id, self.version, delay=delay, reason=reason,
-                                          error_code=error_code, error=message),
-            self.rt.db, "requeue", self.job_id,
-        )
+        row, retried = self._write("requeue", lambda c: job_queries.requeue(
+            c, self.job_id, self.version, delay=delay, reason=reason, error_code=error_code, error=message))
         self.row = self._adopt_or_lose(row, retried, {"status": "pending"})
         self._cancel_if_requested()
         self.rt.cache.write_row(self.row)
