@@ -18,6 +18,7 @@ RQ_RESULT_TTL = 60  # seconds RQ keeps a finished job's hash; the result lives i
 RQ_FAILURE_TTL = 24 * 3600  # seconds RQ keeps a failed job's hash, for `rq info`
 DEFAULT_TOP_K = 12  # results per category
 MAX_CATEGORIES = 10  # categories one job may ask for
+CATALOG_FACTS_TTL = 30.0  # seconds a process reuses the catalog's categories and version (an import shows within it)
 ERROR_MESSAGE_MAX = 300  # characters of a job's stored error text
 
 # -- reads ----------------------------------------------------------------

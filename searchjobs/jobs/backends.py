@@ -9,17 +9,16 @@ visual-search API).
 from __future__ import annotations
 
 import importlib
-import time
 from typing import Protocol
 
 import numpy as np
 import sqlalchemy as sa
 
+from searchjobs import defaults
 from searchjobs.errors import ConfigError
 from searchjobs.models import catalog
 
 EF_SEARCH = 100  # HNSW candidate list per query: recall vs. speed, measured in bench/search_speed.py
-CATALOG_VERSION_TTL = 30.0  # seconds a process reuses the catalog version (computing it scans the catalog)
 
 
 class SearchBackend(Protocol):
@@ -57,10 +56,10 @@ class PgVectorBackend:
         "ORDER BY embedding <=> %(v)s::vector LIMIT %(k)s"
     )
 
-    def __init__(self, engine: sa.Engine, public_base_url: str):
+    def __init__(self, engine: sa.Engine, public_base_url: str, facts: catalog.CatalogFacts | None = None):
         self.engine = engine
         self.public_base_url = public_base_url.rstrip("/")
-        self._version: tuple[float, str] | None = None  # (monotonic time computed, version)
+        self.facts = facts or catalog.CatalogFacts(engine, defaults.CATALOG_FACTS_TTL)
 
     def search(self, category: str, vector: np.ndarray, k: int) -> list[dict]:
         with self.engine.connect() as conn:
@@ -86,17 +85,12 @@ class PgVectorBackend:
         }
 
     def catalog_version(self) -> str:
-        """The catalog's version, recomputed at most every CATALOG_VERSION_TTL seconds per process."""
-        now = time.monotonic()
-        if self._version is None or now - self._version[0] > CATALOG_VERSION_TTL:
-            with self.engine.connect() as conn:
-                self._version = (now, catalog.catalog_version(conn))
-        return self._version[1]
+        return self.facts.version()
 
 
 def load_backend(setting: str, runtime) -> SearchBackend:
     if setting == "pgvector":
-        return PgVectorBackend(runtime.db, runtime.settings.public_base_url)
+        return PgVectorBackend(runtime.db, runtime.settings.public_base_url, runtime.catalog_facts)
     module_name, _, attr = setting.partition(":")
     if not attr:
         raise ConfigError(f"SEARCHJOBS_SEARCH_BACKEND must be 'pgvector' or 'module:factory', got {setting!r}")

@@ -11,19 +11,17 @@ import os
 import secrets
 import socket
 import threading
-import time
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import redis
 import sqlalchemy as sa
 
+from searchjobs import defaults
 from searchjobs.cache import JobCache
 from searchjobs.config import Settings
 from searchjobs.models import catalog, db
 from searchjobs.queue import connect
-
-CATEGORIES_TTL = 30.0  # seconds; a category added by an import is accepted by submits within this time
 
 
 @dataclass
@@ -36,7 +34,6 @@ class Runtime:
     release_requested: threading.Event = field(default_factory=threading.Event)
     # the attempt this process is running, for the lease heartbeat (one at a time: no fork, no threads)
     current_attempt: object | None = None
-    _categories: tuple[float, set[str]] | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs) -> Runtime:
@@ -65,16 +62,10 @@ class Runtime:
 
         return sender_from_settings(self.settings)
 
-    def known_categories(self) -> set[str]:
-        """The catalog's categories, re-read at most every CATEGORIES_TTL seconds per process:
-        a submit checks its categories against them, and reading them scans the catalog."""
-        now = time.monotonic()
-        cached = self._categories
-        if cached is None or now - cached[0] > CATEGORIES_TTL:
-            with self.db.connect() as conn:
-                cached = (now, catalog.category_names(conn))
-            self._categories = cached
-        return cached[1]
+    @cached_property
+    def catalog_facts(self) -> catalog.CatalogFacts:
+        """Category names (checked at submit) and the catalog version (in results), shared per process."""
+        return catalog.CatalogFacts(self.db, defaults.CATALOG_FACTS_TTL)
 
     def close(self) -> None:
         self.engine.dispose()

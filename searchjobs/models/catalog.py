@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import sqlalchemy as sa
 
 
@@ -36,3 +38,31 @@ def image(conn: sa.Connection, sku: str) -> dict | None:
         sa.text("SELECT image_data, image_content_type, image_url FROM catalog_items WHERE sku = :sku"), {"sku": sku}
     ).mappings().first()
     return dict(row) if row else None
+
+
+class CatalogFacts:
+    """The catalog's category names and version, re-read at most every `ttl` seconds.
+
+    Both scan the whole catalog (22 ms and 99 ms at 100k items), yet change only when
+    an import runs; a process keeps one of these and shares it between submits and jobs.
+    """
+
+    def __init__(self, engine: sa.Engine, ttl: float):
+        self.engine = engine
+        self.ttl = ttl
+        self._read: dict[str, tuple[float, object]] = {}  # what -> (monotonic time read, value)
+
+    def _recent(self, what: str, query):
+        now = time.monotonic()
+        cached = self._read.get(what)
+        if cached is None or now - cached[0] > self.ttl:
+            with self.engine.connect() as conn:
+                cached = (now, query(conn))
+            self._read[what] = cached
+        return cached[1]
+
+    def category_names(self) -> set[str]:
+        return self._recent("categories", category_names)
+
+    def version(self) -> str:
+        return self._recent("version", catalog_version)

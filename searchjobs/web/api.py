@@ -63,7 +63,7 @@ def _limits() -> IntakeLimits:
 
 @translate_errors
 def _known_categories() -> set[str]:
-    return runtime().known_categories()
+    return runtime().catalog_facts.category_names()
 
 
 @bp.post("/search-jobs")
