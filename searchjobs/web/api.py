@@ -49,6 +49,14 @@ def visible_job(job_id: str, caller: Caller) -> tuple[dict, str]:
     return view, source
 
 
+def result_job(token: str) -> tuple[dict | None, str]:
+    """The job behind a result link (cache first): (view, "hit"|"miss"), or (None, "miss") for an unknown
+    or malformed token. Holding the link is the permission: no caller check."""
+    if not links.looks_like_token(token):
+        return None, "miss"
+    return read_through_token(runtime().cache, runtime().db, links.token_hash(token))
+
+
 def _owned_job(job_id: str, caller: Caller) -> dict:
     view, _ = visible_job(job_id, caller)
     if not caller.owns(view) and not (caller.anonymous and view.get("client_id") is None):
@@ -208,9 +216,7 @@ def changes():
 
 @bp.get("/results/<token>")
 def results(token: str):
-    if not links.looks_like_token(token):
-        raise ApiError(404, "not_found", "no such result link")
-    view, source = read_through_token(runtime().cache, runtime().db, links.token_hash(token))
+    view, source = result_job(token)
     if view is None:
         raise ApiError(404, "not_found", "no such result link")
     response = jsonify(present(view, with_results=True))

@@ -45,14 +45,13 @@ from threading import BoundedSemaphore
 
 from flask import Blueprint, Response, current_app, request
 
-from searchjobs.cache import events_channel, read_through_token
+from searchjobs.cache import events_channel
 from searchjobs.errors import DependencyUnavailable
-from searchjobs.jobs import links
 from searchjobs.jobs.runtime import Runtime
 from searchjobs.models import jobs as job_queries
 from searchjobs.models.db import translate_errors
 from searchjobs.queue import REDIS_ERRORS
-from searchjobs.web.api import visible_job
+from searchjobs.web.api import result_job, visible_job
 from searchjobs.web.auth import current_caller
 from searchjobs.web.errors import ApiError
 from searchjobs.web.runtime import runtime
@@ -105,9 +104,7 @@ def job_events(job_id: str):
 
 @bp.get("/results/<token>/events")
 def result_events(token: str):
-    if not links.looks_like_token(token):
-        raise ApiError(404, "not_found", "no such result link")
-    view, _ = read_through_token(runtime().cache, runtime().db, links.token_hash(token))
+    view, _ = result_job(token)
     if view is None:
         raise ApiError(404, "not_found", "no such result link")
     return _open_stream(view)

@@ -14,13 +14,12 @@ from decimal import Decimal, InvalidOperation
 from flask import Blueprint, render_template
 
 from searchjobs import defaults
-from searchjobs.cache import read_through_token
 from searchjobs.errors import DependencyUnavailable
-from searchjobs.jobs import links
 from searchjobs.jobs.demo_catalog import DEMO_LABEL, SKU_PREFIX
 from searchjobs.jobs.intake import ALLOWED_CONTENT_TYPES, MAX_IMAGE_BYTES
 from searchjobs.models import catalog
 from searchjobs.models.db import translate_errors
+from searchjobs.web.api import result_job
 from searchjobs.web.runtime import runtime
 
 bp = Blueprint("pages", __name__)
@@ -121,9 +120,7 @@ def submit_page():
 
 @bp.get("/r/<token>")
 def result_page(token: str):
-    view = None
-    if links.looks_like_token(token):
-        view, _ = read_through_token(runtime().cache, runtime().db, links.token_hash(token))
+    view, _ = result_job(token)
     if view is None:
         return not_found()
     groups = result_groups(view) if view["status"] == "completed" else []
