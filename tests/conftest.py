@@ -9,6 +9,7 @@ catalog is loaded once per session.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,26 @@ def run_jobs(runtime):
         return run_worker(runtime, queues, burst=True, logging_level="WARNING")
 
     return run
+
+
+def wait_for(predicate, timeout: float, what: str = "condition", interval: float = 0.1):
+    """Poll `predicate` until it returns something truthy (returned), or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture
+def fake_twilio():
+    """A local fake of Twilio's Messages API on loopback (tests.fake_twilio)."""
+    from tests.fake_twilio import FakeTwilio
+
+    with FakeTwilio() as fake:
+        yield fake
 
 
 def demo_image_bytes(index: int = 0, category: str | None = None) -> bytes:

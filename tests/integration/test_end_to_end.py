@@ -6,26 +6,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
 import sqlalchemy as sa
 
 from searchjobs.embedded import free_port
-from tests.conftest import TEST_SECRET, demo_image_bytes
+from tests.conftest import TEST_SECRET, demo_image_bytes, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ import sqlalchemy as sa
 from searchjobs.jobs.lifecycle import JobAttempt
 from searchjobs.logs import JsonFormatter, TextFormatter
 from searchjobs.worker.scheduler import reconcile
-from tests.fake_twilio import FakeTwilio
 from tests.integration.test_core_loop import submit_upload
 
 PHONE, COUNTRY = "06 12 34 56 78", "33"
@@ -36,12 +35,6 @@ TRANSITIONS = {
     "job cancelled at a progress step",
     "lease expired: job's worker is gone",  # processing -> pending or failed (worker/scheduler.py)
 }
-
-
-@pytest.fixture
-def fake_twilio():
-    with FakeTwilio() as fake:
-        yield fake
 
 
 @pytest.fixture

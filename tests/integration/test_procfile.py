@@ -11,30 +11,19 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
 from searchjobs.embedded import free_port
-from tests.conftest import TEST_SECRET, demo_image_bytes
+from tests.conftest import TEST_SECRET, demo_image_bytes, wait_for
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 HONCHO = str(Path(sys.executable).parent / "honcho")
 STOP_SECONDS = 15  # honcho SIGKILLs what is still running 5 s after its SIGTERM; this is only a backstop
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def procfile_command(process_type: str) -> str:

@@ -47,12 +47,6 @@ WAIT_SECONDS = 20.0  # upper bound when awaiting another process or thread; cond
 
 
 @pytest.fixture
-def fake_twilio():
-    with FakeTwilio() as fake:
-        yield fake
-
-
-@pytest.fixture
 def settings(settings, fake_twilio):
     """The shared test settings, sending through the fake with a short request timeout."""
     return dataclasses.replace(
