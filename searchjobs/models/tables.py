@@ -26,7 +26,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 JOB_STATUSES = ("pending", "processing", "completed", "failed", "cancelled")
 FINISHED_STATUSES = ("completed", "failed", "cancelled")
@@ -99,6 +99,7 @@ search_jobs = Table(
     Column("request_hash", Text),  # what the idempotent request asked for, to refuse a reuse with another body
     Column("result_token_hash", Text, unique=True),
     Column("worker_name", Text),
+    Column("claim_token", UUID(as_uuid=False)),  # fresh per claim; every write of that attempt names it
     Column("lease_expires_at", DateTime(timezone=True)),  # a processing job past this has lost its worker
     Column("run_after", DateTime(timezone=True)),  # a retried job waits until then
     Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
@@ -166,6 +167,8 @@ notifications = Table(
     Column("first_attempt_at", DateTime(timezone=True)),
     Column("next_attempt_at", DateTime(timezone=True)),
     Column("claimed_at", DateTime(timezone=True)),
+    Column("body_sha256", Text),  # of the exact text sent at the first claim: what a provider look-up matches
+    Column("give_up_at", DateTime(timezone=True)),  # no retry after this; an unknown outcome is parked
     _now(),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("sent_at", DateTime(timezone=True)),
