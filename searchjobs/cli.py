@@ -348,7 +348,7 @@ def collect_status(runtime, failed_limit: int = 10) -> dict:
     from searchjobs.models import jobs as job_queries
     from searchjobs.models import notifications as outbox
     from searchjobs.models.db import is_disconnect
-    from searchjobs.queue import REDIS_ERRORS, queue_overview, worker_overview
+    from searchjobs.queue import REDIS_UNAVAILABLE, queue_overview, worker_overview
 
     now = datetime.now(UTC)
     report = {"checked_at": now.isoformat(), "redis": {"ok": True, "error": None},
@@ -357,7 +357,7 @@ def collect_status(runtime, failed_limit: int = 10) -> dict:
     try:
         report["queues"] = queue_overview(runtime.redis)
         report["workers"] = worker_overview(runtime.redis)
-    except REDIS_ERRORS as exc:
+    except REDIS_UNAVAILABLE as exc:
         report["redis"] = {"ok": False, "error": _first_line(exc)}
     try:
         with runtime.engine.connect() as conn:
@@ -633,11 +633,11 @@ def _unreachable(exc: BaseException) -> str | None:
     import sqlalchemy as sa
 
     from searchjobs.models.db import is_disconnect
-    from searchjobs.queue import REDIS_ERRORS
+    from searchjobs.queue import REDIS_UNAVAILABLE
 
     if isinstance(exc, sa.exc.DBAPIError) and is_disconnect(exc):
         return f"Postgres is unreachable or failing ({_first_line(exc)})"
-    if isinstance(exc, REDIS_ERRORS):
+    if isinstance(exc, REDIS_UNAVAILABLE):
         return f"Redis is unreachable ({_first_line(exc)})"
     return None
 

@@ -22,7 +22,7 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 from searchjobs.models import notifications as outbox
-from searchjobs.queue import REDIS_ERRORS, queue_overview, worker_overview
+from searchjobs.queue import REDIS_UNAVAILABLE, queue_overview, worker_overview
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class LiveStateCollector:
         try:
             queues = queue_overview(self.redis)
             workers = worker_overview(self.redis)
-        except REDIS_ERRORS as exc:
+        except REDIS_UNAVAILABLE as exc:
             log.warning("metrics: Redis unavailable (%s)", type(exc).__name__)
             up.add_metric([], 0)
             yield up

@@ -23,7 +23,15 @@ from searchjobs import defaults
 
 log = logging.getLogger(__name__)
 
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
+# Every way Redis can be unavailable, with one meaning everywhere (web, worker, scheduler, cache, limiter):
+# treat it like a closed port. Nothing in Redis is the truth, so each caller degrades instead of failing.
+REDIS_UNAVAILABLE = (
+    redis.exceptions.ConnectionError,  # refused, reset, closed; also BusyLoadingError (LOADING a dataset)
+    redis.exceptions.TimeoutError,  # slow or cut off
+    redis.exceptions.OutOfMemoryError,  # OOM: full under `maxmemory-policy noeviction`
+    redis.exceptions.ReadOnlyError,  # READONLY: a replica, e.g. the old primary during a failover
+    redis.exceptions.MasterDownError,  # MASTERDOWN: a replica cut off from its primary, serving no data
+)
 
 
 def connect(url: str, *, socket_timeout: float | None = defaults.REDIS_SOCKET_TIMEOUT) -> redis.Redis:
@@ -60,18 +68,31 @@ def rq_job_id(job_id: str, attempts: int) -> str:
     return job_id if attempts == 0 else f"{job_id}-{attempts}"
 
 
-def enqueue_search(connection: redis.Redis, job_id: str, *, attempts: int = 0,
-                   job_timeout: int = defaults.JOB_TIMEOUT) -> Job:
-    """Put a pointer to the search job on the queue."""
-    return search_queue(connection).enqueue(
+def _search_job_data(job_id: str, attempts: int, job_timeout: int):
+    return Queue.prepare_data(
         defaults.SEARCH_JOB_FUNC,
-        job_id,
+        (job_id,),
         job_id=rq_job_id(job_id, attempts),
-        job_timeout=job_timeout,
+        timeout=job_timeout,
         result_ttl=defaults.RQ_RESULT_TTL,
         failure_ttl=defaults.RQ_FAILURE_TTL,
         description=f"search {job_id}",
     )
+
+
+def enqueue_search(connection: redis.Redis, job_id: str, *, attempts: int = 0,
+                   job_timeout: int = defaults.JOB_TIMEOUT) -> Job:
+    """Put a pointer to the search job on the queue."""
+    return enqueue_searches(connection, [(job_id, attempts)], job_timeout=job_timeout)[0]
+
+
+def enqueue_searches(connection: redis.Redis, pointers: list[tuple[str, int]], *,
+                     job_timeout: int = defaults.JOB_TIMEOUT) -> list[Job]:
+    """Put pointers to many search jobs ((job_id, attempts) each) on the queue in one round trip."""
+    if not pointers:
+        return []
+    datas = [_search_job_data(job_id, attempts, job_timeout) for job_id, attempts in pointers]
+    return search_queue(connection).enqueue_many(datas)
 
 
 def enqueue_notification(connection: redis.Redis, notification_id: int) -> Job:
@@ -87,18 +108,25 @@ def enqueue_notification(connection: redis.Redis, notification_id: int) -> Job:
     )
 
 
-def is_waiting(connection: redis.Redis, rq_job_id: str) -> bool:
-    """True if Redis holds a pointer that a worker will still pick up (queued, scheduled or deferred).
+_WAITING = {s.value.encode() for s in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)}
 
-    "started" does not count: for a job Postgres says is pending, it is the
-    leftover of a worker that died; a duplicate pointer costs one refused claim.
+
+def waiting(connection: redis.Redis, rq_job_ids: list[str]) -> list[bool]:
+    """For each RQ id, True if Redis holds a pointer a worker will still pick up (queued, scheduled, deferred).
+
+    One pipelined round trip for the whole list (the reconciler checks a page of
+    pending jobs at a time). "started" does not count: for a job Postgres says is
+    pending, it is the leftover of a worker that died; a duplicate pointer costs
+    one refused claim.
     """
-    try:
-        job = Job.fetch(rq_job_id, connection=connection)
-    except Exception:  # NoSuchJobError or a hash RQ cannot read: no live pointer
-        return False
-    status = job.get_status(refresh=False)
-    return status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
+    pipe = connection.pipeline(transaction=False)
+    for rq_id in rq_job_ids:
+        pipe.hget(Job.key_for(rq_id), "status")
+    return [status in _WAITING for status in pipe.execute()]
+
+
+def is_waiting(connection: redis.Redis, rq_job_id: str) -> bool:
+    return waiting(connection, [rq_job_id])[0]
 
 
 # -- inspection (the `status` command and the metrics scrape) ------------------

@@ -13,7 +13,7 @@ from searchjobs.jobs.runtime import Runtime
 from searchjobs.models import jobs as job_queries
 from searchjobs.models.db import translate_errors
 from searchjobs.models.jobs import InvalidTransition
-from searchjobs.queue import REDIS_ERRORS, enqueue_search
+from searchjobs.queue import REDIS_UNAVAILABLE, enqueue_search
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,6 @@ def retry(runtime: Runtime, job_id: str, *, by: str) -> tuple[dict, bool]:
     log.info("job retried", extra={"job_id": job_id, "attempt": row["attempts"], "by": by})
     try:
         enqueue_search(runtime.redis, job_id, job_timeout=runtime.settings.job_timeout)
-    except REDIS_ERRORS:
+    except REDIS_UNAVAILABLE:
         return row, False  # pending in Postgres: the reconciler enqueues it
     return row, True

@@ -19,9 +19,9 @@ from searchjobs.jobs import features, intake, links
 from searchjobs.jobs.lifecycle import AttemptOver, JobAttempt
 from searchjobs.jobs.runtime import Runtime, get_runtime
 from searchjobs.models import images as image_queries
-from searchjobs.models.db import is_disconnect
+from searchjobs.models.db import is_outage
 from searchjobs.notifications.messages import result_message
-from searchjobs.queue import REDIS_ERRORS
+from searchjobs.queue import REDIS_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def _run_attempt(runtime: Runtime, job: JobAttempt) -> None:
             job.fail(exc.code, exc.message)
     except JobTimeoutException:
         job.retry_later("job_timeout", f"the search ran longer than {runtime.settings.job_timeout}s")
-    except (DependencyUnavailable, *REDIS_ERRORS) as exc:
+    except (DependencyUnavailable, *REDIS_UNAVAILABLE) as exc:
         job.retry_later("dependency_unavailable", type(exc).__name__)
     except Exception as exc:
         if database_unreachable(runtime, exc):
@@ -133,7 +133,7 @@ def _run_attempt(runtime: Runtime, job: JobAttempt) -> None:
 
 def database_unreachable(runtime: Runtime, exc: BaseException) -> bool:
     """Postgres went away under a stage's read: wrapped by SQLAlchemy, or raw from a backend's own cursor."""
-    if isinstance(exc, sa.exc.DBAPIError):
-        return is_disconnect(exc)
+    if isinstance(exc, (sa.exc.DBAPIError, sa.exc.TimeoutError)):
+        return is_outage(exc)
     dbapi = runtime.engine.dialect.loaded_dbapi
     return isinstance(exc, (dbapi.OperationalError, dbapi.InterfaceError))

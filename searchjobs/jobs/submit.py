@@ -16,7 +16,7 @@ from searchjobs.jobs.runtime import Runtime
 from searchjobs.models import images as image_queries
 from searchjobs.models import jobs as job_queries
 from searchjobs.models.db import translate_errors
-from searchjobs.queue import REDIS_ERRORS, enqueue_search
+from searchjobs.queue import REDIS_UNAVAILABLE, enqueue_search
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def submit(
     enqueued = True
     try:
         enqueue_search(runtime.redis, job_id, job_timeout=runtime.settings.job_timeout)
-    except REDIS_ERRORS as exc:
+    except REDIS_UNAVAILABLE as exc:
         enqueued = False
         log.warning("enqueue failed (%s); the reconciler will enqueue the job", type(exc).__name__,
                     extra={"job_id": job_id})

@@ -50,7 +50,7 @@ from searchjobs.errors import DependencyUnavailable
 from searchjobs.jobs.runtime import Runtime
 from searchjobs.models import jobs as job_queries
 from searchjobs.models.db import translate_errors
-from searchjobs.queue import REDIS_ERRORS
+from searchjobs.queue import REDIS_UNAVAILABLE
 from searchjobs.web.api import result_job, visible_job
 from searchjobs.web.auth import current_caller
 from searchjobs.web.errors import ApiError
@@ -173,7 +173,7 @@ class EventStream:
         pubsub = self.rt.redis.pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.subscribe(events_channel(self.job_id))
-        except REDIS_ERRORS as exc:
+        except REDIS_UNAVAILABLE as exc:
             log.info("event stream polls: redis unavailable (%s)", type(exc).__name__,
                      extra={"job_id": self.job_id})
             pubsub.close()
@@ -198,7 +198,7 @@ class EventStream:
                     while self._pubsub.get_message(timeout=0) is not None:
                         pass  # several steps, one read
                     return True
-        except REDIS_ERRORS as exc:
+        except REDIS_UNAVAILABLE as exc:
             log.info("event stream falls back to polling: %s", type(exc).__name__, extra={"job_id": self.job_id})
             self._pubsub.close()
             self._pubsub = None
@@ -240,7 +240,7 @@ class EventStream:
         if self._pubsub is not None:
             try:
                 self._pubsub.close()
-            except REDIS_ERRORS:
+            except REDIS_UNAVAILABLE:
                 pass
             self._pubsub = None
         self._gate.release()

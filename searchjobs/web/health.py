@@ -6,10 +6,14 @@ import sqlalchemy as sa
 from flask import Blueprint, jsonify
 
 from searchjobs import defaults
-from searchjobs.queue import REDIS_ERRORS
+from searchjobs.models.db import DB_ERRORS
+from searchjobs.queue import REDIS_UNAVAILABLE
 from searchjobs.web.runtime import runtime
 
 bp = Blueprint("health", __name__)
+
+READY_PROBE_KEY = "searchjobs:readyz"  # a tiny key /readyz writes to see that Redis takes writes
+READY_PROBE_TTL = 60  # seconds
 
 
 @bp.get("/healthz")
@@ -20,22 +24,28 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Database and Redis reachable, each reported. 503 (with Retry-After) if either is not."""
+    """Can this process serve? Postgres reachable: 200. Without Postgres: 503 with Retry-After.
+
+    Redis is reported, not required: without it submits still commit (the reconciler enqueues
+    them later) and reads come from Postgres, so the body says `degraded` instead.
+    A Redis that answers PING but refuses writes (full, read-only) counts as unavailable.
+    """
     rt = runtime()
     checks = {}
     try:
         with rt.db.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
         checks["database"] = "ok"
-    except sa.exc.DBAPIError as exc:
-        checks["database"] = f"unavailable: {type(exc.orig).__name__}"
+    except DB_ERRORS as exc:
+        checks["database"] = f"unavailable: {type(getattr(exc, 'orig', None) or exc).__name__}"
     try:
-        rt.redis.ping()
+        rt.redis.set(READY_PROBE_KEY, "1", ex=READY_PROBE_TTL)  # a write: PING passes on a full or read-only Redis
         checks["redis"] = "ok"
-    except REDIS_ERRORS as exc:
+    except REDIS_UNAVAILABLE as exc:
         checks["redis"] = f"unavailable: {type(exc).__name__}"
-    ready = all(v == "ok" for v in checks.values())
-    response = jsonify({"status": "ready" if ready else "unavailable", "checks": checks})
+    ready = checks["database"] == "ok"
+    status = ("ready" if checks["redis"] == "ok" else "degraded") if ready else "unavailable"
+    response = jsonify({"status": status, "checks": checks})
     if not ready:
         response.status_code = 503
         response.headers["Retry-After"] = str(defaults.RETRY_AFTER_SECONDS)

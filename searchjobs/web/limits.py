@@ -26,18 +26,14 @@ Answers: a limited response carries ``RateLimit-Limit``,
 resets). Over the limit: 429 ``{"error": {"code": "rate_limited", ...}}`` with
 ``Retry-After`` in seconds.
 
-When Redis (the counters' store) is down:
-
-- keyed callers **fail open**: they are served without a limit and a warning
-  is logged. A known client is not refused because our counter store is
-  down; a misbehaving key can be revoked (``searchjobs keys revoke``).
-- anonymous callers **fail closed**: 503 ``service_unavailable`` with
-  ``Retry-After``. Without counters an anonymous flood cannot be told from a
-  person, and anonymous submits are the abuse surface.
-- one exception: result-link reads (``/api/results/<token>`` and its event
-  stream) fail open. The unguessable token identifies the caller as well as a
-  key does, and the public result page must keep working from Postgres while
-  Redis is down (losing Redis loses nothing, ARCHITECTURE.md).
+When Redis (the counters' store) is unavailable (down, full, read-only,
+loading: ``searchjobs.queue.REDIS_UNAVAILABLE``), Flask-Limiter's in-memory
+fallback takes over: the same limits, counted per web process, so every
+caller, anonymous or keyed, keeps being served and limited. With N web
+processes a caller can get up to N times its budget meanwhile. The limiter
+tries Redis again with a growing back-off and returns to the shared counters
+once it answers. Losing Redis loses nothing (ARCHITECTURE.md), not even the
+API for anonymous callers.
 """
 
 from __future__ import annotations
@@ -51,9 +47,8 @@ from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded, RequestL
 from limits import parse_many
 from limits.errors import StorageError
 
-from searchjobs import defaults
 from searchjobs.config import Settings
-from searchjobs.errors import ConfigError, SearchJobsError
+from searchjobs.errors import ConfigError
 from searchjobs.web import runtime as web_runtime
 from searchjobs.web.auth import current_caller
 from searchjobs.web.errors import error_response
@@ -64,8 +59,6 @@ EXTENSION = "searchjobs.limiter"  # app.extensions key of this app's Limiter
 KEY_PREFIX = "searchjobs:ratelimit"  # Redis key prefix of the counters
 STRATEGY = "sliding-window-counter"  # constant cost per hit (two counters), no double burst at window edges
 SUBMIT_ENDPOINT = "api.create_job"
-# endpoints authorised by a result-link token: they fail open when Redis is down (see above)
-TOKEN_ENDPOINTS = frozenset({"api.results", "events.result_events"})
 
 
 def _is_submit() -> bool:
@@ -102,26 +95,19 @@ def rate_key_function(trusted_proxies: int):
     return rate_key
 
 
-class RateLimitsUnavailable(SearchJobsError):
-    """The counters' store is down and this caller is one we fail closed for."""
-
-    code = "service_unavailable"
-
-
 class ApiLimiter(Limiter):
-    """Flask-Limiter with our outage rule: storage errors fail open for keys, closed for anonymous callers."""
+    """Flask-Limiter whose in-memory fallback counts while Redis is unavailable.
+
+    The fallback handles the first failure of the shared store itself; should an error
+    still come through (the store failing between two of its checks), the request is served.
+    """
 
     def _check_request_limit(self, callable_name: str | None = None, in_middleware: bool = True) -> None:
         try:
             super()._check_request_limit(callable_name=callable_name, in_middleware=in_middleware)
         except StorageError as exc:
-            if not current_caller().anonymous or request.endpoint in TOKEN_ENDPOINTS:
-                log.warning("rate limits skipped (fail open): storage unavailable (%s)",
-                            type(exc.storage_error).__name__, extra={"path": request.path})
-                return
-            log.warning("anonymous request refused (fail closed): rate limit storage unavailable (%s)",
+            log.warning("rate limits skipped: storage unavailable (%s)",
                         type(exc.storage_error).__name__, extra={"path": request.path})
-            raise RateLimitsUnavailable() from exc
 
 
 def _check_limit(value: str, name: str) -> str:
@@ -159,7 +145,9 @@ def build_limiter(app: Flask, settings: Settings) -> ApiLimiter:
         storage_options={"connection_pool": rt.redis.connection_pool, "key_prefix": KEY_PREFIX,
                          "wrap_exceptions": True},
         headers_enabled=False,  # written by _headers below: RateLimit-Reset in seconds, errors handled
-        swallow_errors=False,  # storage errors reach ApiLimiter, which applies the outage rule
+        # Redis unavailable: the same limits, counted in this process, until Redis answers again
+        in_memory_fallback_enabled=True,
+        swallow_errors=False,
     )
     limiter.request_filter(_not_api)
     limiter.init_app(app)
@@ -190,12 +178,6 @@ def init_app(app: Flask) -> None:
                 pass
         return error_response(429, "rate_limited", f"rate limit exceeded ({exc.description}); "
                               f"retry after {retry_after} seconds", headers={"Retry-After": str(retry_after)})
-
-    @app.errorhandler(RateLimitsUnavailable)
-    def _unavailable(exc: RateLimitsUnavailable):
-        return error_response(503, "service_unavailable",
-                              "requests without an API key are refused while rate limiting is unavailable; "
-                              "try again shortly", headers={"Retry-After": str(defaults.RETRY_AFTER_SECONDS)})
 
     @app.after_request
     def _headers(response: Response) -> Response:
