@@ -85,8 +85,9 @@ def set_processing(servers: Servers, size: int, low: int = 0) -> list[list]:
     ids = [f"j{i}" for i in random.sample(range(low, size), min(PROCESSING, size - low))]
     with conn.cursor() as cur:
         cur.execute("UPDATE search_jobs SET status = 'completed' WHERE status = 'processing'")
-        cur.execute("UPDATE search_jobs SET status = 'processing', lease_expires_at = now() + interval '1 hour' "
-                    "WHERE job_id = ANY(%s) RETURNING job_id, version", (ids,))
+        cur.execute("UPDATE search_jobs SET status = 'processing', lease_expires_at = now() + interval '1 hour', "
+                    "claim_token = gen_random_uuid() WHERE job_id = ANY(%s) RETURNING job_id, version, claim_token",
+                    (ids,))
         rows = [list(r) for r in cur.fetchall()]
     conn.close()
     return rows
@@ -124,7 +125,7 @@ def measure(servers: Servers, rt, size: int, samples: int) -> dict:
     def progress(i):
         job = processing[i % len(processing)]
         with rt.db.connect() as conn:
-            row = job_queries.progress(conn, job[0], job[1], 50, "bench", 20, {"i": i})
+            row = job_queries.progress(conn, job[0], job[2], job[1], 50, "bench", 20, {"i": i})
         job[1] = row["version"]
 
     timed("status_get", get, ids)
@@ -170,7 +171,7 @@ def cleanup_phase(servers: Servers, rt, size: int, count: int, samples_thread: b
             job = processing[i % len(processing)]
             t = time.perf_counter()
             with rt.db.connect() as c:
-                row = job_queries.progress(c, job[0], job[1], 50, "bench", 20, {})
+                row = job_queries.progress(c, job[0], job[2], job[1], 50, "bench", 20, {})
             concurrent["progress_write"].append((time.perf_counter() - t) * 1000)
             if row:
                 job[1] = row["version"]

@@ -275,16 +275,17 @@ def statement_variants(servers: Servers, n: int = 400) -> list[dict]:
     raw = psycopg2.connect(servers.database_url)
     raw.autocommit = True
     cur = raw.cursor()
-    cur.execute("UPDATE search_jobs SET status = 'processing'")
-    cur.execute("SELECT job_id, version FROM search_jobs")
+    cur.execute("UPDATE search_jobs SET status = 'processing', claim_token = gen_random_uuid()")
+    cur.execute("SELECT job_id, version, claim_token::text FROM search_jobs")
     jobs = [list(r) for r in cur.fetchall()]
-    names = ["job_id", "version", "progress", "stage", "lease", "detail"]
+    names = ["job_id", "version", "progress", "stage", "lease", "detail", "token"]
     pyformat = re.sub(r":(\w+)", r"%(\1)s", job_queries._PROGRESS.text)
     positional = re.sub(r":(\w+)", lambda m: f"${names.index(m.group(1)) + 1}", job_queries._PROGRESS.text)
-    cur.execute("PREPARE progress_step(text, int, int, text, float8, text) AS " + positional)
+    cur.execute("PREPARE progress_step(text, int, int, text, float8, text, text) AS " + positional)
 
     def params(job):
-        return {"job_id": job[0], "version": job[1], "progress": 50, "stage": "bench", "lease": 20.0, "detail": "{}"}
+        return {"job_id": job[0], "version": job[1], "progress": 50, "stage": "bench", "lease": 20.0, "detail": "{}",
+                "token": job[2]}
 
     def raw_text(prefix=""):
         def step(job):
@@ -294,14 +295,14 @@ def statement_variants(servers: Servers, n: int = 400) -> list[dict]:
 
     def prepared(prefix=""):
         def step(job):
-            cur.execute(prefix + "EXECUTE progress_step(%s, %s, %s, %s, %s, %s)", tuple(params(job).values()))
+            cur.execute(prefix + "EXECUTE progress_step(%s, %s, %s, %s, %s, %s, %s)", tuple(params(job).values()))
             return cur.fetchone()[5]
         return step
 
     def via(engine):
         def step(job):
             with engine.connect() as conn:
-                return job_queries.progress(conn, job[0], job[1], 50, "bench", 20, {})["version"]
+                return job_queries.progress(conn, job[0], job[2], job[1], 50, "bench", 20, {})["version"]
         return step
 
     product_engine = db.make_engine(servers.database_url, pool_size=1)

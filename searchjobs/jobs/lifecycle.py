@@ -5,12 +5,19 @@ worker goes on, then written to the cache (which also wakes live streams).
 When Postgres is unreachable the step waits and retries with backoff instead
 of failing the job; if the write had in fact landed before the connection
 dropped, the retry recognises its own write and adopts it.
+
+Every write carries the claim's fencing token. Once the lease keeper learns
+that the lease is lost (the reconciler re-queued the job after this worker
+froze or was cut off, or an operator retried it), the attempt stops at its
+next step and writes nothing; a write that races the loss is refused by
+Postgres all the same.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 
@@ -20,8 +27,8 @@ from searchjobs import defaults, metrics
 from searchjobs.errors import SearchJobsError
 from searchjobs.jobs.runtime import Runtime
 from searchjobs.models import jobs as job_queries
-from searchjobs.models.db import is_disconnect
-from searchjobs.queue import REDIS_ERRORS, enqueue_notification, enqueue_search
+from searchjobs.models.db import DB_ERRORS, is_outage
+from searchjobs.queue import REDIS_UNAVAILABLE, enqueue_notification, enqueue_search
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +79,8 @@ def _with_db_retry(write: Callable[[sa.Connection], dict | None], engine: sa.Eng
         try:
             with engine.connect() as conn:
                 return write(conn), retried
-        except sa.exc.DBAPIError as exc:
-            if not is_disconnect(exc) or time.monotonic() > deadline:
+        except DB_ERRORS as exc:
+            if not is_outage(exc) or time.monotonic() > deadline:
                 raise
             log.warning("database unreachable during %s; retrying in %.1fs", what, pause,
                         extra={"job_id": job_id})
@@ -82,13 +89,15 @@ def _with_db_retry(write: Callable[[sa.Connection], dict | None], engine: sa.Eng
 
 
 class JobAttempt:
-    """One worker's attempt at one job. Holds the version it last wrote."""
+    """One worker's attempt at one job. Holds its claim's fencing token and the version it last wrote."""
 
     def __init__(self, runtime: Runtime, row: dict):
         self.rt = runtime
         self.row = row
         self.job_id: str = row["job_id"]
         self.attempt: int = row["attempts"]
+        self.token: str = row["claim_token"]
+        self.lease_lost = threading.Event()  # set by the lease keeper when a renewal finds the job not ours
         self.stage_started = time.perf_counter()  # for the per-stage duration metric
 
     @property
@@ -119,6 +128,13 @@ class JobAttempt:
 
     # -- steps ------------------------------------------------------------
 
+    def check_owned(self) -> None:
+        """Stop before doing more work (or writing anything) once the lease is known to be lost."""
+        if self.lease_lost.is_set():
+            log.warning("lease lost: the job was given to another attempt; stopping without writing",
+                        extra={"job_id": self.job_id, "attempt": self.attempt})
+            raise LostOwnership("the lease was lost")
+
     def _adopt_or_lose(self, row: dict | None, retried: bool, expected: dict) -> dict:
         """After a write that matched nothing: was it ours (landed before a dropped answer) or did we lose?"""
         if row is not None:
@@ -126,11 +142,8 @@ class JobAttempt:
         current, _ = self._write("read", lambda c: job_queries.get(c, self.job_id))
         if current is None:
             raise LostOwnership("the job was deleted")
-        same_attempt = current["attempts"] == self.attempt
-        mine = same_attempt and current["worker_name"] == self.rt.worker_name
-        # a requeue clears worker_name, so "ours" is judged on the attempt, the version and the values written
-        landed = (retried and same_attempt and current["worker_name"] in (self.rt.worker_name, None)
-                  and current["version"] == self.version + 1
+        mine = current["claim_token"] == self.token  # only this claim's writes leave its token on the row
+        landed = (retried and mine and current["version"] == self.version + 1
                   and all(current[k] == v for k, v in expected.items()))
         if landed:
             return current
@@ -143,12 +156,13 @@ class JobAttempt:
 
     def step(self, progress: int, stage: str, detail: dict | None = None) -> None:
         """Persist one progress step (committed before returning), then cache it."""
+        self.check_owned()
         if self.rt.release_requested.is_set():
             self.release("shutdown")
         metrics.stage_done(stage, time.perf_counter() - self.stage_started)
         write_started = time.perf_counter()
         row, retried = self._write("progress", lambda c: job_queries.progress(
-            c, self.job_id, self.version, progress, stage, self.rt.settings.lease_seconds, detail,
+            c, self.job_id, self.token, self.version, progress, stage, self.rt.settings.lease_seconds, detail,
             durable=self.rt.settings.progress_commit == "durable"))
         self.stage_started = time.perf_counter()
         metrics.PROGRESS_WRITE.observe(self.stage_started - write_started)
@@ -162,7 +176,7 @@ class JobAttempt:
             self._cancel()
 
     def _cancel(self) -> None:
-        row, _ = self._write("cancel", lambda c: job_queries.mark_cancelled(c, self.job_id, self.version))
+        row, _ = self._write("cancel", lambda c: job_queries.mark_cancelled(c, self.job_id, self.token, self.version))
         if row is not None:
             self.row = row
             self.rt.cache.write_row(row)
@@ -172,8 +186,9 @@ class JobAttempt:
 
     def complete(self, results: dict, sms_body: str | None) -> dict:
         """Store results, mark completed and write the SMS outbox row: one statement, then enqueue the send."""
+        self.check_owned()
         row, retried = self._write(
-            "complete", lambda c: job_queries.complete(c, self.job_id, self.version, results, sms_body))
+            "complete", lambda c: job_queries.complete(c, self.job_id, self.token, self.version, results, sms_body))
         self.row = row = self._adopt_or_lose(row, retried, {"status": "completed"})
         self._cancel_if_requested()
         self.rt.cache.write_row(row)
@@ -184,15 +199,16 @@ class JobAttempt:
         if notification_id is not None:
             try:
                 enqueue_notification(self.rt.redis, notification_id)
-            except REDIS_ERRORS:
+            except REDIS_UNAVAILABLE:
                 # the outbox row is committed; the scheduler enqueues it once Redis is back
                 log.warning("could not enqueue the SMS; the scheduler will", extra={"job_id": self.job_id})
         return row
 
     def fail(self, error_code: str, message: str) -> None:
         message = message[: defaults.ERROR_MESSAGE_MAX]
+        self.check_owned()
         row, retried = self._write(
-            "fail", lambda c: job_queries.fail(c, self.job_id, self.version, error_code, message))
+            "fail", lambda c: job_queries.fail(c, self.job_id, self.token, self.version, error_code, message))
         self.row = self._adopt_or_lose(row, retried, {"status": "failed"})
         self._cancel_if_requested()
         self.rt.cache.write_row(self.row)
@@ -219,8 +235,9 @@ class JobAttempt:
         raise Released(reason)
 
     def _requeue(self, delay: float, reason: str, error_code: str | None, message: str | None) -> None:
+        self.check_owned()
         row, retried = self._write("requeue", lambda c: job_queries.requeue(
-            c, self.job_id, self.version, delay=delay, reason=reason, error_code=error_code, error=message))
+            c, self.job_id, self.token, self.version, delay=delay, reason=reason, error_code=error_code, error=message))
         self.row = self._adopt_or_lose(row, retried, {"status": "pending"})
         self._cancel_if_requested()
         self.rt.cache.write_row(self.row)
@@ -228,5 +245,5 @@ class JobAttempt:
             if delay <= 0:  # a delayed retry is enqueued by the scheduler once `run_after` has passed
                 enqueue_search(self.rt.redis, self.job_id, attempts=self.row["attempts"],
                                job_timeout=self.rt.settings.job_timeout)
-        except REDIS_ERRORS:
+        except REDIS_UNAVAILABLE:
             log.warning("could not re-enqueue; the reconciler will", extra={"job_id": self.job_id})

@@ -4,6 +4,11 @@ Every state change is a single SQL statement: the job UPDATE and its event
 INSERT travel together in one CTE, so each step is atomic and costs one round
 trip on an autocommit connection. Every change is version-checked: it names the
 version it read, bumps it, and touches nothing if someone else moved first.
+
+Every write of a worker's attempt is also fenced: a claim draws a fresh
+`claim_token` (a UUID), and each write of that attempt names it. The reconciler
+and a manual retry clear it, so no later attempt (not even one with the same
+`attempts` count after a retry reset it) can be taken for this one.
 """
 
 from __future__ import annotations
@@ -22,8 +27,11 @@ from searchjobs.errors import Conflict, NotFound
 JOB_COLUMNS = (
     "id, job_id, status, progress, stage, version, attempts, phone_number, country_code, categories, "
     "original_image_url, image_id, results, meta, error, error_code, client_id, worker_name, "
-    "lease_expires_at, run_after, cancel_requested, created_at, updated_at, started_at, finished_at"
+    "lease_expires_at, run_after, cancel_requested, created_at, updated_at, started_at, finished_at, "
+    "claim_token::text AS claim_token"
 )
+# The fence every write of an attempt carries (see the module docstring).
+_FENCE = "claim_token = CAST(:token AS uuid)"
 
 
 class StaleWrite(Conflict):
@@ -161,7 +169,7 @@ _CLAIM = sa.text(
                stage = 'claimed', progress = GREATEST(progress, :progress),
                started_at = coalesce(started_at, now()), updated_at = now(),
                lease_expires_at = now() + make_interval(secs => :lease), run_after = NULL,
-               version = version + 1
+               claim_token = gen_random_uuid(), version = version + 1
          WHERE job_id = :job_id AND status = 'pending' AND NOT cancel_requested
         RETURNING {JOB_COLUMNS}
     ), e AS ({_event_insert('claimed')})
@@ -192,7 +200,7 @@ _PROGRESS = sa.text(
         UPDATE search_jobs
            SET progress = GREATEST(progress, :progress), stage = :stage, updated_at = now(),
                lease_expires_at = now() + make_interval(secs => :lease), version = version + 1
-         WHERE job_id = :job_id AND version = :version AND status = 'processing'
+         WHERE job_id = :job_id AND version = :version AND status = 'processing' AND {_FENCE}
         RETURNING {JOB_COLUMNS}
     ), e AS ({_event_insert('progress')})
     SELECT * FROM j
@@ -206,7 +214,7 @@ _PROGRESS_FAST = sa.text("SET LOCAL synchronous_commit = off; " + _PROGRESS.text
 
 
 def progress(
-    conn: sa.Connection, job_id: str, version: int, progress: int, stage: str, lease_seconds: float,
+    conn: sa.Connection, job_id: str, token: str, version: int, progress: int, stage: str, lease_seconds: float,
     detail: dict | None = None, *, durable: bool = True,
 ) -> dict | None:
     """One persisted progress step (row + event, one statement). None if `version` is no longer current."""
@@ -215,6 +223,7 @@ def progress(
             _PROGRESS if durable else _PROGRESS_FAST,
             {
                 "job_id": job_id,
+                "token": token,
                 "version": version,
                 "progress": progress,
                 "stage": stage,
@@ -233,6 +242,7 @@ _COMPLETE = sa.text(
                finished_at = now(), updated_at = now(), lease_expires_at = NULL, error = NULL,
                error_code = NULL, version = version + 1
          WHERE job_id = :job_id AND version = :version AND status = 'processing' AND NOT cancel_requested
+           AND {_FENCE}
         RETURNING {JOB_COLUMNS}
     ), e AS ({_event_insert('completed')}),
     n AS (
@@ -247,13 +257,15 @@ _COMPLETE = sa.text(
 )
 
 
-def complete(conn: sa.Connection, job_id: str, version: int, results: dict, sms_body: str | None) -> dict | None:
+def complete(conn: sa.Connection, job_id: str, token: str, version: int, results: dict,
+             sms_body: str | None) -> dict | None:
     """processing -> completed with results, its event and (with a phone) the SMS outbox row: one statement."""
     return _row(
         conn.execute(
             _COMPLETE,
             {
                 "job_id": job_id,
+                "token": token,
                 "version": version,
                 "results": json.dumps(results),
                 "sms_body": sms_body,
@@ -269,7 +281,7 @@ _FINISH_WITHOUT_RESULTS = sa.text(
         UPDATE search_jobs
            SET status = :status, error = :error, error_code = :error_code, finished_at = now(),
                updated_at = now(), lease_expires_at = NULL, version = version + 1
-         WHERE job_id = :job_id AND version = :version AND status = 'processing'
+         WHERE job_id = :job_id AND version = :version AND status = 'processing' AND {_FENCE}
         RETURNING {JOB_COLUMNS}
     ), e AS (
         INSERT INTO search_job_events (job_id, kind, status, progress, stage, version, attempt, detail)
@@ -280,13 +292,14 @@ _FINISH_WITHOUT_RESULTS = sa.text(
 )
 
 
-def fail(conn: sa.Connection, job_id: str, version: int, error_code: str, error: str) -> dict | None:
+def fail(conn: sa.Connection, job_id: str, token: str, version: int, error_code: str, error: str) -> dict | None:
     """processing -> failed with a short, safe error."""
     return _row(
         conn.execute(
             _FINISH_WITHOUT_RESULTS,
             {
                 "job_id": job_id,
+                "token": token,
                 "version": version,
                 "status": "failed",
                 "error": error,
@@ -297,13 +310,14 @@ def fail(conn: sa.Connection, job_id: str, version: int, error_code: str, error:
     )
 
 
-def mark_cancelled(conn: sa.Connection, job_id: str, version: int) -> dict | None:
+def mark_cancelled(conn: sa.Connection, job_id: str, token: str, version: int) -> dict | None:
     """processing -> cancelled, by the worker that saw the cancel request at a progress step."""
     return _row(
         conn.execute(
             _FINISH_WITHOUT_RESULTS,
             {
                 "job_id": job_id,
+                "token": token,
                 "version": version,
                 "status": "cancelled",
                 "error": None,
@@ -321,7 +335,7 @@ _REQUEUE = sa.text(
            SET status = 'pending', stage = 'queued', worker_name = NULL, lease_expires_at = NULL,
                run_after = now() + make_interval(secs => :delay), updated_at = now(),
                error = :error, error_code = :error_code, version = version + 1
-         WHERE job_id = :job_id AND version = :version AND status = 'processing'
+         WHERE job_id = :job_id AND version = :version AND status = 'processing' AND {_FENCE}
         RETURNING {JOB_COLUMNS}
     ), e AS ({_event_insert('retried')})
     SELECT * FROM j
@@ -330,15 +344,20 @@ _REQUEUE = sa.text(
 
 
 def requeue(
-    conn: sa.Connection, job_id: str, version: int, *, delay: float, reason: str,
+    conn: sa.Connection, job_id: str, token: str, version: int, *, delay: float, reason: str,
     error_code: str | None = None, error: str | None = None,
 ) -> dict | None:
-    """processing -> pending (a retry, a graceful shutdown, a lost worker); progress is kept."""
+    """processing -> pending (a retry, a graceful shutdown), by the attempt itself; progress is kept.
+
+    The token stays on the row until the next claim, so the attempt can tell its
+    own requeue (landed before a dropped answer) from anyone else's change.
+    """
     return _row(
         conn.execute(
             _REQUEUE,
             {
                 "job_id": job_id,
+                "token": token,
                 "version": version,
                 "delay": float(delay),
                 "error": error,
@@ -351,15 +370,16 @@ def requeue(
 
 _RENEW_LEASE = sa.text(
     "UPDATE search_jobs SET lease_expires_at = now() + make_interval(secs => :lease) "
-    "WHERE job_id = :job_id AND status = 'processing' AND worker_name = :worker AND attempts = :attempt"
+    f"WHERE job_id = :job_id AND status = 'processing' AND {_FENCE}"
 )
 
 
-def renew_lease(conn: sa.Connection, job_id: str, worker: str, attempt: int, lease_seconds: float) -> bool:
-    """Heartbeat: keep this attempt's lease alive. Not a state change, so no version bump."""
-    result = conn.execute(
-        _RENEW_LEASE, {"job_id": job_id, "worker": worker, "attempt": attempt, "lease": float(lease_seconds)}
-    )
+def renew_lease(conn: sa.Connection, job_id: str, token: str, lease_seconds: float) -> bool:
+    """Heartbeat: keep this attempt's lease alive. Not a state change, so no version bump.
+
+    False: the attempt no longer owns the job (finished, requeued by the reconciler, retried, gone).
+    """
+    result = conn.execute(_RENEW_LEASE, {"job_id": job_id, "token": token, "lease": float(lease_seconds)})
     return result.rowcount == 1
 
 
@@ -368,7 +388,7 @@ _CANCEL_PENDING = sa.text(
     WITH j AS (
         UPDATE search_jobs
            SET status = 'cancelled', cancel_requested = true, finished_at = now(), updated_at = now(),
-               version = version + 1
+               claim_token = NULL, version = version + 1
          WHERE job_id = :job_id AND status = 'pending'
         RETURNING {JOB_COLUMNS}
     ), e AS ({_event_insert('cancelled')})
@@ -405,7 +425,7 @@ _RETRY_FAILED = sa.text(
         UPDATE search_jobs
            SET status = 'pending', stage = 'queued', error = NULL, error_code = NULL, finished_at = NULL,
                attempts = 0, run_after = NULL, cancel_requested = false, updated_at = now(),
-               version = version + 1
+               claim_token = NULL, version = version + 1
          WHERE job_id = :job_id AND status IN ('failed', 'cancelled')
         RETURNING {JOB_COLUMNS}
     ), e AS ({_event_insert('retried')})
@@ -445,7 +465,7 @@ _EXPIRED_LEASES = sa.text(
                finished_at = CASE WHEN cancel_requested OR attempts >= :max_attempts THEN now() ELSE NULL END,
                stage = CASE WHEN cancel_requested OR attempts >= :max_attempts THEN stage ELSE 'queued' END,
                run_after = CASE WHEN cancel_requested OR attempts >= :max_attempts THEN NULL ELSE now() END,
-               worker_name = NULL, lease_expires_at = NULL, updated_at = now(),
+               worker_name = NULL, lease_expires_at = NULL, claim_token = NULL, updated_at = now(),
                version = version + 1
          WHERE status = 'processing' AND lease_expires_at < now()
         RETURNING {JOB_COLUMNS}
@@ -483,6 +503,17 @@ def due_pending(conn: sa.Connection, grace_seconds: float, limit: int, after_id:
     """
     params = {"grace": float(grace_seconds), "limit": limit, "after_id": after_id}
     return [dict(r) for r in conn.execute(_DUE_PENDING, params).mappings()]
+
+
+_CHANGED_SINCE = sa.text(
+    f"SELECT {JOB_COLUMNS} FROM search_jobs WHERE updated_at >= :since AND id > :after_id ORDER BY id LIMIT :limit"
+)
+
+
+def changed_since(conn: sa.Connection, since: datetime, limit: int, after_id: int = 0) -> list[dict]:
+    """Rows changed at or after `since` (Postgres time), one page in row-id order (the reconciler's view refresh)."""
+    params = {"since": since, "limit": limit, "after_id": after_id}
+    return [dict(r) for r in conn.execute(_CHANGED_SINCE, params).mappings()]
 
 
 # -- reads ----------------------------------------------------------------
@@ -549,7 +580,7 @@ def delete(conn: sa.Connection, job_id: str) -> dict[str, Any] | None:
     """Delete a job with its events, outbox rows (cascade) and uploaded image."""
     row = _row(
         conn.execute(
-            sa.text("DELETE FROM search_jobs WHERE job_id = :job_id RETURNING job_id, image_id"),
+            sa.text("DELETE FROM search_jobs WHERE job_id = :job_id RETURNING job_id, image_id, result_token_hash"),
             {"job_id": job_id},
         )
     )

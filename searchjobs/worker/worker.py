@@ -27,7 +27,7 @@ from searchjobs import defaults
 from searchjobs.jobs import notify, search  # noqa: F401  imported before the work loop, not per job
 from searchjobs.jobs.runtime import Runtime, install
 from searchjobs.models import jobs as job_queries
-from searchjobs.queue import REDIS_ERRORS, connect
+from searchjobs.queue import REDIS_UNAVAILABLE, connect
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,10 @@ class LeaseKeeper(threading.Thread):
     """Renews the lease of the attempt this process is running, every heartbeat interval.
 
     If the process dies (SIGKILL, machine gone), renewals stop and the lease
-    runs out: that is how the reconciler knows the job lost its worker.
+    runs out: that is how the reconciler knows the job lost its worker. A
+    renewal that finds the job no longer ours (this process was frozen or cut
+    off, and the job went to another attempt) marks the attempt's lease lost:
+    it stops at its next step and writes nothing.
     """
 
     def __init__(self, runtime: Runtime):
@@ -56,10 +59,13 @@ class LeaseKeeper(threading.Thread):
                 continue
             try:
                 with self.runtime.db.connect() as conn:
-                    job_queries.renew_lease(conn, attempt.job_id, self.runtime.worker_name, attempt.attempt,
-                                            settings.lease_seconds)
+                    renewed = job_queries.renew_lease(conn, attempt.job_id, attempt.token, settings.lease_seconds)
             except Exception as exc:  # a missed renewal is retried next beat; the lease has slack
                 log.warning("lease renewal failed: %s", type(exc).__name__, extra={"job_id": attempt.job_id})
+                continue
+            if not renewed and self.runtime.current_attempt is attempt:
+                # not ours any more, or finished a moment ago (then nothing is left to stop)
+                attempt.lease_lost.set()
 
 
 class SearchWorker(SimpleWorker):
@@ -89,7 +95,7 @@ class SearchWorker(SimpleWorker):
             timer.start()
         try:
             super().request_stop(signum, frame)
-        except REDIS_ERRORS as exc:
+        except REDIS_UNAVAILABLE as exc:
             # RQ records the request in Redis after setting its stop flag; the stop goes ahead without Redis
             log.warning("warm shutdown not recorded in Redis: %s", type(exc).__name__)
 
@@ -137,7 +143,7 @@ def run_worker(runtime: Runtime, queues: list[str] | None = None, *, burst: bool
                 worker = _new_worker(runtime, queues, name, stop)
                 worked = worker.work(burst=burst, max_jobs=max_jobs, logging_level=logging_level,
                                      with_scheduler=False) or worked
-            except REDIS_ERRORS as exc:
+            except REDIS_UNAVAILABLE as exc:
                 error = exc
             stopping = stop.is_set() or (worker is not None and worker.shutdown_requested)
             if burst or max_jobs is not None or stopping:
