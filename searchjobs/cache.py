@@ -4,6 +4,13 @@ A write carries the row's version and replaces the cached view only if it is
 newer (a Lua script, so check-and-set is atomic), then publishes the version on
 the job's channel to wake live streams: one round trip. A refill from Postgres
 goes through the same script, so a slow writer can never move a job backwards.
+
+How long a view can be wrong is bounded:
+- a view of an unfinished job lives about one lease (`live_ttl`), a finished
+  one the full TTL, so a skipped write heals by expiry at worst;
+- the reconciler re-writes the views of rows changed since its last pass
+  (`write_rows`), so a skipped terminal write is repaired within one pass;
+- a deleted job leaves a tombstone whose version no refill can beat.
 """
 
 from __future__ import annotations
@@ -17,10 +24,14 @@ import redis
 from searchjobs import defaults, metrics
 from searchjobs.models import jobs as job_queries
 from searchjobs.models.db import translate_errors
+from searchjobs.queue import REDIS_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.ResponseError)
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+# A deleted job's view: a version no row ever reaches, so the write script refuses every later refill.
+TOMBSTONE_VERSION = 2**53
+TOMBSTONE = ""
 
 # KEYS[1] view hash, KEYS[2] wake-up channel; ARGV version, view json, ttl seconds
 _WRITE_IF_NEWER = """
@@ -75,22 +86,30 @@ def events_channel(job_id: str) -> str:
     return defaults.EVENTS_CHANNEL_PREFIX + job_id
 
 
+class Gone(Exception):
+    """The cache holds a tombstone: the job was deleted (no need to ask Postgres)."""
+
+
 class JobCache:
     """Cache of job views. Every method degrades to a miss / no-op when Redis is unavailable."""
 
-    def __init__(self, connection: redis.Redis, ttl: int = defaults.CACHE_TTL):
+    def __init__(self, connection: redis.Redis, ttl: int = defaults.CACHE_TTL,
+                 live_ttl: int = defaults.LEASE_SECONDS):
         self.connection = connection
         self.ttl = ttl
+        self.live_ttl = min(live_ttl, ttl)  # an unfinished job's view: about one lease
         self._write = connection.register_script(_WRITE_IF_NEWER)
+
+    def _args(self, view: dict) -> dict:
+        ttl = self.ttl if view["status"] in TERMINAL_STATUSES else self.live_ttl
+        return {"keys": [cache_key(view["job_id"]), events_channel(view["job_id"])],
+                "args": [view["version"], json.dumps(view, separators=(",", ":")), ttl]}
 
     def write(self, view: dict) -> bool | None:
         """Store `view` unless a newer version is cached. True written, False older, None Redis down."""
         try:
-            written = self._write(
-                keys=[cache_key(view["job_id"]), events_channel(view["job_id"])],
-                args=[view["version"], json.dumps(view, separators=(",", ":")), self.ttl],
-            )
-        except REDIS_ERRORS as exc:
+            written = self._write(**self._args(view))
+        except REDIS_UNAVAILABLE as exc:
             log.warning("cache write skipped: %s", type(exc).__name__, extra={"job_id": view["job_id"]})
             return None
         return bool(written)
@@ -98,19 +117,43 @@ class JobCache:
     def write_row(self, row: dict) -> bool | None:
         return self.write(job_view(row))
 
+    def write_rows(self, rows: list[dict]) -> int:
+        """Version-checked writes of many rows in one round trip; returns how many views were behind.
+
+        Redis being unavailable propagates: the caller (the reconciler) retries the whole pass.
+        """
+        if not rows:
+            return 0
+        pipe = self.connection.pipeline(transaction=False)
+        for row in rows:
+            self._write(client=pipe, **self._args(job_view(row)))
+        return sum(1 for written in pipe.execute() if written)
+
     def read(self, job_id: str) -> dict | None:
-        """The cached view, or None on a miss or when Redis is down or slow."""
+        """The cached view, or None on a miss or when Redis is down or slow. Raises Gone for a tombstone."""
         try:
             raw = self.connection.hget(cache_key(job_id), "d")
-        except REDIS_ERRORS as exc:
+        except REDIS_UNAVAILABLE as exc:
             log.warning("cache read skipped: %s", type(exc).__name__, extra={"job_id": job_id})
             return None
-        return json.loads(raw) if raw else None
+        if raw is None:
+            return None
+        if raw == b"":
+            raise Gone(job_id)
+        return json.loads(raw)
 
-    def delete(self, job_id: str) -> None:
+    def delete(self, job_id: str, token_hash: str | None = None) -> None:
+        """Replace the view with a tombstone (a refill that read the row before the delete cannot
+        bring it back) and drop the result-link mapping."""
         try:
-            self.connection.delete(cache_key(job_id))
-        except REDIS_ERRORS as exc:
+            pipe = self.connection.pipeline(transaction=False)
+            self._write(client=pipe, keys=[cache_key(job_id), events_channel(job_id)],
+                        args=[TOMBSTONE_VERSION, TOMBSTONE, self.ttl])
+            if token_hash is not None:
+                pipe.delete(token_key(token_hash))
+            pipe.execute()
+        except REDIS_UNAVAILABLE as exc:
+            # the view then lives at most its TTL; a reader of a deleted job's view sees only its status
             log.warning("cache delete skipped: %s", type(exc).__name__, extra={"job_id": job_id})
 
 
@@ -120,7 +163,11 @@ def read_through(cache: JobCache, engine, job_id: str) -> tuple[dict | None, str
     Returns (view or None, "hit" | "miss"). When Postgres is down, a cached view
     is still served; a miss then raises DependencyUnavailable (503 upstream).
     """
-    view = cache.read(job_id)
+    try:
+        view = cache.read(job_id)
+    except Gone:
+        metrics.CACHE_LOOKUPS.labels("hit").inc()
+        return None, "hit"
     if view is not None:
         metrics.CACHE_LOOKUPS.labels("hit").inc()
         return view, "hit"
@@ -146,7 +193,7 @@ def read_through_token(cache: JobCache, engine, token_hash: str) -> tuple[dict |
     """The job behind a result-link token hash: the token -> job id mapping is cached too."""
     try:
         job_id = cache.connection.get(token_key(token_hash))
-    except REDIS_ERRORS:
+    except REDIS_UNAVAILABLE:
         job_id = None
     if job_id is not None:
         view, source = read_through(cache, engine, job_id.decode())
@@ -165,7 +212,7 @@ def read_through_token(cache: JobCache, engine, token_hash: str) -> tuple[dict |
         return None, "miss"
     try:
         cache.connection.set(token_key(token_hash), row["job_id"], ex=cache.ttl)
-    except REDIS_ERRORS:
+    except REDIS_UNAVAILABLE:
         pass
     cache.write_row(row)
     return job_view(row), "miss"

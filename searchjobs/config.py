@@ -24,6 +24,19 @@ def _int(env: dict, name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _float(env: dict, name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
 def _choice(env: dict, name: str, choices: tuple[str, ...]) -> str:
     """One of `choices`; the first is the default."""
     raw = env.get(name) or choices[0]
@@ -66,6 +79,7 @@ class Settings:
     image_allow_loopback: bool = False
     allow_anonymous: bool = True
     db_pool_size: int = 5
+    db_pool_timeout: float = 2.0  # seconds to wait for a free pooled connection; then 503 (web) or a retry (worker)
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_from_number: str | None = None
@@ -106,6 +120,7 @@ class Settings:
             image_allow_loopback=_bool(env, "SEARCHJOBS_IMAGE_ALLOW_LOOPBACK", False),
             allow_anonymous=_bool(env, "SEARCHJOBS_ALLOW_ANONYMOUS", True),
             db_pool_size=_int(env, "SEARCHJOBS_DB_POOL_SIZE", 5),
+            db_pool_timeout=_float(env, "SEARCHJOBS_DB_POOL_TIMEOUT", 2.0),
             twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
             twilio_auth_token=env.get("TWILIO_AUTH_TOKEN") or None,
             twilio_from_number=env.get("TWILIO_FROM_NUMBER") or None,

@@ -38,7 +38,7 @@ class Runtime:
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs) -> Runtime:
         database_url, redis_url = settings.require_urls()
-        engine = db.make_engine(database_url, pool_size=settings.db_pool_size)
+        engine = db.make_engine(database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout)
         return cls(settings=settings, engine=engine, redis=connect(redis_url), **kwargs)
 
     @cached_property
@@ -48,7 +48,7 @@ class Runtime:
 
     @cached_property
     def cache(self) -> JobCache:
-        return JobCache(self.redis, ttl=self.settings.cache_ttl)
+        return JobCache(self.redis, ttl=self.settings.cache_ttl, live_ttl=self.settings.lease_seconds)
 
     @cached_property
     def search_backend(self):

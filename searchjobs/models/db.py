@@ -17,6 +17,7 @@ from sqlalchemy import exc as sa_exc
 from searchjobs.errors import DependencyUnavailable
 
 CONNECT_TIMEOUT = 3  # seconds; an unreachable Postgres must fail fast, not hang a request
+POOL_TIMEOUT = 2.0  # seconds a request waits for a free pooled connection before it is an outage (503)
 STATEMENT_TIMEOUT_MS = 15000  # no statement of ours should run longer; a stuck one is cancelled
 
 
@@ -30,11 +31,13 @@ def normalise_url(url: str) -> str:
 
 
 def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, echo: bool = False,
-                autocommit: bool = False) -> sa.Engine:
+                autocommit: bool = False, pool_timeout: float = POOL_TIMEOUT) -> sa.Engine:
     engine = sa.create_engine(
         normalise_url(url),
         pool_size=pool_size,
         max_overflow=max_overflow,
+        # more concurrent requests than connections: wait briefly, then answer 503, not a 500 after 30 s
+        pool_timeout=pool_timeout,
         # no ping per checkout (it would double a progress step's round trips): after a Postgres restart
         # the first statement on an old connection fails as a disconnect and SQLAlchemy recycles every
         # older connection of the pool; workers retry that statement (lifecycle._with_db_retry), the web
@@ -64,24 +67,35 @@ def autocommit(engine: sa.Engine) -> sa.Engine:
     which doubled the round trips of a job (bench/throughput.py, pg_stat_statements).
     """
     return make_engine(engine.url.render_as_string(hide_password=False), pool_size=engine.pool.size(),
-                       echo=engine.echo, autocommit=True)
+                       echo=engine.echo, autocommit=True, pool_timeout=engine.pool.timeout())
+
+
+# What a database call can raise when Postgres is out of reach: the driver's errors (wrapped) and
+# the pool's own TimeoutError (every connection busy). `is_outage` tells an outage from a bug.
+DB_ERRORS = (sa_exc.DBAPIError, sa_exc.TimeoutError)
 
 
 def is_disconnect(exc: BaseException) -> bool:
+    # OperationalError covers a refused or dropped connection, a terminated backend and a statement timeout
     return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)) or (
         isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
     )
 
 
+def is_outage(exc: BaseException) -> bool:
+    """Postgres is unreachable, too slow, or every pooled connection is busy: retry later, never a 500."""
+    return isinstance(exc, sa_exc.TimeoutError) or is_disconnect(exc)
+
+
 def translate_errors(func):
-    """Turn "Postgres is unreachable" into DependencyUnavailable where the database is entered."""
+    """Turn "Postgres is unavailable" into DependencyUnavailable where the database is entered."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except sa_exc.DBAPIError as exc:
-            if is_disconnect(exc):
+        except DB_ERRORS as exc:
+            if is_outage(exc):
                 raise DependencyUnavailable("the database is unavailable") from exc
             raise
 

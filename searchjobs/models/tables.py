@@ -114,6 +114,7 @@ search_jobs = Table(
     CheckConstraint("cardinality(categories) BETWEEN 1 AND 20", name="categories_count"),
     Index("ix_search_jobs_status_created_at", "status", "created_at"),
     Index("ix_search_jobs_created_at", "created_at"),
+    Index("ix_search_jobs_updated_at", "updated_at"),  # the reconciler's "changed since its last pass"
     Index("ix_search_jobs_client_id_id", "client_id", "id"),
     Index(
         "ix_search_jobs_unfinished",

@@ -193,8 +193,9 @@ def delete_job(job_id: str):
                 job_queries.cancel(conn, job_id)
             except InvalidTransition:
                 pass
-        job_queries.delete(conn, job_id)
-    rt.cache.delete(job_id)
+        deleted = job_queries.delete(conn, job_id)
+    # a tombstone, so a reader that fetched the row just before the delete cannot cache it again
+    rt.cache.delete(job_id, deleted["result_token_hash"] if deleted else None)
     return Response(status=204)
 
 

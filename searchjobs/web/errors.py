@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from searchjobs import defaults
 from searchjobs.errors import Conflict, DependencyUnavailable, NotFound, SearchJobsError, ValidationError
-from searchjobs.models.db import is_disconnect
+from searchjobs.models.db import is_outage
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +85,10 @@ def init_app(app: Flask) -> None:
         return unavailable()
 
     @app.errorhandler(sa.exc.DBAPIError)
-    def _database(exc: sa.exc.DBAPIError):
-        if is_disconnect(exc):
-            log.warning("database unavailable: %s", type(exc.orig).__name__)
+    @app.errorhandler(sa.exc.TimeoutError)  # the pool had no free connection within pool_timeout
+    def _database(exc: sa.exc.DBAPIError | sa.exc.TimeoutError):
+        if is_outage(exc):
+            log.warning("database unavailable: %s", type(getattr(exc, "orig", None) or exc).__name__)
             return unavailable("the database is unavailable; try again shortly")
         log.exception("database error")
         return error_response(500, "internal_error", "internal error")

@@ -7,6 +7,8 @@ Postgres here, every few seconds:
   down, flushed, restarted, or a retry now due) are enqueued again: after a
   short grace for a submit still on its way in, or at once when a marker key
   shows that Redis lost its data;
+- the cached views of rows changed since the last pass are re-written (version-checked),
+  so a view whose write Redis refused is repaired within one pass;
 - SMS outbox rows that are due, or left `sending` by a killed sender, are enqueued.
 Several schedulers may run: a Postgres advisory lock lets one pass at a time work.
 """
@@ -26,8 +28,8 @@ from searchjobs.jobs.notify import STALE_SENDING_SECONDS
 from searchjobs.jobs.runtime import Runtime
 from searchjobs.models import jobs as job_queries
 from searchjobs.models import notifications as outbox
-from searchjobs.models.db import is_disconnect
-from searchjobs.queue import REDIS_ERRORS, enqueue_notification, enqueue_search, is_waiting, rq_job_id
+from searchjobs.models.db import STATEMENT_TIMEOUT_MS, is_outage
+from searchjobs.queue import REDIS_UNAVAILABLE, enqueue_notification, enqueue_searches, rq_job_id, waiting
 
 log = logging.getLogger(__name__)
 
@@ -35,71 +37,131 @@ RECONCILE_LOCK = 727275  # advisory lock id: one reconciler pass at a time acros
 CLEANUP_LOCK = 727276  # advisory lock id: one cleanup at a time
 RECONCILE_BATCH = 1000  # pending jobs read per page of a reconciler pass
 REDIS_MARKER = "searchjobs:reconciler:marker"  # set by every pass; missing means Redis lost its data
+# a row's updated_at is its statement's start time, and no statement outlives the statement timeout: look
+# back that long (and a margin) before the last pass, so a slow commit's row is not missed
+VIEW_REFRESH_OVERLAP = timedelta(milliseconds=STATEMENT_TIMEOUT_MS) + timedelta(seconds=5)
+VIEW_REFRESH_FIRST_LOOKBACK = 60  # seconds of changes a freshly started scheduler re-writes
 
 
 @dataclass
 class PassReport:
     expired: int = 0
     requeued: list[str] = field(default_factory=list)
+    views_repaired: int = 0
     notifications: int = 0
     skipped: bool = False
 
 
-def reconcile(runtime: Runtime, *, expire: bool = True) -> PassReport:
+@dataclass
+class ReconcilerState:
+    """What one scheduler process carries from a pass to the next."""
+
+    views_since: datetime | None = None  # Postgres time up to which changed rows' views were re-written
+
+
+def reconcile(runtime: Runtime, *, expire: bool = True, state: ReconcilerState | None = None) -> PassReport:
     """One reconciler pass. Safe to run concurrently with workers and other schedulers.
 
     `expire=False` skips the lease check (the scheduler does so for one lease
     period after a database outage, during which no worker could renew).
+    The advisory lock is held on an autocommit connection: no transaction stays
+    open across the pass's Redis calls.
     """
     report = PassReport()
-    with runtime.engine.connect() as lock_conn:
+    state = state if state is not None else ReconcilerState()
+    with runtime.db.connect() as lock_conn:
         if not lock_conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": RECONCILE_LOCK}).scalar():
             report.skipped = True
             return report
         try:
-            expired = []
             if expire:
-                with runtime.db.connect() as conn:
-                    expired = job_queries.expire_leases(conn, runtime.settings.max_attempts)
-            for row in expired:
-                runtime.cache.write_row(row)
-                log.info("lease expired: job's worker is gone", extra={
-                    "job_id": row["job_id"], "attempt": row["attempts"], "status": row["status"]})
-                metrics.lease_expired(row)
-            report.expired = len(expired)
-
-            # the marker is gone when Redis lost its data (flushed, restarted empty): every pointer went
-            # with it, so no pending job can still be on its way in and the grace is pointless
-            grace = defaults.PENDING_GRACE_SECONDS if runtime.redis.exists(REDIS_MARKER) else 0
-            after_id = 0
-            while True:
-                with runtime.db.connect() as conn:
-                    pending = job_queries.due_pending(conn, grace, RECONCILE_BATCH, after_id)
-                for row in pending:
-                    pointer = rq_job_id(row["job_id"], row["attempts"])
-                    if is_waiting(runtime.redis, pointer):
-                        continue
-                    enqueue_search(runtime.redis, row["job_id"], attempts=row["attempts"],
-                                   job_timeout=runtime.settings.job_timeout)
-                    report.requeued.append(row["job_id"])
-                if len(pending) < RECONCILE_BATCH:
-                    break
-                after_id = pending[-1]["id"]
-            runtime.redis.set(REDIS_MARKER, "1")
-            if report.requeued:
-                log.info("re-enqueued %d pending jobs missing from Redis", len(report.requeued),
-                         extra={"redis_data_lost": grace == 0})
-
-            with runtime.db.connect() as conn:
-                due = outbox.due(conn, STALE_SENDING_SECONDS)
-            for notification_id in due:
-                if not is_waiting(runtime.redis, f"sms-{notification_id}"):
-                    enqueue_notification(runtime.redis, notification_id)
-                    report.notifications += 1
+                report.expired = _expire_leases(runtime)
+            report.requeued = _enqueue_missing_pointers(runtime)
+            report.views_repaired = _refresh_changed_views(runtime, state)
+            report.notifications = _enqueue_due_notifications(runtime)
         finally:
-            lock_conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": RECONCILE_LOCK})
-            lock_conn.commit()
+            _unlock(lock_conn, RECONCILE_LOCK)
     return report
+
+
+def _unlock(lock_conn: sa.Connection, key: int) -> None:
+    """Release a session advisory lock; a connection that could not release it is closed, never pooled."""
+    try:
+        lock_conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+    except Exception:
+        lock_conn.invalidate()
+        raise
+
+
+def _expire_leases(runtime: Runtime) -> int:
+    """Processing jobs whose worker stopped renewing go back to pending (their claim token is cleared)."""
+    with runtime.db.connect() as conn:
+        expired = job_queries.expire_leases(conn, runtime.settings.max_attempts)
+    for row in expired:
+        runtime.cache.write_row(row)
+        log.info("lease expired: job's worker is gone", extra={
+            "job_id": row["job_id"], "attempt": row["attempts"], "status": row["status"]})
+        metrics.lease_expired(row)
+    return len(expired)
+
+
+def _enqueue_missing_pointers(runtime: Runtime) -> list[str]:
+    """Due pending jobs with no live pointer in Redis are enqueued: one pipelined check and one
+    pipelined enqueue per page, so a pass costs a few round trips per thousand jobs."""
+    # the marker is gone when Redis lost its data (flushed, restarted empty): every pointer went
+    # with it, so no pending job can still be on its way in and the grace is pointless
+    grace = defaults.PENDING_GRACE_SECONDS if runtime.redis.exists(REDIS_MARKER) else 0
+    requeued: list[str] = []
+    after_id = 0
+    while True:
+        with runtime.db.connect() as conn:
+            pending = job_queries.due_pending(conn, grace, RECONCILE_BATCH, after_id)
+        pointers = [(row["job_id"], row["attempts"]) for row in pending]
+        present = waiting(runtime.redis, [rq_job_id(job_id, attempts) for job_id, attempts in pointers])
+        missing = [pointer for pointer, found in zip(pointers, present, strict=True) if not found]
+        enqueue_searches(runtime.redis, missing, job_timeout=runtime.settings.job_timeout)
+        requeued.extend(job_id for job_id, _ in missing)
+        if len(pending) < RECONCILE_BATCH:
+            break
+        after_id = pending[-1]["id"]
+    runtime.redis.set(REDIS_MARKER, "1")
+    if requeued:
+        log.info("re-enqueued %d pending jobs missing from Redis", len(requeued),
+                 extra={"redis_data_lost": grace == 0})
+    return requeued
+
+
+def _refresh_changed_views(runtime: Runtime, state: ReconcilerState) -> int:
+    """Re-write the cached views of rows changed since the last pass (version-checked, so a no-op for
+    views already current): a write skipped while Redis refused it is repaired within one pass."""
+    with runtime.db.connect() as conn:
+        now = conn.execute(sa.text("SELECT now()")).scalar_one()
+    # a statement's updated_at is its start time: look back a little past the last pass for slow commits
+    since = (state.views_since or now - timedelta(seconds=VIEW_REFRESH_FIRST_LOOKBACK)) - VIEW_REFRESH_OVERLAP
+    repaired, after_id = 0, 0
+    while True:
+        with runtime.db.connect() as conn:
+            rows = job_queries.changed_since(conn, since, RECONCILE_BATCH, after_id)
+        repaired += runtime.cache.write_rows(rows)
+        if len(rows) < RECONCILE_BATCH:
+            break
+        after_id = rows[-1]["id"]
+    state.views_since = now
+    if repaired:
+        log.info("re-wrote %d cached views that were behind Postgres", repaired)
+    return repaired
+
+
+def _enqueue_due_notifications(runtime: Runtime) -> int:
+    with runtime.db.connect() as conn:
+        due = outbox.due(conn, STALE_SENDING_SECONDS)
+    present = waiting(runtime.redis, [f"sms-{notification_id}" for notification_id in due])
+    enqueued = 0
+    for notification_id, found in zip(due, present, strict=True):
+        if not found:
+            enqueue_notification(runtime.redis, notification_id)
+            enqueued += 1
+    return enqueued
 
 
 @dataclass
@@ -134,12 +196,14 @@ _DELETE_BATCH = sa.text(
          LIMIT :batch
          FOR UPDATE SKIP LOCKED
     ), gone AS (
-        DELETE FROM search_jobs j USING doomed WHERE j.id = doomed.id RETURNING j.job_id, j.image_id
+        DELETE FROM search_jobs j USING doomed WHERE j.id = doomed.id
+        RETURNING j.job_id, j.image_id, j.result_token_hash
     ), imgs AS (
         DELETE FROM images i USING gone WHERE i.id = gone.image_id RETURNING i.id
     )
     SELECT (SELECT count(*) FROM gone) AS jobs, (SELECT count(*) FROM imgs) AS images,
-           coalesce((SELECT array_agg(job_id) FROM gone), '{}') AS job_ids
+           coalesce((SELECT array_agg(job_id ORDER BY job_id) FROM gone), '{}') AS job_ids,
+           coalesce((SELECT array_agg(result_token_hash ORDER BY job_id) FROM gone), '{}') AS token_hashes
     """
 )
 
@@ -156,7 +220,7 @@ def cleanup(runtime: Runtime, *, retention_days: int | None = None, dry_run: boo
     if dry_run:
         report.jobs, report.images = int(counts["jobs"]), int(counts["images"])
         return report
-    with runtime.engine.connect() as lock_conn:
+    with runtime.db.connect() as lock_conn:
         if not lock_conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": CLEANUP_LOCK}).scalar():
             return CleanupReport(skipped=True)
         try:
@@ -170,11 +234,10 @@ def cleanup(runtime: Runtime, *, retention_days: int | None = None, dry_run: boo
                 report.batches += 1
                 report.jobs += row["jobs"]
                 report.images += row["images"]
-                for job_id in row["job_ids"]:
-                    runtime.cache.delete(job_id)
+                for job_id, token_hash in zip(row["job_ids"], row["token_hashes"], strict=True):
+                    runtime.cache.delete(job_id, token_hash)
         finally:
-            lock_conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": CLEANUP_LOCK})
-            lock_conn.commit()
+            _unlock(lock_conn, CLEANUP_LOCK)
     log.info("cleanup removed %d jobs in %d batches", report.jobs, report.batches)
     return report
 
@@ -183,17 +246,18 @@ def run_scheduler(runtime: Runtime, stop: threading.Event, *, once: bool = False
     """Reconcile every few seconds and clean up hourly until `stop` is set."""
     next_cleanup = time.monotonic()
     expire_after = 0.0  # monotonic time before which leases are not expired (set after a database outage)
+    state = ReconcilerState()
     while not stop.is_set():
         try:
-            reconcile(runtime, expire=time.monotonic() >= expire_after)
+            reconcile(runtime, expire=time.monotonic() >= expire_after, state=state)
             if time.monotonic() >= next_cleanup:
                 cleanup(runtime)
                 next_cleanup = time.monotonic() + defaults.CLEANUP_INTERVAL
-        except REDIS_ERRORS as exc:
+        except REDIS_UNAVAILABLE as exc:
             log.warning("reconciler: Redis unavailable (%s); next pass in %ss", type(exc).__name__,
                         runtime.settings.reconcile_interval)
         except Exception as exc:
-            if isinstance(exc, sa.exc.DBAPIError) and is_disconnect(exc):
+            if is_outage(exc):
                 log.warning("reconciler: database unavailable; next pass in %ss",
                             runtime.settings.reconcile_interval)
                 # workers could not renew their leases meanwhile: give them one lease period to do so

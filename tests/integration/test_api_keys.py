@@ -14,8 +14,9 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from searchjobs.cache import cache_key
+from searchjobs.cache import cache_key, token_key
 from searchjobs.cli import main
+from searchjobs.jobs import links
 from searchjobs.models import clients
 from tests.conftest import demo_image_bytes
 
@@ -229,7 +230,9 @@ def test_delete_removes_the_job_its_events_image_outbox_and_cache(client, runtim
     assert count(runtime, "search_job_events", "job_id = :j", j=job_id) == 0
     assert count(runtime, "notifications", "job_id = :j", j=job_id) == 0
     assert count(runtime, "images", "id = :i", i=image_id) == 0
-    assert not runtime.redis.exists(cache_key(job_id))
+    # the view is a tombstone (no refill can bring it back) and the result-link mapping is gone
+    assert runtime.redis.hget(cache_key(job_id), "d") == b""
+    assert not runtime.redis.exists(token_key(links.token_hash(token)))
     for path in (f"/api/search-jobs/{job_id}", f"/api/results/{token}", f"/images/{public_id}"):
         assert client.get(path, headers=alice).status_code == 404, path
     assert client.delete(f"/api/search-jobs/{job_id}", headers=alice).status_code == 404

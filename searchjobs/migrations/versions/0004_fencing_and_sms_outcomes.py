@@ -9,6 +9,8 @@
   PUBLIC_BASE_URL cannot make a resend look new.
 - `notifications.give_up_at`: the deadline after which a row stops being
   retried (a time, not a count of attempts).
+- an index on `search_jobs.updated_at`: the reconciler re-writes the cached
+  views of rows changed since its last pass.
 
 Revision ID: 0004
 Revises: 0003
@@ -24,6 +26,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.execute("ALTER TABLE search_jobs ADD COLUMN claim_token uuid")
+    op.execute("CREATE INDEX ix_search_jobs_updated_at ON search_jobs (updated_at)")
     op.execute("ALTER TABLE notifications ADD COLUMN body_sha256 text")
     op.execute("ALTER TABLE notifications ADD COLUMN give_up_at timestamptz")
 
@@ -31,4 +34,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("ALTER TABLE notifications DROP COLUMN give_up_at")
     op.execute("ALTER TABLE notifications DROP COLUMN body_sha256")
+    op.execute("DROP INDEX ix_search_jobs_updated_at")
     op.execute("ALTER TABLE search_jobs DROP COLUMN claim_token")
