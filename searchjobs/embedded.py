@@ -188,6 +188,7 @@ class EmbeddedValkey:
 
     def __post_init__(self) -> None:
         self._server = None
+        self.extra_config: dict = {}  # more valkey.conf settings for the next start (fault tests)
 
     @property
     def url(self) -> str:
@@ -200,6 +201,7 @@ class EmbeddedValkey:
         config = {"maxmemory-policy": "noeviction", "save": '""'}
         if self.persist:
             config.update({"appendonly": "yes", "appendfsync": "everysec"})
+        config.update(self.extra_config)
         self._server = ValkeyServer(
             port=self.port, data_dir=str(self.data_dir / "valkey"), persist=self.persist, config=config
         )

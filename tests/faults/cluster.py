@@ -168,16 +168,29 @@ class Cluster:
         self.responses.append((what, response.status_code, response.headers.get("Retry-After")))
         return response
 
-    def submit(self, categories: tuple[str, ...] | None = None, phone: bool | None = None):
-        """POST one job (multipart upload); returns the response. Phones are unique, so SMS can be counted."""
+    def submit(self, categories: tuple[str, ...] | None = None, phone: bool | None = None,
+               headers: dict | None = None, retry_503: float = 0.0):
+        """POST one job (multipart upload); returns the response. Phones are unique, so SMS can be counted.
+
+        `retry_503`: for that many seconds, retry a 503 as a careful client does, with the same
+        Idempotency-Key (a 503 after the commit must not make a second job).
+        """
         n = next(self.counter)
         categories = categories or (FAST[n % len(FAST)], FAST[(n + 1) % len(FAST)])
         with_phone = (n % PHONE_EVERY == 0) if phone is None else phone
         data = {"categories": ",".join(categories)}
         if with_phone:
             data.update(phone_number=f"06 12 34 {n // 100:02d} {n % 100:02d}", country_code="33")
-        response = self.request("POST", "/api/search-jobs", "submit", data=data,
-                                files={"image": ("photo.png", self.images[n % len(self.images)], "image/png")})
+        headers = dict(headers or {})
+        deadline = time.monotonic() + retry_503
+        if retry_503:
+            headers.setdefault("Idempotency-Key", f"fault-client-{n}")
+        while True:
+            response = self.request("POST", "/api/search-jobs", "submit", data=data, headers=headers,
+                                    files={"image": ("photo.png", self.images[n % len(self.images)], "image/png")})
+            if response.status_code != 503 or time.monotonic() > deadline:
+                break
+            time.sleep(float(response.headers.get("Retry-After", 1)) / 5)
         if response.status_code == 202:
             self.jobs[response.json()["job_id"]] = f"+3361234{n // 100:02d}{n % 100:02d}" if with_phone else None
         return response
