@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import json
 import time
 from pathlib import Path
 
 import pytest
 
+from searchjobs.cache import cache_key
 from searchjobs.embedded import EmbeddedValkey, free_port
 from searchjobs.jobs.runtime import Runtime
 from searchjobs.models import db
@@ -15,6 +17,7 @@ from searchjobs.models import jobs as job_queries
 from searchjobs.queue import connect
 from searchjobs.web import create_app
 from tests.conftest import demo_image_bytes
+from tests.integration.test_core_loop import submit_upload
 
 
 def submit(client) -> tuple[str, str]:
@@ -123,3 +126,40 @@ def test_neither_has_it_503_with_retry_after(settings, client, runtime, redis_up
         assert page.status_code == 503 and page.headers["Retry-After"] and page.mimetype == "text/html"
     finally:
         engine.dispose()
+
+
+def test_unfinished_views_live_one_lease_and_finished_ones_the_full_ttl(client, runtime, run_jobs):
+    job_id = submit_upload(client).get_json()["job_id"]
+    assert 0 < runtime.redis.ttl(cache_key(job_id)) <= runtime.settings.lease_seconds
+    run_jobs()
+    assert runtime.settings.lease_seconds < runtime.redis.ttl(cache_key(job_id)) <= runtime.settings.cache_ttl
+
+
+def test_a_refill_that_read_the_row_before_a_delete_cannot_bring_the_job_back(client, runtime, run_jobs):
+    from searchjobs.models import jobs as job_queries
+    from tests.integration.test_state_machine import api_key
+
+    owner = api_key(runtime)
+    data = {"categories": "dress", "image": (io.BytesIO(demo_image_bytes(0, "dress")), "photo.png")}
+    job_id = client.post("/api/search-jobs", data=data, headers=owner).get_json()["job_id"]
+    run_jobs()
+    with runtime.db.connect() as conn:
+        read_before_the_delete = job_queries.get(conn, job_id)
+    assert client.delete(f"/api/search-jobs/{job_id}", headers=owner).status_code == 204
+    assert runtime.cache.write_row(read_before_the_delete) is False  # the late refill is refused
+    assert client.get(f"/api/search-jobs/{job_id}", headers=owner).status_code == 404
+
+
+def test_the_reconciler_repairs_a_view_whose_write_was_skipped(client, runtime, run_jobs):
+    from searchjobs.worker.scheduler import ReconcilerState, reconcile
+
+    state = ReconcilerState()
+    reconcile(runtime, state=state)
+    job_id = submit_upload(client).get_json()["job_id"]
+    stale = runtime.cache.read(job_id)
+    run_jobs()
+    runtime.redis.hset(cache_key(job_id), mapping={"v": stale["version"], "d": json.dumps(stale)})  # as if skipped
+    assert client.get(f"/api/search-jobs/{job_id}").get_json()["status"] == "pending"
+    assert reconcile(runtime, state=state).views_repaired == 1
+    assert client.get(f"/api/search-jobs/{job_id}").get_json()["status"] == "completed"
+    assert reconcile(runtime, state=state).views_repaired == 0  # the next pass finds nothing behind

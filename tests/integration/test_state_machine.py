@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from searchjobs.jobs import control
 from searchjobs.jobs.lifecycle import JobAttempt, JobCancelled, LostOwnership
 from searchjobs.models import clients
 from searchjobs.queue import is_waiting, rq_job_id
@@ -347,3 +348,74 @@ def test_cleanup_deletes_old_finished_jobs_in_batches_and_reports_counts(client,
         images = conn.execute(sa.text("SELECT count(*) FROM images")).scalar()
     assert left == {recent_done, old_pending} and orphans == 0 and images == 2
     assert cleanup(runtime).jobs == 0
+
+
+# -- fencing ---------------------------------------------------------------------------
+
+
+def test_each_claim_draws_a_fresh_fencing_token(client, runtime):
+    job_id = new_job(client)
+    first = JobAttempt.claim(runtime, job_id)
+    expire_lease(runtime, job_id)
+    reconcile(runtime)
+    assert row_of(runtime, job_id)["claim_token"] is None  # the reconciler's requeue clears it
+    second = JobAttempt.claim(runtime, job_id)
+    assert first.token and second.token and first.token != second.token
+
+
+def test_a_manual_retry_that_resets_attempts_never_lets_the_old_attempt_write(client, runtime):
+    job_id = new_job(client)
+    old = JobAttempt.claim(runtime, job_id)
+    old.fail("bad_image", "for the test")  # failed: an operator retries it, attempts go back to 0
+    control.retry(runtime, job_id, by="operator")
+    new = JobAttempt.claim(runtime, job_id)
+    assert (new.attempt, new.rt.worker_name) == (old.attempt, old.rt.worker_name)  # only the token differs
+    events_before = len(events_of(runtime, job_id))
+    old.row = {**old.row, "version": new.version}  # even with the current version in hand
+    with pytest.raises(LostOwnership):
+        old.step(50, "features")
+    assert row_of(runtime, job_id)["stage"] == "claimed"
+    assert len(events_of(runtime, job_id)) == events_before
+    new.step(50, "features")  # the real owner goes on
+
+
+def test_a_lost_lease_stops_the_attempt_at_its_next_step_without_writing(client, runtime):
+    from searchjobs.models import jobs as job_queries
+
+    job_id = new_job(client)
+    attempt = JobAttempt.claim(runtime, job_id)
+    expire_lease(runtime, job_id)
+    reconcile(runtime)  # the worker was presumed dead
+    with runtime.db.connect() as conn:
+        assert not job_queries.renew_lease(conn, job_id, attempt.token, 20)  # what the lease keeper sees
+    attempt.lease_lost.set()
+    before = row_of(runtime, job_id)
+    cached = runtime.cache.read(job_id)
+    with pytest.raises(LostOwnership):
+        attempt.step(15, "image_loaded")
+    with pytest.raises(LostOwnership):
+        attempt.complete({"categories": {}}, None)
+    assert row_of(runtime, job_id)["version"] == before["version"]
+    assert runtime.cache.read(job_id) == cached
+
+
+def test_the_lease_keeper_marks_a_lost_lease(client, runtime):
+    from searchjobs.worker.worker import LeaseKeeper
+
+    runtime.settings = dataclasses.replace(runtime.settings, heartbeat_interval=0.05)
+    job_id = new_job(client)
+    attempt = JobAttempt.claim(runtime, job_id)
+    keeper = LeaseKeeper(runtime)
+    keeper.start()
+    try:
+        time.sleep(0.2)
+        assert not attempt.lease_lost.is_set()  # renewed while it is ours
+        expire_lease(runtime, job_id)
+        reconcile(runtime)
+        deadline = time.monotonic() + 3
+        while not attempt.lease_lost.is_set() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert attempt.lease_lost.is_set()
+    finally:
+        keeper.stopped.set()
+        runtime.current_attempt = None
