@@ -273,13 +273,13 @@ def test_pool_exhaustion_answers_503_within_the_pool_timeout(cluster):
     assert refused, answers
     assert all(status in (200, 503) for status, _, _ in answers), answers
     assert all(retry_after for status, retry_after, _ in answers if status == 503)
-    fastest_refusal = min(took for _, _, took in refused)
+    slowest_refusal = max(took for _, _, took in refused)
     cluster.check_responses()
     assert cluster.request("GET", f"/api/search-jobs/{ids[0]}", "read after the pool drained").status_code == 200
-    record("pool exhaustion: first 503", fastest_refusal)
+    record("pool exhaustion: slowest 503", slowest_refusal)
     print(f"[faults] pool exhaustion: {len(refused)} of {len(answers)} reads answered 503 while reads were "
           f"blocked for {LOCK_SECONDS:.0f}s; slowest answer {max(took for _, _, took in answers):.1f}s")
-    assert fastest_refusal < POOL_TIMEOUT + 2
+    assert slowest_refusal < POOL_TIMEOUT + 2
 
 
 def test_skipped_terminal_cache_write_is_repaired_by_the_reconciler(cluster):
