@@ -315,7 +315,7 @@ def test_delete_racing_a_refill_leaves_the_job_gone(cluster):
     auth = {"Authorization": f"Bearer {key}"}
     job_id = cluster.submit_batch(1, headers=auth, phone=False)[0]
     cluster.check([job_id])
-    stop, deleted_at, late = threading.Event(), [], []
+    stop, expiring, deleted_at, late = threading.Event(), threading.Event(), [], []
 
     def reader():
         with requests.Session() as session:
@@ -327,15 +327,18 @@ def test_delete_racing_a_refill_leaves_the_job_gone(cluster):
                     late.append(response.status_code)
 
     def expire_view():  # the view keeps expiring, so readers keep refilling it from Postgres
-        while not stop.is_set() and not deleted_at:
+        while expiring.is_set():
             cluster.redis.delete(cache_key(job_id))
             time.sleep(0.002)
 
+    expiring.set()
+    expirer = threading.Thread(target=expire_view, daemon=True)
     threads = [threading.Thread(target=reader, daemon=True) for _ in range(4)]
-    threads.append(threading.Thread(target=expire_view, daemon=True))
-    for thread in threads:
+    for thread in [*threads, expirer]:
         thread.start()
     time.sleep(1.0)
+    expiring.clear()  # the last expiry happens now: readers refill it while the DELETE runs
+    expirer.join(5)
     response = cluster.request("DELETE", f"/api/search-jobs/{job_id}", "delete", headers=auth)
     assert response.status_code == 204
     deleted_at.append(time.time())
