@@ -33,7 +33,6 @@ PROVIDER_STATUS_RANK = {"accepted": 1, "queued": 1, "sending": 2, "sent": 3, "de
 # "read" comes after "delivered" (it must not move the row back to "sent"); "canceled" was never sent.
 TERMINAL_PROVIDER_STATUSES = {"delivered": "delivered", "undelivered": "undelivered", "failed": "failed",
                               "canceled": "failed", "read": "delivered"}
-STATUSES = ("pending", "sending", "unknown", "sent", "delivered", "undelivered", "failed", "skipped")
 
 # due: pending rows whose time has come (NULL: never tried), unknown rows with a next look-up (NULL: parked),
 # and rows a killed sender left `sending`
