@@ -24,7 +24,7 @@ def _int(env: dict, name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
-def _float(env: dict, name: str, default: float) -> float:
+def _float(env: dict, name: str, default: float, minimum: float = 0.0) -> float:
     raw = env.get(name)
     if raw in (None, ""):
         return default
@@ -32,8 +32,8 @@ def _float(env: dict, name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    if not value >= minimum or value == float("inf"):
+        raise ConfigError(f"{name} must be a number >= {minimum:g}, got {raw!r}")
     return value
 
 
@@ -54,6 +54,18 @@ def _bool(env: dict, name: str, default: bool) -> bool:
     if raw.lower() in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+def _sms_give_up_hours(env: dict) -> float:
+    """The SMS deadline: positive, and within the retention period (a link sent later would not open)."""
+    hours = _float(env, "SEARCHJOBS_SMS_GIVE_UP_HOURS", defaults.SMS_GIVE_UP_HOURS)
+    retention_days = _int(env, "SEARCHJOBS_RETENTION_DAYS", defaults.RETENTION_DAYS)
+    if hours <= 0:
+        raise ConfigError(f"SEARCHJOBS_SMS_GIVE_UP_HOURS must be positive, got {hours:g}")
+    if hours > retention_days * 24:
+        raise ConfigError(f"SEARCHJOBS_SMS_GIVE_UP_HOURS ({hours:g}) must be within the retention period "
+                          f"(SEARCHJOBS_RETENTION_DAYS={retention_days}, {retention_days * 24} h)")
+    return hours
 
 
 DEV_SECRET_KEY = "dev-only-not-secret"  # a placeholder the processes refuse to serve with (check_secret)
@@ -86,6 +98,10 @@ class Settings:
     twilio_messaging_service_sid: str | None = None
     twilio_api_base_url: str | None = None
     twilio_timeout: float = 10.0
+    # after an unknown outcome, look the SMS up only TWILIO_TIMEOUT + this after the last send started
+    sms_lookup_margin: float = defaults.SMS_LOOKUP_MARGIN
+    sms_give_up_hours: float = defaults.SMS_GIVE_UP_HOURS  # never past the retention period (checked)
+    sms_auth_retry_seconds: float = defaults.SMS_AUTH_RETRY_SECONDS  # pause between tries refused for credentials
     metrics_token: str | None = None
     log_format: str = "auto"  # "json", "text" or "auto" (text on a terminal)
     rate_limits: bool = True  # SEARCHJOBS_RATE_LIMITS=off disables every limit (see web/limits.py)
@@ -120,13 +136,17 @@ class Settings:
             image_allow_loopback=_bool(env, "SEARCHJOBS_IMAGE_ALLOW_LOOPBACK", False),
             allow_anonymous=_bool(env, "SEARCHJOBS_ALLOW_ANONYMOUS", True),
             db_pool_size=_int(env, "SEARCHJOBS_DB_POOL_SIZE", 5),
-            db_pool_timeout=_float(env, "SEARCHJOBS_DB_POOL_TIMEOUT", 2.0),
+            db_pool_timeout=_float(env, "SEARCHJOBS_DB_POOL_TIMEOUT", 2.0, minimum=0.1),
             twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
             twilio_auth_token=env.get("TWILIO_AUTH_TOKEN") or None,
             twilio_from_number=env.get("TWILIO_FROM_NUMBER") or None,
             twilio_messaging_service_sid=env.get("TWILIO_MESSAGING_SERVICE_SID") or None,
             twilio_api_base_url=env.get("TWILIO_API_BASE_URL") or None,
             twilio_timeout=float(env.get("TWILIO_TIMEOUT") or 10.0),
+            sms_lookup_margin=_float(env, "SEARCHJOBS_SMS_LOOKUP_MARGIN", defaults.SMS_LOOKUP_MARGIN),
+            sms_give_up_hours=_sms_give_up_hours(env),
+            sms_auth_retry_seconds=_float(env, "SEARCHJOBS_SMS_AUTH_RETRY_SECONDS",
+                                          defaults.SMS_AUTH_RETRY_SECONDS, minimum=0.1),
             metrics_token=env.get("SEARCHJOBS_METRICS_TOKEN") or None,
             log_format=env.get("SEARCHJOBS_LOG_FORMAT") or "auto",
             rate_limits=_bool(env, "SEARCHJOBS_RATE_LIMITS", True),

@@ -35,6 +35,11 @@ CLEANUP_BATCH = 500  # jobs deleted per statement, so no lock is held for long
 RETENTION_DAYS = 7  # jobs older than this are deleted (SEARCHJOBS_RETENTION_DAYS)
 PENDING_GRACE_SECONDS = 10  # a pending job younger than this may still be on its way into Redis
 
+# -- SMS ------------------------------------------------------------------
+SMS_LOOKUP_MARGIN = 60.0  # seconds; a look-up is conclusive only TWILIO_TIMEOUT + this after the last send started
+SMS_GIVE_UP_HOURS = 24.0  # an SMS still not sent this long after its job completed is given up (unknown: parked)
+SMS_AUTH_RETRY_SECONDS = 60.0  # while the provider refuses our credentials, a paused SMS is tried again this often
+
 # -- web ------------------------------------------------------------------
 MAX_CONTENT_LENGTH = 12 * 1024 * 1024  # bytes of one request body (the image cap plus form overhead)
 IDEMPOTENCY_WINDOW_HOURS = 24  # a repeated Idempotency-Key returns the first job within this window

@@ -2,6 +2,19 @@
 
 Point a TwilioSender at it with `api_base_url=fake.base_url`. Only the Messages
 resource is implemented: create, list (To/From/DateSent filters, paging) and fetch.
+
+Named faults of a create request (`script(...)` queues them for the next creates, in order;
+`fault_for_suffix(...)` applies one to every create to numbers ending in some digits, which is how
+tests that run real worker processes choose a fault per job):
+- "ok";
+- ("error", status, code): a Twilio error answer, nothing created;
+- ("slow", seconds): create after `seconds`, then answer 201 (to whoever is still listening);
+- ("land_late", seconds): the late-landing create: hold the request `seconds` (longer than the
+  client's timeout: it gives up), then create the message anyway, and hang up without an answer;
+- "timeout_after_create", "drop_after_create", "drop_before_create".
+Credential faults: `refuse_credentials()` answers every request 401 (code 20003), as Twilio does to a
+revoked or rotated auth token, until `accept_credentials()`; a client holding a token other than
+`auth_token` gets the same answer anyway.
 """
 
 import base64
@@ -10,6 +23,7 @@ import re
 import secrets
 import socket
 import threading
+import time
 from collections import deque
 from datetime import UTC, date, datetime
 from email.utils import format_datetime
@@ -64,7 +78,10 @@ class FakeTwilio:
         self._lock = threading.Lock()
         self._messages: list[dict] = []
         self._requests: list[tuple[str, str]] = []
+        self._request_times: list[tuple[float, str, str]] = []
         self._script: deque = deque()
+        self._suffix_faults: list[list] = []  # [suffix, behaviour, creates left or None]
+        self._credentials_refused = False
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -116,6 +133,26 @@ class FakeTwilio:
         with self._lock:
             self._script.extend(behaviours)
 
+    def fault_for_suffix(self, suffix: str, behaviour, times: int | None = None) -> None:
+        """Every create to a number ending in `suffix` gets `behaviour` (the first `times` ones, if given).
+
+        Checked before the script; the first matching suffix wins.
+        """
+        _check_behaviour(behaviour)
+        if not suffix.isdigit():
+            raise ValueError(f"a phone suffix is digits, got {suffix!r}")
+        with self._lock:
+            self._suffix_faults.append([suffix, behaviour, times])
+
+    def refuse_credentials(self) -> None:
+        """Answer every request 401 / 20003 (revoked or rotated credentials) until accept_credentials()."""
+        with self._lock:
+            self._credentials_refused = True
+
+    def accept_credentials(self) -> None:
+        with self._lock:
+            self._credentials_refused = False
+
     @property
     def messages(self) -> list[dict]:
         """Snapshot of every message created, oldest first."""
@@ -131,15 +168,32 @@ class FakeTwilio:
         with self._lock:
             return list(self._requests)
 
+    @property
+    def timed_requests(self) -> list[tuple[float, str, str]]:
+        """(time.time() on arrival, method, path) of every request received, in order."""
+        with self._lock:
+            return list(self._request_times)
+
     # -- used by the handler ------------------------------------------------------
 
-    def _next_behaviour(self):
+    def _next_behaviour(self, to: str = ""):
         with self._lock:
+            for fault in self._suffix_faults:
+                suffix, behaviour, left = fault
+                if to.endswith(suffix) and left != 0:
+                    if left is not None:
+                        fault[2] = left - 1
+                    return behaviour
             return self._script.popleft() if self._script else "ok"
+
+    def _refusing_credentials(self) -> bool:
+        with self._lock:
+            return self._credentials_refused
 
     def _record_request(self, method: str, path: str) -> None:
         with self._lock:
             self._requests.append((method, path))
+            self._request_times.append((time.time(), method, path))
 
     def _create(self, fields: dict) -> dict:
         now = datetime.now(UTC).replace(microsecond=0)
@@ -180,7 +234,7 @@ def _check_behaviour(behaviour) -> None:
         return
     if isinstance(behaviour, tuple) and len(behaviour) == 3 and behaviour[0] == "error":
         return
-    if isinstance(behaviour, tuple) and len(behaviour) == 2 and behaviour[0] == "slow":
+    if isinstance(behaviour, tuple) and len(behaviour) == 2 and behaviour[0] in ("slow", "land_late"):
         return
     raise ValueError(f"unknown FakeTwilio behaviour: {behaviour!r}")
 
@@ -291,7 +345,7 @@ class _Handler(BaseHTTPRequestHandler):
         """(account, sid, query) for a Messages path, after auth checks; None if an answer was sent."""
         url = urlsplit(self.path)
         self.fake._record_request(self.command, url.path)
-        if not self._authorized():
+        if not self._authorized() or self.fake._refusing_credentials():
             self._send_error(401, 20003)
             return None
         match = _ACCOUNT_PATH.match(url.path)
@@ -337,7 +391,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- Messages resource ----------------------------------------------------------
 
     def _create(self, fields: dict) -> None:
-        behaviour = self.fake._next_behaviour()
+        behaviour = self.fake._next_behaviour(fields.get("To", ""))
         if behaviour == "drop_before_create":
             self._drop()
             return
@@ -351,14 +405,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(400, error)
             return
 
-        if isinstance(behaviour, tuple) and behaviour[0] == "slow":
+        if isinstance(behaviour, tuple) and behaviour[0] in ("slow", "land_late"):
             # the message is created when the delay ends, even if the client gave up meanwhile (as Twilio would)
             if self.fake._stopped_or_waited(behaviour[1]):
                 self._drop()
                 return
         created = self.fake._create(fields)
 
-        if behaviour == "drop_after_create":
+        if behaviour == "drop_after_create" or (isinstance(behaviour, tuple) and behaviour[0] == "land_late"):
             self._drop()
         elif behaviour == "timeout_after_create":
             self._hang_until_client_leaves()

@@ -1,19 +1,37 @@
 """The SMS send: what a worker runs for `searchjobs.jobs.notify.send(notification_id)`.
 
-At most one SMS per completed job, even through crashes and provider faults:
-- the outbox row is claimed atomically (pending -> sending), so two senders never overlap;
+Exactly one SMS per completed job, through crashes and provider faults, never given up too early:
+- the outbox row is claimed atomically (pending -> sending), so two senders never overlap; the time
+  each create request starts, and the sha256 of the exact body, are committed before it goes out;
 - 429 and connection refused mean "not sent": retried with backoff and jitter;
+- a 5xx, a timeout or a dropped connection leave the outcome unknown, and so does a sender killed
+  mid-send (its row stays `sending` until re-claimed after STALE_SENDING_SECONDS). The next try looks
+  the message up at the provider (messages to that number since the first try, whose body has the
+  stored hash), but only once TWILIO_TIMEOUT + SEARCHJOBS_SMS_LOOKUP_MARGIN have passed since the last
+  request started: before that the request may still land, and "not found" proves nothing. Found: adopted.
+  Not found then: nothing sent can land any more, so sending is safe;
+- a look-up that fails proves nothing either: never a send, the look-up is retried with backoff, and
+  after the deadline the row is parked (`unknown`, no next attempt) for an operator;
+- 401/403 (our credentials refused) pause sending: the row stays pending (or unknown), is tried again
+  every SEARCHJOBS_SMS_AUTH_RETRY_SECONDS, and its deadline moves on, so a pause loses nothing; this
+  process makes no request for the rest of that pause (one error line per pause says why);
 - other 4xx are permanent: recorded, never retried; the job stays completed;
-- a 5xx, a timeout or a dropped connection leave the outcome unknown, and a
-  sender killed after the provider answered leaves the row in `sending`: in
-  both cases the next attempt first looks the message up at the provider
-  (messages to that number since the first attempt, containing the link) and
-  adopts it if found, instead of sending a second one.
+- give-up is a deadline (`give_up_at`, SEARCHJOBS_SMS_GIVE_UP_HOURS after the job completed, within
+  the retention period), not a number of tries: a send still failing then is `failed`.
+
+The outbox stores the body with a `{link}` placeholder (the token is never stored in clear); the
+body is rendered with this process's SECRET_KEY and PUBLIC_BASE_URL at each send. A resend (after a
+conclusive "not found") therefore sends the link as it is now, and its hash replaces the stored one;
+a link the job's stored token hash does not match (SECRET_KEY changed) is never sent: the row waits.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+import weakref
+from datetime import datetime, timedelta
 
 from searchjobs import metrics
 from searchjobs.jobs import links
@@ -21,98 +39,229 @@ from searchjobs.jobs.lifecycle import backoff_delay
 from searchjobs.jobs.runtime import Runtime, get_runtime
 from searchjobs.models import notifications as outbox
 from searchjobs.notifications.base import (
+    CredentialsRejectedError,
     PermanentSendError,
     RetryableSendError,
+    Sender,
     SendError,
     UnknownOutcomeError,
 )
-from searchjobs.notifications.messages import mask_link
+from searchjobs.notifications.messages import body_sha256, mask_link
 from searchjobs.notifications.phone import mask
 
 log = logging.getLogger(__name__)
 
 STALE_SENDING_SECONDS = 120  # a row `sending` for longer than this was left by a killed sender
-MAX_SEND_ATTEMPTS = 8  # after this many tries without a definite answer the row fails for good
 SMS_BACKOFF_BASE = 5.0  # seconds; first retry delay, doubled each time, with jitter
 SMS_BACKOFF_MAX = 600.0  # seconds; cap on one retry delay
+LINK_MISMATCH = "sms_link_mismatch"  # error code: this process's SECRET_KEY did not sign the job's link
+
+# sender -> (monotonic time until which this process sends nothing with it, the provider's refusal)
+_refused_until: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_refused_lock = threading.Lock()
 
 
 def status_callback_url(runtime: Runtime) -> str:
     return f"{runtime.settings.public_base_url}/webhooks/twilio/status"
 
 
-def _link_in(body: str) -> str:
-    """The result link inside the message: what a provider look-up matches on."""
-    return next((word for word in body.split() if "/r/" in word), body)
+def lookup_wait(runtime: Runtime) -> float:
+    """Seconds after a send request started until a look-up for it is conclusive (it can no longer land)."""
+    settings = runtime.settings
+    return settings.twilio_timeout + settings.sms_lookup_margin
 
 
 def send(notification_id: int) -> str:
-    """RQ entry point. Returns the outcome ("sent", "adopted", "retry", "unknown", "failed", "skipped")."""
+    """RQ entry point. Returns the outcome: "sent", "adopted", "retry", "unknown", "waiting", "paused",
+    "parked", "failed" or "skipped"."""
     runtime = get_runtime()
     # built before the claim: a configuration error must not leave the row `sending` (and re-claimed forever)
     sender = runtime.sender
+    settings = runtime.settings
     with runtime.db.connect() as conn:
-        row = outbox.claim(conn, notification_id, STALE_SENDING_SECONDS)
+        row = outbox.claim(conn, notification_id, STALE_SENDING_SECONDS,
+                           give_up_after=settings.sms_give_up_hours * 3600, retention_days=settings.retention_days)
     if row is None:
         return "skipped"
-    context = {"job_id": row["job_id"], "notification_id": notification_id, "to": mask(row["to_number"]),
-               "attempt": row["attempts"]}
-    settings = runtime.settings
-    body = links.render_sms(row["body"], settings.secret_key, settings.public_base_url, row["job_id"])
-    link = _link_in(body)
-    may_exist = row["previous_status"] in ("unknown", "sending")
+    return _Try(runtime, sender, row).run()
 
-    if may_exist:
-        # an earlier try may have reached the provider: look before sending again
+
+class _Try:
+    """One claimed attempt at one outbox row."""
+
+    def __init__(self, runtime: Runtime, sender: Sender, row: dict):
+        self.runtime, self.sender, self.row = runtime, sender, row
+        self.id, self.attempt = row["id"], row["attempts"]
+        self.now: datetime = row["db_now"]  # the database's clock: every deadline is on it
+        self.context = {"job_id": row["job_id"], "notification_id": self.id, "to": mask(row["to_number"]),
+                        "attempt": self.attempt}
+
+    def run(self) -> str:
+        row, settings = self.row, self.runtime.settings
+        token = links.result_token(settings.secret_key, row["job_id"])
+        link = links.result_url(settings.public_base_url, token)
+        body = row["body"].replace(links.LINK_PLACEHOLDER, link)
+
+        last_send = row["last_send_at"] or (row["first_attempt_at"] if row["previous_status"] == "unknown" else None)
+        if row["previous_status"] in ("unknown", "sending") and last_send is not None:
+            # an earlier request may have reached the provider
+            lookup_at = last_send + timedelta(seconds=lookup_wait(self.runtime))
+            if self.now < lookup_at:
+                return self._wait_for_lookup(lookup_at)
+            if self._refused():
+                return self._pause("unknown", None)
+            try:
+                # the hash of what was sent then (SECRET_KEY or PUBLIC_BASE_URL may have changed since)
+                found = self.sender.find_sent(row["to_number"], row["first_attempt_at"],
+                                              row["body_sha256"] or body_sha256(body))
+            except CredentialsRejectedError as exc:
+                return self._pause("unknown", exc)
+            except SendError as exc:
+                return self._lookup_failed(exc)
+            if found is not None:
+                with self.runtime.db.connect() as conn:
+                    outbox.mark_sent(conn, self.id, self.sender.name, found.sid, found.status)
+                log.info("SMS found at the provider; adopted instead of sending again",
+                         extra={**self.context, "sid": found.sid})
+                metrics.SMS_SENDS.labels("adopted").inc()
+                return "adopted"
+            # conclusive: no earlier request landed, and none can land any more
+
+        # no deadline check here: a row is given up after a try that failed, never without one
+        if self.now >= row["retention_ends_at"]:
+            return self._give_up(None, "the job's retention period is over: its result link no longer opens",
+                                 code="sms_link_expired")
+        if row["result_token_hash"] is not None and links.token_hash(token) != row["result_token_hash"]:
+            return self._link_mismatch()
+        if self._refused():
+            return self._pause("pending", None)
+        with self.runtime.db.connect() as conn:
+            if not outbox.mark_sending(conn, self.id, self.attempt, body_sha256(body)):
+                log.info("SMS claim taken over by a newer try; not sending", extra=self.context)
+                return "skipped"
         try:
-            found = sender.find_sent(row["to_number"], row["first_attempt_at"], link)
-        except SendError as exc:
-            return _retry(runtime, row, "unknown", exc, context)
-        if found is not None:
-            with runtime.db.connect() as conn:
-                outbox.mark_sent(conn, notification_id, sender.name, found.sid, found.status)
-            log.info("SMS found at the provider; adopted instead of sending again", extra=context)
-            metrics.SMS_SENDS.labels("adopted").inc()
-            return "adopted"
+            message = self.sender.send(row["to_number"], body, status_callback=status_callback_url(self.runtime))
+        except CredentialsRejectedError as exc:
+            return self._pause("pending", exc)
+        except RetryableSendError as exc:
+            # this request created nothing, and every earlier one is settled: still certain nothing was sent
+            if self._past_deadline():
+                return self._give_up(exc, f"gave up at the deadline: {exc.message}")
+            return self._retry("pending", exc)
+        except UnknownOutcomeError as exc:
+            # look it up, even past the deadline (a look-up never sends), once the request cannot land
+            return self._retry("unknown", exc, wait_after_send=lookup_wait(self.runtime))
+        except PermanentSendError as exc:
+            with self.runtime.db.connect() as conn:
+                outbox.mark_failed(conn, self.id, self.attempt, _code(exc), exc.message)
+            log.info("SMS rejected by the provider; not retried", extra={**self.context, "error_code": _code(exc)})
+            metrics.SMS_SENDS.labels("failed").inc()
+            return "failed"
+        with self.runtime.db.connect() as conn:
+            outbox.mark_sent(conn, self.id, self.sender.name, message.sid, message.status)
+        log.info("SMS sent", extra={**self.context, "sid": message.sid, "link": mask_link(link)})
+        metrics.SMS_SENDS.labels("sent").inc()
+        return "sent"
 
-    try:
-        message = sender.send(row["to_number"], body, status_callback=status_callback_url(runtime))
-    except RetryableSendError as exc:
-        # this try sent nothing, but an earlier one may have: keep `unknown` so the next try looks again
-        return _retry(runtime, row, "unknown" if may_exist else "pending", exc, context)
-    except UnknownOutcomeError as exc:
-        return _retry(runtime, row, "unknown", exc, context)
-    except PermanentSendError as exc:
-        with runtime.db.connect() as conn:
-            outbox.mark_failed(conn, notification_id, row["attempts"], _code(exc), exc.message)
-        log.info("SMS rejected by the provider; not retried", extra={**context, "error_code": _code(exc)})
+    # -- outcomes other than sent/adopted ----------------------------------------------------------
+
+    def _past_deadline(self) -> bool:
+        return self.row["give_up_at"] is not None and self.now >= self.row["give_up_at"]
+
+    def _wait_for_lookup(self, lookup_at: datetime) -> str:
+        """Too early to look up (a killed sender's row re-claimed soon after its request): come back later."""
+        row = self.row
+        code, message = row["last_error_code"], row["last_error_message"] or ""
+        if row["previous_status"] == "sending":
+            code, message = "sms_sender_lost", "a sender stopped mid-send; the message may have been sent"
+        with self.runtime.db.connect() as conn:
+            outbox.mark_retry(conn, self.id, self.attempt, status="unknown",
+                              delay=(lookup_at - self.now).total_seconds(), error_code=code, error_message=message)
+        log.info("SMS may still land at the provider; looking it up later",
+                 extra={**self.context, "lookup_at": lookup_at.isoformat()})
+        metrics.SMS_SENDS.labels("unknown").inc()
+        return "waiting"
+
+    def _retry(self, status: str, exc: SendError, wait_after_send: float | None = None) -> str:
+        delay = backoff_delay(self.attempt, base=SMS_BACKOFF_BASE, cap=SMS_BACKOFF_MAX)
+        with self.runtime.db.connect() as conn:
+            outbox.mark_retry(conn, self.id, self.attempt, status=status, delay=delay, error_code=_code(exc),
+                              error_message=exc.message, wait_after_send=wait_after_send)
+        # expected: the scheduler enqueues the row again once it is due
+        log.info("SMS send will be retried", extra={**self.context, "outcome": status, "error_code": _code(exc),
+                                                    "delay_s": round(max(delay, wait_after_send or 0), 1)})
+        outcome = "retry" if status == "pending" else "unknown"
+        metrics.SMS_SENDS.labels(outcome).inc()
+        return outcome
+
+    def _lookup_failed(self, exc: SendError) -> str:
+        """Inconclusive: never send. Retry the look-up; after the deadline, park the row for an operator."""
+        if not self._past_deadline():
+            return self._retry("unknown", exc)
+        with self.runtime.db.connect() as conn:
+            outbox.mark_retry(conn, self.id, self.attempt, status="unknown", delay=None, error_code=_code(exc),
+                              error_message=f"parked: could not look it up until the deadline: {exc.message}")
+        log.warning("SMS may have been sent and the provider cannot tell; parked for an operator "
+                    "(check the provider console, then `searchjobs sms retry %s`)", self.id,
+                    extra={**self.context, "error_code": _code(exc)})
+        metrics.SMS_SENDS.labels("parked").inc()
+        return "parked"
+
+    def _give_up(self, exc: SendError | None, message: str, code: str | None = None) -> str:
+        code = code or (_code(exc) if exc is not None else "sms_deadline_passed")
+        with self.runtime.db.connect() as conn:
+            outbox.mark_failed(conn, self.id, self.attempt, code, message)
+        log.warning("SMS given up; nothing was sent", extra={**self.context, "error_code": code,
+                                                             "reason": message[:120]})
         metrics.SMS_SENDS.labels("failed").inc()
         return "failed"
-    with runtime.db.connect() as conn:
-        outbox.mark_sent(conn, notification_id, sender.name, message.sid, message.status)
-    log.info("SMS sent", extra={**context, "sid": message.sid, "link": mask_link(link)})
-    metrics.SMS_SENDS.labels("sent").inc()
-    return "sent"
+
+    def _moved_deadline(self) -> datetime:
+        """A paused row keeps a full retry budget after the pause, within the job's retention."""
+        settings = self.runtime.settings
+        fresh = min(self.now + timedelta(hours=settings.sms_give_up_hours), self.row["retention_ends_at"])
+        return max(self.row["give_up_at"] or fresh, fresh)
+
+    def _pause(self, status: str, exc: CredentialsRejectedError | None) -> str:
+        """The provider refused our credentials (now, or earlier in this pause): wait, lose nothing."""
+        pause = self.runtime.settings.sms_auth_retry_seconds
+        if exc is not None:
+            with _refused_lock:
+                first = self._refusal() is None
+                _refused_until[self.sender] = (time.monotonic() + pause, exc)
+            if first:
+                log.error("%s SMS sending is paused: messages stay pending and are tried again every %gs, "
+                          "so they go out once workers run with valid credentials", exc.message, pause,
+                          extra={**self.context, "error_code": _code(exc)})
+        else:
+            exc = self._refusal() or CredentialsRejectedError("paused: the provider refused our credentials")
+        with self.runtime.db.connect() as conn:
+            outbox.mark_retry(conn, self.id, self.attempt, status=status, delay=pause, error_code=_code(exc),
+                              error_message=exc.message, give_up_at=self._moved_deadline())
+        log.info("SMS paused: the provider refuses our credentials", extra={**self.context, "outcome": status})
+        metrics.SMS_SENDS.labels("paused").inc()
+        return "paused"
+
+    def _refusal(self) -> CredentialsRejectedError | None:
+        """The refusal this process is pausing for, if its pause is not over."""
+        until, exc = _refused_until.get(self.sender, (0.0, None))
+        return exc if until > time.monotonic() else None
+
+    def _refused(self) -> bool:
+        return self._refusal() is not None
+
+    def _link_mismatch(self) -> str:
+        """This process's SECRET_KEY did not sign the job's link: a link that would not open is never sent."""
+        pause = self.runtime.settings.sms_auth_retry_seconds
+        message = ("the result link does not match the job's (SECRET_KEY differs from the one that signed it); "
+                   "not sent, waiting for a worker with the right SECRET_KEY")
+        with self.runtime.db.connect() as conn:
+            outbox.mark_retry(conn, self.id, self.attempt, status="pending", delay=pause, error_code=LINK_MISMATCH,
+                              error_message=message, give_up_at=self._moved_deadline())
+        log.error("SMS not sent: %s", message, extra={**self.context, "error_code": LINK_MISMATCH})
+        metrics.SMS_SENDS.labels("paused").inc()
+        return "paused"
 
 
 def _code(exc: SendError) -> str:
     return str(exc.provider_code) if exc.provider_code is not None else exc.code
-
-
-def _retry(runtime: Runtime, row: dict, status: str, exc: SendError, context: dict) -> str:
-    if row["attempts"] >= MAX_SEND_ATTEMPTS:
-        with runtime.db.connect() as conn:
-            outbox.mark_failed(conn, row["id"], row["attempts"], _code(exc),
-                               f"gave up after {row['attempts']} attempts: {exc}")
-        log.warning("SMS given up", extra={**context, "error_code": _code(exc)})
-        metrics.SMS_SENDS.labels("failed").inc()
-        return "failed"
-    delay = backoff_delay(row["attempts"], base=SMS_BACKOFF_BASE, cap=SMS_BACKOFF_MAX)
-    with runtime.db.connect() as conn:
-        outbox.mark_retry(conn, row["id"], row["attempts"], status=status, delay=delay, error_code=_code(exc),
-                          error_message=exc.message)
-    # expected: the scheduler enqueues the row again once it is due
-    log.info("SMS send will be retried", extra={**context, "outcome": status, "error_code": _code(exc),
-                                                "delay_s": round(delay, 1)})
-    metrics.SMS_SENDS.labels("retry" if status == "pending" else "unknown").inc()
-    return "retry" if status == "pending" else "unknown"

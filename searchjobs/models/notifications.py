@@ -1,18 +1,29 @@
 """Queries on the SMS outbox (`notifications`).
 
-A row moves pending -> sending -> sent -> delivered|undelivered|failed; a send
-whose outcome is unknown goes to `unknown` and is looked up at the provider
-before any new try. Claims are atomic, so two senders never work on one row.
+Statuses:
+- `pending`: not sent, and nothing sent before can still land: the next try sends (a send refused
+  for our credentials waits here, paused);
+- `sending`: a sender holds the row (claimed); one left longer than the stale time was a killed sender's;
+- `unknown`: a send may have reached the provider; the next try looks it up first, and only once that
+  request can no longer land. With no next attempt (`next_attempt_at` NULL) the row is *parked*: the
+  look-up kept failing until the deadline, and an operator decides (`searchjobs sms retry`);
+- `sent` -> `delivered` | `undelivered` | `failed` by delivery reports; `failed` also means rejected by
+  the provider, or given up at the deadline with nothing sent.
+Claims are atomic, so two senders never work on one row; the writes of a try name its claim (`attempts`).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import sqlalchemy as sa
+
+from searchjobs import defaults
 
 COLUMNS = (
     "id, job_id, kind, channel, to_number, body, status, provider, provider_sid, provider_status, attempts, "
-    "last_error_code, last_error_message, first_attempt_at, next_attempt_at, claimed_at, created_at, "
-    "updated_at, sent_at, delivered_at"
+    "last_error_code, last_error_message, first_attempt_at, next_attempt_at, claimed_at, body_sha256, "
+    "give_up_at, last_send_at, created_at, updated_at, sent_at, delivered_at"
 )
 
 # Delivery statuses from the provider, in the order they can only move forward.
@@ -23,37 +34,69 @@ PROVIDER_STATUS_RANK = {"accepted": 1, "queued": 1, "sending": 2, "sent": 3, "de
 TERMINAL_PROVIDER_STATUSES = {"delivered": "delivered", "undelivered": "undelivered", "failed": "failed",
                               "canceled": "failed", "read": "delivered"}
 
+# due: pending rows whose time has come (NULL: never tried), unknown rows with a next look-up (NULL: parked),
+# and rows a killed sender left `sending`
+_DUE = (
+    "((n.status = 'pending' AND (n.next_attempt_at IS NULL OR n.next_attempt_at <= now())) "
+    "OR (n.status = 'unknown' AND n.next_attempt_at <= now()) "
+    "OR (n.status = 'sending' AND n.claimed_at < now() - make_interval(secs => :stale_after)))"
+)
+
 _CLAIM = sa.text(
     f"""
     WITH prev AS (SELECT id, status FROM notifications WHERE id = :id FOR UPDATE SKIP LOCKED)
     UPDATE notifications n
        SET status = 'sending', attempts = n.attempts + 1, claimed_at = now(), updated_at = now(),
-           first_attempt_at = coalesce(n.first_attempt_at, now())
-      FROM prev
-     WHERE n.id = prev.id
-       AND (
-            (n.status IN ('pending', 'unknown') AND (n.next_attempt_at IS NULL OR n.next_attempt_at <= now()))
-         OR (n.status = 'sending' AND n.claimed_at < now() - make_interval(secs => :stale_after))
-       )
-    RETURNING {", ".join("n." + c.strip() for c in COLUMNS.split(","))}, prev.status AS previous_status
+           first_attempt_at = coalesce(n.first_attempt_at, now()),
+           give_up_at = coalesce(n.give_up_at, least(n.created_at + make_interval(secs => :give_up_after),
+                                                     j.created_at + make_interval(days => :retention_days)))
+      FROM prev, search_jobs j
+     WHERE n.id = prev.id AND j.job_id = n.job_id AND {_DUE}
+    RETURNING {", ".join("n." + c.strip() for c in COLUMNS.split(","))}, prev.status AS previous_status,
+              j.result_token_hash, j.created_at + make_interval(days => :retention_days) AS retention_ends_at,
+              now() AS db_now
     """
 )
 
 
-def claim(conn: sa.Connection, notification_id: int, stale_after: float) -> dict | None:
+def claim(conn: sa.Connection, notification_id: int, stale_after: float, *,
+          give_up_after: float = defaults.SMS_GIVE_UP_HOURS * 3600,
+          retention_days: int = defaults.RETENTION_DAYS) -> dict | None:
     """Take the row for one send attempt; None if it is not due, already done, or someone else holds it.
 
-    `previous_status` tells whether an earlier attempt may have reached the
-    provider ('unknown', or 'sending' left behind by a killed sender).
+    `previous_status` tells whether an earlier attempt may have reached the provider ('unknown', or
+    'sending' left behind by a killed sender: then `last_send_at` says when its request started).
+    The first claim sets the deadline `give_up_at`: `give_up_after` seconds after the row was written,
+    never past the job's retention. `db_now` is the database's clock, which every deadline is on.
     """
-    row = conn.execute(_CLAIM, {"id": notification_id, "stale_after": float(stale_after)}).mappings().first()
+    row = conn.execute(_CLAIM, {"id": notification_id, "stale_after": float(stale_after),
+                                "give_up_after": float(give_up_after),
+                                "retention_days": int(retention_days)}).mappings().first()
     return dict(row) if row else None
+
+
+def mark_sending(conn: sa.Connection, notification_id: int, attempt: int, body_sha256: str) -> bool:
+    """Just before a create request: record when it started and the hash of the exact body sent.
+
+    Committed before the request, so whoever finds the row later (a killed sender's re-claim) knows
+    when this request may still land. False if the claim `attempt` is no longer current (a newer claim
+    took the row): then this attempt must not send.
+    """
+    result = conn.execute(
+        sa.text(
+            "UPDATE notifications SET last_send_at = now(), body_sha256 = :hash, updated_at = now() "
+            "WHERE id = :id AND status = 'sending' AND attempts = :attempt"
+        ),
+        {"id": notification_id, "attempt": attempt, "hash": body_sha256},
+    )
+    return result.rowcount > 0
 
 
 def mark_sent(conn: sa.Connection, notification_id: int, provider: str, sid: str, provider_status: str) -> None:
     """Record the provider's message, and a `notified` event on the job's activity log.
 
-    Not fenced by attempt: any claim's sid is the truth about what was sent.
+    Not fenced by attempt: any claim's sid is the truth about what was sent (a sender presumed dead
+    whose answer came late may record it while the row waits, `unknown`, for its look-up).
     """
     conn.execute(
         sa.text(
@@ -62,7 +105,7 @@ def mark_sent(conn: sa.Connection, notification_id: int, provider: str, sid: str
                 UPDATE notifications SET status = 'sent', provider = :provider, provider_sid = :sid,
                        provider_status = :pstatus, sent_at = coalesce(sent_at, now()), updated_at = now(),
                        next_attempt_at = NULL, last_error_code = NULL, last_error_message = NULL
-                 WHERE id = :id AND status = 'sending'
+                 WHERE id = :id AND status IN ('sending', 'unknown')
                 RETURNING job_id, channel
             )
             INSERT INTO search_job_events (job_id, kind, status, progress, stage, version, attempt, detail)
@@ -75,29 +118,43 @@ def mark_sent(conn: sa.Connection, notification_id: int, provider: str, sid: str
     )
 
 
-def mark_retry(conn: sa.Connection, notification_id: int, attempt: int, *, status: str, delay: float,
-               error_code: str | None, error_message: str) -> None:
+def mark_retry(conn: sa.Connection, notification_id: int, attempt: int, *, status: str, delay: float | None,
+               error_code: str | None, error_message: str, wait_after_send: float | None = None,
+               give_up_at: datetime | None = None) -> bool:
     """Back to `pending` (definitely not sent) or `unknown` (may have been sent), due again after `delay`.
+
+    - `delay=None` parks an `unknown` row: no next attempt, an operator decides;
+    - `wait_after_send`: not due before `last_send_at` + this many seconds either (the look-up waits
+      until the last request can no longer land);
+    - `give_up_at`: a new deadline (a pause for refused credentials moves it on).
 
     Only for the claim numbered `attempt`: a sender presumed dead (its row re-claimed after
     STALE_SENDING_SECONDS) must not put a newer attempt's row back to `pending`, which would
     make the next try send without looking the message up first.
     """
     assert status in ("pending", "unknown")
-    conn.execute(
+    assert delay is not None or status == "unknown", "only an unknown outcome is parked"
+    result = conn.execute(
         sa.text(
-            "UPDATE notifications SET status = :status, next_attempt_at = now() + make_interval(secs => :delay), "
+            "UPDATE notifications SET status = :status, "
+            "next_attempt_at = CASE WHEN CAST(:delay AS float8) IS NULL THEN NULL "
+            "  ELSE greatest(now() + make_interval(secs => CAST(:delay AS float8)), "
+            "                last_send_at + make_interval(secs => CAST(:wait AS float8))) END, "
+            "give_up_at = coalesce(CAST(:give_up_at AS timestamptz), give_up_at), "
             "last_error_code = :code, last_error_message = :message, updated_at = now() "
             "WHERE id = :id AND status = 'sending' AND attempts = :attempt"
         ),
-        {"id": notification_id, "attempt": attempt, "status": status, "delay": float(delay), "code": error_code,
-         "message": error_message[:300]},
+        {"id": notification_id, "attempt": attempt, "status": status,
+         "delay": None if delay is None else float(delay),
+         "wait": float(wait_after_send) if wait_after_send is not None else None,
+         "give_up_at": give_up_at, "code": error_code, "message": error_message[:300]},
     )
+    return result.rowcount > 0
 
 
 def mark_failed(conn: sa.Connection, notification_id: int, attempt: int, error_code: str | None,
                 error_message: str) -> None:
-    """A permanent failure: recorded, never retried. The job stays completed. Only for the claim `attempt`."""
+    """Nothing was sent and nothing will be: rejected, or given up. The job stays completed. Only for `attempt`."""
     conn.execute(
         sa.text(
             "UPDATE notifications SET status = 'failed', next_attempt_at = NULL, last_error_code = :code, "
@@ -141,17 +198,68 @@ def has_provider_sid(conn: sa.Connection, sid: str) -> bool:
 
 
 def due(conn: sa.Connection, stale_after: float, limit: int = 500) -> list[int]:
-    """Rows the scheduler should (re-)enqueue: due pending/unknown ones, and sends left by a killed sender."""
+    """Rows the scheduler should (re-)enqueue: due pending/unknown ones (not parked ones), and sends left
+    by a killed sender."""
     rows = conn.execute(
-        sa.text(
-            "SELECT id FROM notifications WHERE "
-            "(status IN ('pending', 'unknown') AND (next_attempt_at IS NULL OR next_attempt_at <= now())) "
-            "OR (status = 'sending' AND claimed_at < now() - make_interval(secs => :stale)) "
-            "ORDER BY id LIMIT :limit"
-        ),
-        {"stale": float(stale_after), "limit": limit},
+        sa.text(f"SELECT n.id FROM notifications n WHERE {_DUE} ORDER BY n.id LIMIT :limit"),
+        {"stale_after": float(stale_after), "limit": limit},
     )
     return [r[0] for r in rows]
+
+
+def get(conn: sa.Connection, notification_id: int) -> dict | None:
+    row = conn.execute(sa.text(f"SELECT {COLUMNS} FROM notifications WHERE id = :id"),
+                       {"id": notification_id}).mappings().first()
+    return dict(row) if row else None
+
+
+def list_rows(conn: sa.Connection, status: str | None = None, limit: int = 50) -> list[dict]:
+    """The newest outbox rows, optionally of one status."""
+    rows = conn.execute(
+        sa.text(f"SELECT {COLUMNS} FROM notifications WHERE (CAST(:status AS text) IS NULL OR status = :status) "
+                "ORDER BY id DESC LIMIT :limit"),
+        {"status": status, "limit": limit},
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+def is_parked(row: dict) -> bool:
+    """An unknown outcome no try will look up again: an operator decides."""
+    return row["status"] == "unknown" and row["next_attempt_at"] is None
+
+
+# what an operator may send again: nothing was sent (failed), or they checked the provider (parked unknown)
+_RETRYABLE = "(n.status = 'failed' OR (n.status = 'unknown' AND n.next_attempt_at IS NULL))"
+
+
+def requeue(conn: sa.Connection, *, notification_id: int | None = None, all_failed: bool = False,
+            give_up_after: float = defaults.SMS_GIVE_UP_HOURS * 3600,
+            retention_days: int = defaults.RETENTION_DAYS) -> list[int]:
+    """An operator's retry: back to `pending`, due now, with a new deadline; returns the ids changed.
+
+    One row by id (failed, or parked unknown: the operator checked the provider console), or every
+    failed row the provider never accepted (`all_failed`; a message it accepted and the carrier failed
+    is retried by id only). The send that follows does not look the message up first.
+    """
+    assert (notification_id is None) != (not all_failed), "one row by id, or all_failed"
+    which = "n.id = :id" if notification_id is not None else "n.status = 'failed' AND n.provider_sid IS NULL"
+    rows = conn.execute(
+        sa.text(
+            f"""
+            UPDATE notifications n
+               SET status = 'pending', next_attempt_at = now(), first_attempt_at = NULL,
+                   give_up_at = least(now() + make_interval(secs => :give_up_after),
+                                      j.created_at + make_interval(days => :retention_days)),
+                   provider = NULL, provider_sid = NULL, provider_status = NULL, sent_at = NULL,
+                   delivered_at = NULL, last_error_code = NULL, last_error_message = NULL, updated_at = now()
+              FROM search_jobs j
+             WHERE j.job_id = n.job_id AND {which} AND {_RETRYABLE}
+            RETURNING n.id
+            """
+        ),
+        {"id": notification_id, "give_up_after": float(give_up_after), "retention_days": int(retention_days)},
+    )
+    return sorted(r[0] for r in rows)
 
 
 def for_job(conn: sa.Connection, job_id: str) -> list[dict]:

@@ -4,6 +4,7 @@ TwilioSender is not re-exported: importing it loads the twilio library, which mo
 """
 
 from searchjobs.notifications.base import (
+    CredentialsRejectedError,
     PermanentSendError,
     RetryableSendError,
     Sender,
@@ -12,12 +13,13 @@ from searchjobs.notifications.base import (
     UnknownOutcomeError,
 )
 from searchjobs.notifications.console import ConsoleSender
-from searchjobs.notifications.messages import MAX_SMS_LENGTH, mask_link, result_message
+from searchjobs.notifications.messages import MAX_SMS_LENGTH, body_sha256, mask_link, result_message
 from searchjobs.notifications.phone import InvalidPhoneNumber, mask, normalize
 
 __all__ = [
     "MAX_SMS_LENGTH",
     "ConsoleSender",
+    "CredentialsRejectedError",
     "InvalidPhoneNumber",
     "PermanentSendError",
     "RetryableSendError",
@@ -25,6 +27,7 @@ __all__ = [
     "Sender",
     "SentMessage",
     "UnknownOutcomeError",
+    "body_sha256",
     "mask",
     "mask_link",
     "normalize",

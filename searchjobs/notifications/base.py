@@ -56,6 +56,15 @@ class UnknownOutcomeError(SendError):
     code = "sms_send_unknown_outcome"
 
 
+class CredentialsRejectedError(SendError):
+    """The provider refused our credentials (bad or rotated); nothing was sent or looked up.
+
+    Not the message's fault: sending is paused until the process runs with valid credentials.
+    """
+
+    code = "sms_credentials_rejected"
+
+
 @runtime_checkable
 class Sender(Protocol):
     """An SMS provider."""
@@ -66,6 +75,10 @@ class Sender(Protocol):
         """Send `body` to the E.164 number `to`; raise a SendError subclass on failure."""
         ...
 
-    def find_sent(self, to: str, since: datetime, body_contains: str) -> SentMessage | None:
-        """Look up at the provider a message to `to` created since `since` whose body contains `body_contains`."""
+    def find_sent(self, to: str, since: datetime, body_sha256: str) -> SentMessage | None:
+        """Look up at the provider a message to `to` created since `since` whose body hashes to `body_sha256`.
+
+        None means the provider holds no such message. A failed look-up raises (UnknownOutcomeError, or
+        CredentialsRejectedError): it proves nothing either way.
+        """
         ...

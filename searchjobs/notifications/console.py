@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 
 from searchjobs.notifications.base import SentMessage
+from searchjobs.notifications.messages import body_sha256 as sha256_of
 from searchjobs.notifications.messages import mask_links_in
 from searchjobs.notifications.phone import mask
 
@@ -49,12 +50,12 @@ class ConsoleSender:
         self._print_box(mask(to), body)
         return message
 
-    def find_sent(self, to: str, since: datetime, body_contains: str) -> SentMessage | None:
+    def find_sent(self, to: str, since: datetime, body_sha256: str) -> SentMessage | None:
         since_utc = since.replace(tzinfo=UTC) if since.tzinfo is None else since
         with self._lock:
             candidates = list(self._sent)
         for message in reversed(candidates):
-            if message.to == to and message.date_created >= since_utc and body_contains in message.body:
+            if message.to == to and message.date_created >= since_utc and sha256_of(message.body) == body_sha256:
                 return message
         return None
 

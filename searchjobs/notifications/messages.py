@@ -1,5 +1,6 @@
 """SMS texts sent to people, and masking of result links for logs."""
 
+import hashlib
 import re
 import string
 
@@ -64,3 +65,8 @@ def mask_link(link: str) -> str:
 def mask_links_in(text: str) -> str:
     """Apply mask_link to every http(s) URL in `text` (for logging message bodies)."""
     return _URL_RE.sub(lambda match: mask_link(match.group(0)), text)
+
+
+def body_sha256(body: str) -> str:
+    """The hex sha256 of an SMS body as sent: what the outbox keeps and a provider look-up matches on."""
+    return hashlib.sha256(body.encode()).hexdigest()

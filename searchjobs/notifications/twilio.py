@@ -1,5 +1,6 @@
 """Twilio SMS sender, built on the official twilio client; every provider error is translated here."""
 
+import json
 import logging
 import socket
 from datetime import UTC, datetime, timedelta
@@ -13,12 +14,14 @@ from urllib3.exceptions import NewConnectionError
 
 from searchjobs.errors import ConfigError
 from searchjobs.notifications.base import (
+    CredentialsRejectedError,
     PermanentSendError,
     RetryableSendError,
     SendError,
     SentMessage,
     UnknownOutcomeError,
 )
+from searchjobs.notifications.messages import body_sha256 as sha256_of
 from searchjobs.notifications.phone import mask
 
 logger = logging.getLogger(__name__)
@@ -31,6 +34,10 @@ CLOCK_SKEW_MARGIN = timedelta(minutes=5)
 LOOKUP_PAGE_SIZE = 50
 #: upper bound on records scanned per lookup pass (a person rarely gets more SMS than this in the window)
 MAX_LOOKUP_RECORDS = 200
+#: HTTP statuses of a refused login (Twilio error 20003): bad, revoked or rotated credentials
+CREDENTIALS_REFUSED_STATUSES = (401, 403)
+#: what Twilio prepends to every body sent from a trial account; a look-up must still recognise our message
+TRIAL_BODY_PREFIX = "Sent from your Twilio trial account - "
 
 
 class _RoutedHttpClient(TwilioHttpClient):
@@ -149,14 +156,14 @@ class TwilioSender:
         )
         return sent
 
-    def find_sent(self, to: str, since: datetime, body_contains: str) -> SentMessage | None:
+    def find_sent(self, to: str, since: datetime, body_sha256: str) -> SentMessage | None:
         cutoff = _as_utc(since) - CLOCK_SKEW_MARGIN
         try:
             # pass 1: the documented date filter (applies to date_sent)
-            found = self._scan(to, cutoff, body_contains, date_sent_after=cutoff)
+            found = self._scan(to, cutoff, body_sha256, date_sent_after=cutoff)
             if found is None:
                 # pass 2: a message still queued/accepted has no date_sent yet, so the filter hides it
-                found = self._scan(to, cutoff, body_contains)
+                found = self._scan(to, cutoff, body_sha256)
         except (TwilioException, requests.RequestException, ValueError) as exc:
             # a failed lookup proves nothing about the original message, so this is never "retryable"
             status, provider_code = _status_and_code(exc)
@@ -169,6 +176,8 @@ class TwilioSender:
                     "http_status": status,
                 },
             )
+            if status in CREDENTIALS_REFUSED_STATUSES:
+                raise _credentials_refused(status, provider_code) from exc
             raise UnknownOutcomeError(
                 "Could not look the SMS up at Twilio; whether it was sent is still unknown.",
                 provider_code=provider_code,
@@ -181,7 +190,7 @@ class TwilioSender:
         )
         return found
 
-    def _scan(self, to: str, cutoff: datetime, body_contains: str, **filters) -> SentMessage | None:
+    def _scan(self, to: str, cutoff: datetime, body_sha256: str, **filters) -> SentMessage | None:
         records = self._client.messages.stream(
             to=to, page_size=LOOKUP_PAGE_SIZE, limit=MAX_LOOKUP_RECORDS, **filters
         )
@@ -189,9 +198,25 @@ class TwilioSender:
             created = record.date_created
             if created is not None and created < cutoff:
                 continue
-            if body_contains in (record.body or ""):
+            if _same_body(record.body or "", body_sha256):
                 return _to_sent_message(record)
         return None
+
+
+def _same_body(stored: str, body_sha256: str) -> bool:
+    """True if the provider's copy of a body is the text whose hash we kept (trial accounts prefix it)."""
+    return sha256_of(stored) == body_sha256 or (
+        stored.startswith(TRIAL_BODY_PREFIX) and sha256_of(stored.removeprefix(TRIAL_BODY_PREFIX)) == body_sha256
+    )
+
+
+def _credentials_refused(status: int, provider_code: int | None) -> CredentialsRejectedError:
+    return CredentialsRejectedError(
+        f"Twilio refused our credentials (HTTP {status}, Twilio code {provider_code}): check "
+        "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (revoked or rotated?); nothing was sent.",
+        provider_code=provider_code,
+        http_status=status,
+    )
 
 
 def _to_sent_message(message) -> SentMessage:
@@ -221,8 +246,17 @@ def _status_and_code(exc: Exception) -> tuple[int | None, int | None]:
         for arg in exc.args:
             status = getattr(arg, "status_code", None)
             if isinstance(status, int):
-                return status, None
+                return status, _error_code_in(getattr(arg, "text", None))
     return None, None
+
+
+def _error_code_in(text) -> int | None:
+    """Twilio's error code in an error body ({"code": 20003, ...}), if it has one."""
+    try:
+        code = json.loads(text).get("code") if isinstance(text, str) else None
+    except (ValueError, AttributeError):
+        return None
+    return code if isinstance(code, int) else None
 
 
 def _classify_send_error(exc: Exception) -> SendError:
@@ -244,6 +278,9 @@ def _classify_send_error(exc: Exception) -> SendError:
         return UnknownOutcomeError("Unexpected answer from Twilio; the SMS may have been sent.")
     # our own text: Twilio's message can contain the phone number
     detail = f"HTTP {status}, Twilio code {provider_code}"
+    if status in CREDENTIALS_REFUSED_STATUSES:
+        # the login was refused before anything was looked at: not the message's fault, nothing created
+        return _credentials_refused(status, provider_code)
     if status == HTTP_TOO_MANY_REQUESTS:
         return RetryableSendError(
             f"Twilio rate limit ({detail}); the SMS was not sent.",

@@ -27,6 +27,7 @@ from searchjobs.jobs import links, notify
 from searchjobs.jobs.runtime import Runtime, install
 from searchjobs.logs import JsonFormatter, TextFormatter
 from searchjobs.models import notifications as outbox
+from searchjobs.notifications.messages import body_sha256
 from searchjobs.queue import enqueue_notification, notification_queue
 from searchjobs.worker.scheduler import reconcile
 from tests.conftest import TEST_SECRET
@@ -93,20 +94,30 @@ def the_row(runtime, job_id) -> dict:
     return rows[0]
 
 
-def make_due(runtime, notification_id) -> None:
-    """What waiting out the backoff would do, without the wait."""
+ROW_TIMES = ("created_at", "updated_at", "first_attempt_at", "next_attempt_at", "claimed_at", "last_send_at",
+             "give_up_at", "sent_at")
+
+
+def time_passes(runtime, notification_id, seconds: float) -> None:
+    """What `seconds` passing would do to an outbox row, without the wait: every time on it moves back."""
+    moved = ", ".join(f"{c} = {c} - make_interval(secs => :s)" for c in ROW_TIMES)
     with runtime.engine.begin() as conn:
-        conn.execute(sa.text("UPDATE notifications SET next_attempt_at = now() WHERE id = :id"),
-                     {"id": notification_id})
+        conn.execute(sa.text(f"UPDATE notifications SET {moved} WHERE id = :id"),
+                     {"id": notification_id, "s": float(seconds)})
+
+
+def make_due(runtime, notification_id) -> None:
+    """What waiting until the row is due would do (its backoff, and for an unknown outcome the look-up's
+    wait for the last request to be unable to land), without the wait."""
+    with runtime.engine.connect() as conn:
+        left = conn.execute(sa.text("SELECT greatest(extract(epoch FROM next_attempt_at - now()), 0) "
+                                    "FROM notifications WHERE id = :id"), {"id": notification_id}).scalar()
+    time_passes(runtime, notification_id, float(left or 0) + 0.01)
 
 
 def age_claim(runtime, notification_id) -> None:
-    """What STALE_SENDING_SECONDS passing would do to a claim, without the wait (first_attempt_at stays)."""
-    with runtime.engine.begin() as conn:
-        conn.execute(
-            sa.text("UPDATE notifications SET claimed_at = claimed_at - make_interval(secs => :s) WHERE id = :id"),
-            {"id": notification_id, "s": notify.STALE_SENDING_SECONDS + 1},
-        )
+    """What STALE_SENDING_SECONDS passing would do to a claim, without the wait."""
+    time_passes(runtime, notification_id, notify.STALE_SENDING_SECONDS + 1)
 
 
 def posts(fake) -> list[str]:
@@ -338,21 +349,37 @@ def test_unknown_outcome_is_looked_up_before_any_resend(client, sms_runtime, run
     assert second.count("POST") == (0 if created else 1)
 
 
-def test_retry_after_an_unknown_outcome_keeps_looking_up(client, sms_runtime, run_jobs, fake_twilio):
-    """unknown -> (look-up finds nothing, resend hits 429) -> the row stays `unknown`, the next try looks again."""
+def test_a_conclusive_lookup_settles_the_past_so_a_rate_limited_resend_goes_back_to_pending(
+        client, sms_runtime, run_jobs, fake_twilio):
+    """unknown -> (look-up, once the request cannot land, finds nothing; resend hits 429) -> `pending`:
+    the 500'd request is settled and the 429 created nothing, so the next try sends without looking."""
     job_id, _ = completed_job(client, sms_runtime, run_jobs)
     fake_twilio.script(("error", 500, 20500), ("error", 429, 20429))
     run_jobs(["notifications"])
     notification_id = the_row(sms_runtime, job_id)["id"]
     make_due(sms_runtime, notification_id)
-    assert notify.send(notification_id) == "unknown"
-    assert the_row(sms_runtime, job_id)["status"] == "unknown"
+    assert notify.send(notification_id) == "retry"
+    row = the_row(sms_runtime, job_id)
+    assert row["status"] == "pending" and row["last_error_code"] == "20429"
     make_due(sms_runtime, notification_id)
     assert notify.send(notification_id) == "sent"
     assert len(fake_twilio.messages) == 1
-    # POST(500) | GET.. POST(429) | GET.. POST(ok)
+    # POST(500) | GET.. POST(429) | POST(ok)
     calls = methods(fake_twilio)
-    assert calls.count("POST") == 3 and calls[calls.index("POST", 1) - 1] == "GET" and calls[-2] == "GET"
+    assert calls[0] == "POST" and calls[1] == "GET" and calls[-2:] == ["POST", "POST"] and calls.count("POST") == 3
+
+
+def test_a_sender_killed_before_its_request_sends_again_without_waiting(client, sms_runtime, run_jobs,
+                                                                       fake_twilio):
+    job_id, token = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    notification_queue(sms_runtime.redis).empty()
+    with sms_runtime.db.connect() as conn:  # claimed, then killed before recording a send start: nothing went out
+        outbox.claim(conn, notification_id, notify.STALE_SENDING_SECONDS)
+    age_claim(sms_runtime, notification_id)
+    assert notify.send(notification_id) == "sent"
+    [message] = fake_twilio.messages
+    assert message["body"] == expected_body(token) and methods(fake_twilio) == ["POST"]
 
 
 def test_stale_attempt_cannot_overwrite_a_newer_claim(client, sms_runtime, run_jobs, fake_twilio):
@@ -383,7 +410,8 @@ def test_killed_sender_is_reconciled_by_the_scheduler_without_a_second_sms(clien
     notification_queue(sms_runtime.redis).empty()
     with sms_runtime.db.connect() as conn:
         claimed = outbox.claim(conn, notification_id, notify.STALE_SENDING_SECONDS)
-    body = links.render_sms(claimed["body"], TEST_SECRET, PUBLIC, job_id)
+        body = links.render_sms(claimed["body"], TEST_SECRET, PUBLIC, job_id)
+        assert outbox.mark_sending(conn, notification_id, claimed["attempts"], body_sha256(body))
     sms_runtime.sender.send(E164, body, status_callback=CALLBACK_URL)
     # ... and it was killed before recording it: the row stays `sending`
     assert the_row(sms_runtime, job_id)["status"] == "sending"
@@ -590,3 +618,425 @@ def test_logs_never_show_the_phone_number_or_the_token(client, sms_runtime, run_
         text = "\n".join(formatter.format(r) for r in records)
         assert NATIONAL_DIGITS not in text, [line for line in text.splitlines() if NATIONAL_DIGITS in line]
         assert token[:12] not in text, [line for line in text.splitlines() if token[:12] in line]
+
+
+# -- a look-up is conclusive only once the last request can no longer land ------------------------------
+
+
+def with_settings(runtime, **changes) -> None:
+    """Run this test's sends as a process with these settings would (a fresh sender is built from them)."""
+    runtime.settings = dataclasses.replace(runtime.settings, **changes)
+    runtime.__dict__.pop("sender", None)
+
+
+def test_body_hash_and_send_start_are_stored_before_the_first_send(client, sms_runtime, run_jobs, fake_twilio):
+    job_id, token = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    seen = {}
+    send = sms_runtime.sender.send
+
+    def spy(to, body, status_callback=None):  # what the row says while the request is in flight
+        seen.update(the_row(sms_runtime, job_id))
+        return send(to, body, status_callback=status_callback)
+
+    sms_runtime.sender.send = spy
+    assert notify.send(notification_id) == "sent"
+    assert seen["status"] == "sending" and seen["body_sha256"] == body_sha256(expected_body(token))
+    assert seen["last_send_at"] is not None and seen["last_send_at"] >= seen["claimed_at"]
+    row = the_row(sms_runtime, job_id)
+    assert row["give_up_at"] is not None and row["body_sha256"] == seen["body_sha256"]
+    assert abs((row["give_up_at"] - row["created_at"]).total_seconds() - 24 * 3600) < 1
+
+
+def test_late_landing_create_is_adopted_not_sent_twice(client, sms_runtime, run_jobs, fake_twilio):
+    """The outside tester's case: the provider holds the create past our timeout, then creates it."""
+    margin = 1.0
+    with_settings(sms_runtime, sms_lookup_margin=margin)
+    wait = sms_runtime.settings.twilio_timeout + margin
+    job_id, token = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    notification_queue(sms_runtime.redis).empty()  # this test makes each try itself, then leaves it to the scheduler
+    fake_twilio.script(("land_late", sms_runtime.settings.twilio_timeout + 0.6))
+    assert notify.send(notification_id) == "unknown"
+    row = the_row(sms_runtime, job_id)
+    assert row["status"] == "unknown" and fake_twilio.messages == []
+    assert (row["next_attempt_at"] - row["last_send_at"]).total_seconds() >= wait
+
+    # a try that comes too early (a stray enqueue, a forced due time) neither looks up nor sends
+    with sms_runtime.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE notifications SET next_attempt_at = now() WHERE id = :id"),
+                     {"id": notification_id})
+    assert notify.send(notification_id) == "waiting"
+    assert methods(fake_twilio) == ["POST"]
+    row = the_row(sms_runtime, job_id)
+    assert row["status"] == "unknown"
+    assert (row["next_attempt_at"] - row["last_send_at"]).total_seconds() == pytest.approx(wait, abs=0.05)
+
+    wait_for(lambda: fake_twilio.messages, "the held request to land")
+    wait_for(lambda: reconcile(sms_runtime).notifications, "the look-up to be due", timeout=wait + 5)
+    run_jobs(["notifications"])
+    [message] = fake_twilio.messages
+    row = the_row(sms_runtime, job_id)
+    assert row["status"] == "sent" and row["provider_sid"] == message["sid"]
+    assert message["body"] == expected_body(token)
+    post_at, _, _ = fake_twilio.timed_requests[0]
+    lookup_at = next(t for t, method, _ in fake_twilio.timed_requests if method == "GET")
+    assert lookup_at - post_at >= wait
+    assert methods(fake_twilio).count("POST") == 1
+
+
+def test_killed_senders_row_reclaimed_early_waits_for_its_request(client, sms_runtime, run_jobs, fake_twilio):
+    """A row re-claimed as stale soon after its last request started (a slow try, then death) waits."""
+    job_id, _ = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    notification_queue(sms_runtime.redis).empty()
+    with sms_runtime.db.connect() as conn:
+        claimed = outbox.claim(conn, notification_id, notify.STALE_SENDING_SECONDS)
+    with sms_runtime.engine.begin() as conn:  # its claim is old, but its send started a moment ago
+        conn.execute(sa.text("UPDATE notifications SET claimed_at = now() - make_interval(secs => :s), "
+                             "last_send_at = now() WHERE id = :id"),
+                     {"id": notification_id, "s": notify.STALE_SENDING_SECONDS + 1})
+    assert notify.send(notification_id) == "waiting"
+    assert fake_twilio.requests == []
+    row = the_row(sms_runtime, job_id)
+    assert row["status"] == "unknown" and row["attempts"] == claimed["attempts"] + 1
+    assert row["last_error_code"] == "sms_sender_lost"
+    make_due(sms_runtime, notification_id)
+    assert notify.send(notification_id) == "sent"  # looked up (nothing), then sent: one SMS
+    assert methods(fake_twilio)[-1] == "POST" and "GET" in methods(fake_twilio) and len(fake_twilio.messages) == 1
+
+
+def test_a_sender_whose_claim_was_taken_over_does_not_send(client, sms_runtime, run_jobs, fake_twilio):
+    job_id, _ = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    with sms_runtime.db.connect() as conn:
+        first = outbox.claim(conn, notification_id, notify.STALE_SENDING_SECONDS)
+    age_claim(sms_runtime, notification_id)
+    with sms_runtime.db.connect() as conn:
+        assert outbox.claim(conn, notification_id, notify.STALE_SENDING_SECONDS) is not None
+        # the first sender, slow but alive, gets to its send: its claim is no longer current
+        assert not outbox.mark_sending(conn, notification_id, first["attempts"], "x")
+    assert the_row(sms_runtime, job_id)["last_send_at"] is None
+
+
+# -- a failed look-up never sends; at the deadline the row is parked for an operator --------------------
+
+
+def closed_port_sender(runtime):
+    from searchjobs.notifications.twilio import TwilioSender
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = runtime.settings
+    return TwilioSender(settings.twilio_account_sid, settings.twilio_auth_token, from_number=FROM_NUMBER,
+                        api_base_url=f"http://127.0.0.1:{port}", timeout=0.5)
+
+
+def test_failed_lookups_never_send_and_park_the_row_at_the_deadline(client, sms_runtime, run_jobs, fake_twilio,
+                                                                     caplog):
+    job_id, _ = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    fake_twilio.script("drop_before_create")  # nothing created; we cannot tell
+    assert notify.send(notification_id) == "unknown"
+
+    good = sms_runtime.sender
+    sms_runtime.sender = closed_port_sender(sms_runtime)  # the provider unreachable: every look-up fails
+    for _ in range(3):
+        make_due(sms_runtime, notification_id)
+        assert notify.send(notification_id) == "unknown"
+        row = the_row(sms_runtime, job_id)
+        assert row["status"] == "unknown" and row["next_attempt_at"] is not None
+    assert len(posts(fake_twilio)) == 1  # never a second create
+
+    # the deadline passes while the provider still cannot be asked: parked, no next attempt
+    caplog.set_level(logging.WARNING, logger="searchjobs.jobs.notify")
+    time_passes(sms_runtime, notification_id, 25 * 3600)
+    assert notify.send(notification_id) == "parked"
+    row = the_row(sms_runtime, job_id)
+    assert row["status"] == "unknown" and row["next_attempt_at"] is None and outbox.is_parked(row)
+    assert row["last_error_message"].startswith("parked")
+    assert any("parked for an operator" in r.getMessage() for r in caplog.records)
+    assert reconcile(sms_runtime).notifications == 0
+    assert notify.send(notification_id) == "skipped"
+    with sms_runtime.engine.connect() as conn:
+        assert notification_id not in outbox.due(conn, notify.STALE_SENDING_SECONDS)
+
+    # the operator checked the provider console (nothing there) and retries: one SMS
+    sms_runtime.sender = good
+    result = sms_cli("retry", str(notification_id), runtime=sms_runtime)
+    assert result.exit_code == 0, result.output
+    assert f"SMS {notification_id}: pending, enqueued" in result.output
+    run_jobs(["notifications"])
+    row = the_row(sms_runtime, job_id)
+    assert row["status"] == "sent" and len(fake_twilio.messages) == 1
+
+
+def test_an_unknown_outcome_is_looked_up_even_past_the_deadline(client, sms_runtime, run_jobs, fake_twilio):
+    job_id, _ = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    fake_twilio.script("timeout_after_create")
+    assert notify.send(notification_id) == "unknown"
+    time_passes(sms_runtime, notification_id, 25 * 3600)
+    assert notify.send(notification_id) == "adopted"
+    assert len(fake_twilio.messages) == 1
+
+
+# -- the look-up matches the exact body sent, whatever the settings now -----------------------------------
+
+
+@pytest.mark.parametrize("change", [{"public_base_url": "http://new.example"}, {"secret_key": "rotated-key"}],
+                         ids=["PUBLIC_BASE_URL", "SECRET_KEY"])
+def test_changed_settings_cannot_make_a_resend_look_new(client, sms_runtime, run_jobs, fake_twilio, change):
+    job_id, token = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    fake_twilio.script("timeout_after_create")
+    assert notify.send(notification_id) == "unknown"
+    with_settings(sms_runtime, **change)
+    make_due(sms_runtime, notification_id)
+    assert notify.send(notification_id) == "adopted"
+    [message] = fake_twilio.messages
+    assert message["body"] == expected_body(token)
+    assert the_row(sms_runtime, job_id)["provider_sid"] == message["sid"]
+
+
+def test_a_legit_resend_after_a_base_url_change_sends_the_current_link(client, sms_runtime, run_jobs,
+                                                                       fake_twilio):
+    job_id, token = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    fake_twilio.script("drop_before_create")
+    assert notify.send(notification_id) == "unknown"
+    with_settings(sms_runtime, public_base_url="http://new.example")
+    make_due(sms_runtime, notification_id)
+    assert notify.send(notification_id) == "sent"
+    [message] = fake_twilio.messages
+    new_body = f"Your search results are ready: http://new.example/r/{token}"
+    assert message["body"] == new_body
+    assert the_row(sms_runtime, job_id)["body_sha256"] == body_sha256(new_body)  # what a later look-up matches
+
+
+def test_a_link_this_secret_key_did_not_sign_is_never_sent(client, sms_runtime, run_jobs, fake_twilio, caplog):
+    job_id, token = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    caplog.set_level(logging.ERROR, logger="searchjobs.jobs.notify")
+    with_settings(sms_runtime, secret_key="not-the-key-that-signed-it")
+    assert notify.send(notification_id) == "paused"
+    row = the_row(sms_runtime, job_id)
+    assert row["status"] == "pending" and row["last_error_code"] == notify.LINK_MISMATCH
+    assert fake_twilio.requests == []
+    assert any("SECRET_KEY" in r.getMessage() for r in caplog.records)
+    with_settings(sms_runtime, secret_key=TEST_SECRET)
+    make_due(sms_runtime, notification_id)
+    assert notify.send(notification_id) == "sent"
+    assert fake_twilio.messages[0]["body"] == expected_body(token)
+
+
+# -- give up on a deadline, not a number of tries -----------------------------------------------------------
+
+
+def test_rate_limits_are_retried_until_the_deadline_however_many_tries(client, sms_runtime, run_jobs,
+                                                                       fake_twilio):
+    job_id, _ = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    fake_twilio.script(*[("error", 429, 20429)] * 12)
+    for _ in range(10):  # more than the 8 tries that used to be the limit
+        assert notify.send(notification_id) == "retry"
+        make_due(sms_runtime, notification_id)
+    row = the_row(sms_runtime, job_id)
+    assert row["status"] == "pending" and row["attempts"] == 10
+    time_passes(sms_runtime, notification_id, 24 * 3600)
+    assert notify.send(notification_id) == "failed"
+    row = the_row(sms_runtime, job_id)
+    assert row["status"] == "failed" and row["last_error_code"] == "20429"
+    assert "deadline" in row["last_error_message"] and fake_twilio.messages == []
+
+
+def test_a_row_first_tried_after_its_deadline_is_still_tried(client, sms_runtime, run_jobs, fake_twilio):
+    job_id, _ = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    time_passes(sms_runtime, notification_id, 30 * 3600)  # every worker was down for a day
+    assert notify.send(notification_id) == "sent"
+
+
+def test_the_deadline_never_passes_the_retention_period(client, sms_runtime, run_jobs, fake_twilio):
+    job_id, _ = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    with sms_runtime.db.connect() as conn:
+        row = outbox.claim(conn, notification_id, notify.STALE_SENDING_SECONDS, give_up_after=30 * 86400,
+                           retention_days=2)
+    assert row["give_up_at"] == row["retention_ends_at"]
+    assert (row["retention_ends_at"] - row_of(sms_runtime, job_id)["created_at"]).total_seconds() == 2 * 86400
+
+
+# -- refused credentials pause sending; nothing is lost -------------------------------------------------------
+
+
+def test_refused_credentials_pause_sending_until_a_worker_has_good_ones(client, sms_runtime, run_jobs,
+                                                                        fake_twilio, caplog):
+    caplog.set_level(logging.INFO, logger="searchjobs")
+    with_settings(sms_runtime, twilio_auth_token="rotated-away")
+    first, _ = completed_job(client, sms_runtime, run_jobs)
+    second, _ = completed_job(client, sms_runtime, run_jobs)
+    run_jobs(["notifications"])
+
+    for job_id in (first, second):
+        row = the_row(sms_runtime, job_id)
+        assert row["status"] == "pending" and row["last_error_code"] == "20003"
+        assert "Twilio refused our credentials" in row["last_error_message"]
+    assert len(posts(fake_twilio)) == 1  # this process asked once, then paused (no request per row)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "Twilio refused our credentials" in errors[0].getMessage()
+    assert "TWILIO_AUTH_TOKEN" in errors[0].getMessage() and errors[0].job_id == first
+    with sms_runtime.engine.connect() as conn:
+        left = conn.execute(sa.text("SELECT extract(epoch FROM next_attempt_at - now()) FROM notifications "
+                                    "ORDER BY id")).scalars().all()
+    assert all(0 < s <= sms_runtime.settings.sms_auth_retry_seconds for s in left)
+
+    # a long outage: past the original deadline, the rows still wait (and their deadline moves on)
+    for job_id in (first, second):
+        row = the_row(sms_runtime, job_id)
+        time_passes(sms_runtime, row["id"], 30 * 3600)
+        assert notify.send(row["id"]) == "paused"
+        after = the_row(sms_runtime, job_id)
+        assert after["status"] == "pending" and after["give_up_at"] > datetime_now(sms_runtime)
+
+    # the worker restarts with the fixed token: every SMS goes out, once
+    with_settings(sms_runtime, twilio_auth_token=fake_twilio.auth_token)
+    for job_id in (first, second):
+        make_due(sms_runtime, the_row(sms_runtime, job_id)["id"])
+    assert reconcile(sms_runtime).notifications == 2
+    run_jobs(["notifications"])
+    assert [the_row(sms_runtime, j)["status"] for j in (first, second)] == ["sent", "sent"]
+    assert len(fake_twilio.messages) == 2
+
+
+def test_credentials_revoked_at_the_provider_then_restored(client, sms_runtime, run_jobs, fake_twilio):
+    """No restart: the same process probes again once its pause is over."""
+    with_settings(sms_runtime, sms_auth_retry_seconds=0.3)
+    job_id, _ = completed_job(client, sms_runtime, run_jobs)
+    fake_twilio.refuse_credentials()
+    run_jobs(["notifications"])
+    row = the_row(sms_runtime, job_id)
+    assert row["status"] == "pending" and row["last_error_code"] == "20003"
+    fake_twilio.accept_credentials()
+    wait_for(lambda: reconcile(sms_runtime).notifications, "the paused row to be due")
+    time.sleep(0.3)  # this process's own pause
+    run_jobs(["notifications"])
+    assert the_row(sms_runtime, job_id)["status"] == "sent" and len(fake_twilio.messages) == 1
+
+
+def test_a_lookup_refused_for_credentials_keeps_the_row_unknown_and_never_parks_it(client, sms_runtime,
+                                                                                   run_jobs, fake_twilio):
+    job_id, _ = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    fake_twilio.script("timeout_after_create")
+    assert notify.send(notification_id) == "unknown"
+    fake_twilio.refuse_credentials()
+    time_passes(sms_runtime, notification_id, 25 * 3600)  # past the deadline: a refused look-up does not park
+    make_due(sms_runtime, notification_id)
+    assert notify.send(notification_id) == "paused"
+    row = the_row(sms_runtime, job_id)
+    assert row["status"] == "unknown" and row["next_attempt_at"] is not None and row["last_error_code"] == "20003"
+    fake_twilio.accept_credentials()
+    with_settings(sms_runtime)  # a restarted worker
+    make_due(sms_runtime, notification_id)
+    assert notify.send(notification_id) == "adopted"
+    assert len(fake_twilio.messages) == 1 and len(posts(fake_twilio)) == 1
+
+
+def datetime_now(runtime):
+    with runtime.engine.connect() as conn:
+        return conn.execute(sa.text("SELECT now()")).scalar()
+
+
+# -- operator commands ---------------------------------------------------------------------------------------
+
+
+def sms_cli(*args: str, runtime):
+    from click.testing import CliRunner
+
+    from searchjobs.cli import main
+
+    settings = runtime.settings
+    env = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+           "SECRET_KEY": settings.secret_key, "SEARCHJOBS_LOG_FORMAT": "text"}
+    return CliRunner().invoke(main, ["sms", *args], env=env)
+
+
+def test_sms_list_shows_rows_masked_with_a_status_filter_and_json(client, sms_runtime, run_jobs, fake_twilio):
+    import json
+
+    sent_job, _ = completed_job(client, sms_runtime, run_jobs)
+    run_jobs(["notifications"])
+    fake_twilio.script(("error", 400, 21610))
+    failed_job, _ = completed_job(client, sms_runtime, run_jobs)
+    run_jobs(["notifications"])
+
+    table = sms_cli("list", runtime=sms_runtime)
+    assert table.exit_code == 0, table.output
+    assert "sent" in table.output and "failed" in table.output and "21610" in table.output
+    assert NATIONAL_DIGITS not in table.output
+
+    result = sms_cli("list", "--status", "failed", "--json", runtime=sms_runtime)
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.output)
+    assert row["job_id"] == failed_job and row["status"] == "failed" and row["to"] == "+33 6•• •• •• 78"
+    assert row["parked"] is False and NATIONAL_DIGITS not in result.output
+
+    assert sms_cli("list", "--status", "lost", runtime=sms_runtime).exit_code == 2
+
+
+def test_sms_retry_answers_bad_input_clearly(client, sms_runtime, run_jobs, fake_twilio):
+    sent_job, _ = completed_job(client, sms_runtime, run_jobs)
+    run_jobs(["notifications"])
+    sent_id = the_row(sms_runtime, sent_job)["id"]
+    fake_twilio.script("timeout_after_create")
+    waiting_job, _ = completed_job(client, sms_runtime, run_jobs)
+    run_jobs(["notifications"])
+    waiting_id = the_row(sms_runtime, waiting_job)["id"]
+
+    cases = [
+        ((), 2, "give one ID, or --all-failed"),
+        ((str(sent_id), "--all-failed"), 2, "give one ID, or --all-failed"),
+        (("seven",), 2, "is not a valid integer"),
+        (("999999",), 1, "no SMS row 999999"),
+        ((str(sent_id),), 1, f"SMS {sent_id} is sent; only failed or parked unknown rows can be retried"),
+        ((str(waiting_id),), 1, "its provider look-up is still scheduled"),
+    ]
+    for args, code, text in cases:
+        result = sms_cli("retry", *args, runtime=sms_runtime)
+        assert result.exit_code == code, (args, result.output)
+        assert text in result.output, (args, result.output)
+    assert the_row(sms_runtime, waiting_job)["status"] == "unknown"
+    assert len(fake_twilio.messages) == 2
+
+
+def test_sms_retry_all_failed_sends_what_the_provider_never_accepted(client, sms_runtime, run_jobs, fake_twilio):
+    rejected = []
+    for _ in range(2):
+        fake_twilio.script(("error", 400, 21610))
+        job_id, _ = completed_job(client, sms_runtime, run_jobs)
+        run_jobs(["notifications"])
+        rejected.append(job_id)
+    carrier_failed, _ = completed_job(client, sms_runtime, run_jobs)
+    run_jobs(["notifications"])
+    row = the_row(sms_runtime, carrier_failed)
+    assert post_callback(client, callback_params(row["provider_sid"], "failed", "30008")).status_code == 200
+    assert the_row(sms_runtime, carrier_failed)["status"] == "failed"
+
+    result = sms_cli("retry", "--all-failed", runtime=sms_runtime)
+    assert result.exit_code == 0, result.output
+    ids = [the_row(sms_runtime, j)["id"] for j in rejected]
+    assert result.output.splitlines() == [f"SMS {i}: pending, enqueued" for i in ids]
+    run_jobs(["notifications"])
+    assert [the_row(sms_runtime, j)["status"] for j in rejected] == ["sent", "sent"]
+    assert the_row(sms_runtime, carrier_failed)["status"] == "failed"  # by id only
+    assert len(fake_twilio.messages) == 3
+
+    # by id: the carrier's failure is sent again, as a new message with its own sid
+    carrier_id = the_row(sms_runtime, carrier_failed)["id"]
+    assert sms_cli("retry", str(carrier_id), runtime=sms_runtime).exit_code == 0
+    run_jobs(["notifications"])
+    row = the_row(sms_runtime, carrier_failed)
+    assert row["status"] == "sent" and row["provider_sid"] == fake_twilio.messages[-1]["sid"]
+    assert sms_cli("retry", "--all-failed", runtime=sms_runtime).output.strip() == "no failed SMS to retry"

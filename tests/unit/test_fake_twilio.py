@@ -233,3 +233,61 @@ def test_official_client_list_fetch_and_paging(fake):
     assert [m.body for m in listed] == ["m2", "m1", "m0"]
     fetched = client.messages(listed[0].sid).fetch()
     assert fetched.sid == listed[0].sid and fetched.date_created is not None
+
+
+def test_land_late_holds_the_request_past_the_client_timeout_then_creates(fake):
+    started = time.monotonic()
+    fake.script(("land_late", 0.8))
+    with pytest.raises(requests.ReadTimeout):
+        requests.post(messages_url(fake), data={"To": TO, "From": "+15005550006", "Body": "x"},
+                      auth=(fake.account_sid, fake.auth_token), timeout=0.3)
+    assert fake.messages == []  # the client gave up; the message has not landed yet
+    deadline = time.monotonic() + 5
+    while not fake.messages and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(fake.messages) == 1 and time.monotonic() - started >= 0.8
+
+
+def test_land_late_hangs_up_without_an_answer_even_if_the_client_waits(fake):
+    fake.script(("land_late", 0.2))
+    with pytest.raises(requests.ConnectionError):
+        create(fake)
+    assert len(fake.messages) == 1
+
+
+def test_fault_for_suffix_picks_the_fault_by_the_number_and_counts_down(fake):
+    fake.fault_for_suffix("91", ("error", 500, 20500), times=2)
+    fake.fault_for_suffix("92", ("error", 429, 20429))
+    assert [create(fake, To="+33612345691").status_code for _ in range(3)] == [500, 500, 201]
+    assert [create(fake, To="+33612345692").status_code for _ in range(2)] == [429, 429]
+    fake.script(("error", 400, 21610))
+    assert create(fake, To="+33612345691").status_code == 400  # the script still applies to other creates
+    assert create(fake).status_code == 201
+    with pytest.raises(ValueError):
+        fake.fault_for_suffix("x1", "ok")
+    with pytest.raises(ValueError):
+        fake.fault_for_suffix("93", "explode")
+
+
+def test_refused_credentials_answer_401_20003_to_everything_until_accepted(fake):
+    fake.refuse_credentials()
+    assert create(fake).json() == {
+        "code": 20003,
+        "message": "Authenticate",
+        "more_info": "https://www.twilio.com/docs/errors/20003",
+        "status": 401,
+    }
+    assert requests.get(messages_url(fake), auth=(fake.account_sid, fake.auth_token), timeout=5).status_code == 401
+    fake.script(("error", 429, 20429))  # a refused request consumes no scripted behaviour
+    assert create(fake).status_code == 401
+    fake.accept_credentials()
+    assert create(fake).status_code == 429 and create(fake).status_code == 201
+    assert len(fake.messages) == 1
+
+
+def test_timed_requests_record_arrival_times(fake):
+    before = time.time()
+    create(fake)
+    [(at, method, path)] = fake.timed_requests
+    assert before <= at <= time.time() and method == "POST" and path.endswith("/Messages.json")
+    assert fake.requests == [(method, path)]

@@ -11,6 +11,7 @@ from urllib3.exceptions import MaxRetryError, NameResolutionError, ProtocolError
 
 from searchjobs.errors import ConfigError
 from searchjobs.notifications.base import (
+    CredentialsRejectedError,
     PermanentSendError,
     RetryableSendError,
     Sender,
@@ -18,6 +19,7 @@ from searchjobs.notifications.base import (
     UnknownOutcomeError,
 )
 from searchjobs.notifications.console import ConsoleSender
+from searchjobs.notifications.messages import body_sha256
 from searchjobs.notifications.twilio import TwilioSender, _classify_send_error
 from tests.fake_twilio import FakeTwilio
 
@@ -26,6 +28,7 @@ pytestmark = pytest.mark.timeout(30)
 TO = "+33612345678"
 FROM = "+15005550006"
 BODY = "Your search results are ready: https://example.com/r/Ab3dEfGh1jKlMnOpQrStUvWxYz0123456789-_AbCdE"
+BODY_SHA = body_sha256(BODY)
 TEST_TIMEOUT = 0.5
 
 
@@ -121,7 +124,7 @@ def test_timeout_after_create_is_unknown_then_found(fake, sender):
     assert time.monotonic() - started < TEST_TIMEOUT + 1.0
     assert info.value.http_status is None
     [created] = fake.messages_to(TO)
-    found = sender.find_sent(TO, since, "/r/Ab3dEfGh")
+    found = sender.find_sent(TO, since, BODY_SHA)
     assert found is not None
     assert found.sid == created["sid"]
     assert found.body == BODY
@@ -133,20 +136,20 @@ def test_find_sent_sees_messages_still_queued(fake, sender):
     fake.script("drop_after_create")
     with pytest.raises(UnknownOutcomeError):
         sender.send(TO, BODY)
-    found = sender.find_sent(TO, since, "/r/Ab3dEfGh")
+    found = sender.find_sent(TO, since, BODY_SHA)
     assert found is not None and found.status == "queued"
 
 
 def test_find_sent_returns_none_when_absent(fake, sender):
     sender.send("+447400123456", BODY)  # other number
     sender.send(TO, "something else")
-    assert sender.find_sent(TO, datetime.now(UTC), "/r/Ab3dEfGh") is None
+    assert sender.find_sent(TO, datetime.now(UTC), BODY_SHA) is None
 
 
 def test_find_sent_ignores_older_messages(fake, sender):
     sender.send(TO, BODY)
     later = datetime.now(UTC) + timedelta(hours=1)
-    assert sender.find_sent(TO, later, "/r/Ab3dEfGh") is None
+    assert sender.find_sent(TO, later, BODY_SHA) is None
 
 
 def test_find_sent_pages_through_results(fake, sender, monkeypatch):
@@ -155,15 +158,15 @@ def test_find_sent_pages_through_results(fake, sender, monkeypatch):
     sender.send(TO, BODY)
     for i in range(5):
         sender.send(TO, f"other {i}")
-    found = sender.find_sent(TO, since, "/r/Ab3dEfGh")
+    found = sender.find_sent(TO, since, BODY_SHA)
     assert found is not None and found.body == BODY
 
 
 def test_find_sent_with_naive_and_non_utc_datetimes(fake, sender):
     sender.send(TO, BODY)
     paris = timezone(timedelta(hours=2))
-    assert sender.find_sent(TO, datetime.now(paris), "/r/Ab3d") is not None
-    assert sender.find_sent(TO, datetime.now(UTC).replace(tzinfo=None), "/r/Ab3d") is not None
+    assert sender.find_sent(TO, datetime.now(paris), BODY_SHA) is not None
+    assert sender.find_sent(TO, datetime.now(UTC).replace(tzinfo=None), BODY_SHA) is not None
 
 
 def test_drop_after_create_is_unknown(fake, sender):
@@ -230,12 +233,71 @@ def test_default_timeout_is_set():
     assert sender._client.http_client.timeout == 10.0
 
 
-def test_wrong_credentials_are_permanent(fake):
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_credentials_are_their_own_error(fake, sender, status):
+    fake.script(("error", status, 20003))
+    with pytest.raises(CredentialsRejectedError) as info:
+        sender.send(TO, BODY)
+    assert not isinstance(info.value, PermanentSendError | RetryableSendError | UnknownOutcomeError)
+    assert (info.value.http_status, info.value.provider_code) == (status, 20003)
+    assert info.value.code == "sms_credentials_rejected"
+    assert "Twilio refused our credentials" in info.value.message and TO not in info.value.message
+    assert fake.messages == []
+
+
+def test_wrong_auth_token_is_refused_credentials_for_send_and_lookup(fake):
     sender = TwilioSender(fake.account_sid, "wrong", from_number=FROM, api_base_url=fake.base_url)
-    with pytest.raises(PermanentSendError) as info:
+    with pytest.raises(CredentialsRejectedError) as info:
         sender.send(TO, BODY)
     assert (info.value.http_status, info.value.provider_code) == (401, 20003)
+    # a look-up refused for credentials is not an answer either, and says why
+    with pytest.raises(CredentialsRejectedError) as info:
+        sender.find_sent(TO, datetime.now(UTC), BODY_SHA)
+    assert (info.value.http_status, info.value.provider_code) == (401, 20003)
     assert fake.messages == []
+
+
+def test_revoked_credentials_fault_until_accepted_again(fake, sender):
+    fake.refuse_credentials()
+    for _ in range(2):
+        with pytest.raises(CredentialsRejectedError):
+            sender.send(TO, BODY)
+    assert fake.messages == []
+    fake.accept_credentials()
+    assert sender.send(TO, BODY).status == "queued"
+    assert len(fake.messages) == 1
+
+
+def test_find_sent_matches_the_exact_body_not_the_link(fake, sender):
+    since = datetime.now(UTC)
+    other_base = BODY.replace("https://example.com", "https://new.example.com")
+    sender.send(TO, other_base)  # the same token under another PUBLIC_BASE_URL: not the message we sent
+    sender.send(TO, BODY + " ")
+    assert sender.find_sent(TO, since, BODY_SHA) is None
+    sent = sender.send(TO, BODY)
+    assert sender.find_sent(TO, since, BODY_SHA).sid == sent.sid
+    assert sender.find_sent(TO, since, body_sha256(other_base)).body == other_base
+
+
+def test_find_sent_recognises_a_trial_account_body(fake, sender):
+    since = datetime.now(UTC)
+    fake._create({"To": TO, "From": FROM, "Body": "Sent from your Twilio trial account - " + BODY})
+    assert sender.find_sent(TO, since, BODY_SHA) is not None
+
+
+def test_late_landing_create_is_unknown_and_found_only_after_it_lands(fake, sender):
+    since = datetime.now(UTC)
+    fake.script(("land_late", TEST_TIMEOUT + 1.0))
+    started = time.monotonic()
+    with pytest.raises(UnknownOutcomeError):
+        sender.send(TO, BODY)
+    assert time.monotonic() - started < TEST_TIMEOUT + 0.5
+    assert sender.find_sent(TO, since, BODY_SHA) is None  # too early: "not found" proves nothing yet
+    deadline = time.monotonic() + 5
+    while not fake.messages and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert time.monotonic() - started >= TEST_TIMEOUT + 1.0
+    assert sender.find_sent(TO, since, BODY_SHA) is not None
 
 
 def test_base_url_with_path_prefix(fake):
@@ -292,7 +354,7 @@ def test_logs_mask_number_and_token(fake, sender, caplog):
     fake.script(("error", 400, 21610))
     with pytest.raises(PermanentSendError):
         sender.send(TO, BODY)
-    sender.find_sent(TO, since, "/r/Ab3d")
+    sender.find_sent(TO, since, BODY_SHA)
     text = "\n".join(
         f"{r.getMessage()} {r.__dict__}"
         for r in caplog.records
@@ -315,6 +377,38 @@ def test_console_sender_prints_full_body_and_logs_masked(capsys, caplog):
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "+33 6•• •• •• 78" in logged
     assert "EfGh1jKl" not in logged and TO not in logged
-    assert console.find_sent(TO, since, "/r/Ab3d") == sent
-    assert console.find_sent(TO, since + timedelta(minutes=1), "/r/Ab3d") is None
-    assert console.find_sent("+447400123456", since, "/r/Ab3d") is None
+    assert console.find_sent(TO, since, BODY_SHA) == sent
+    assert console.find_sent(TO, since + timedelta(minutes=1), BODY_SHA) is None
+    assert console.find_sent("+447400123456", since, BODY_SHA) is None
+
+
+# -- SMS settings ---------------------------------------------------------------------------------
+
+
+def test_sms_settings_defaults_and_overrides():
+    from searchjobs.config import Settings
+
+    default = Settings.from_env({})
+    assert (default.sms_lookup_margin, default.sms_give_up_hours, default.sms_auth_retry_seconds) == (60, 24, 60)
+    custom = Settings.from_env({"SEARCHJOBS_SMS_LOOKUP_MARGIN": "3", "SEARCHJOBS_SMS_GIVE_UP_HOURS": "0.5",
+                                "SEARCHJOBS_SMS_AUTH_RETRY_SECONDS": "1.5"})
+    assert (custom.sms_lookup_margin, custom.sms_give_up_hours, custom.sms_auth_retry_seconds) == (3, 0.5, 1.5)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SEARCHJOBS_SMS_GIVE_UP_HOURS": "200"}, "within the retention period"),  # 7 days = 168 h
+        ({"SEARCHJOBS_SMS_GIVE_UP_HOURS": "30", "SEARCHJOBS_RETENTION_DAYS": "1"}, "within the retention period"),
+        ({"SEARCHJOBS_SMS_GIVE_UP_HOURS": "0"}, "must be positive"),
+        ({"SEARCHJOBS_SMS_LOOKUP_MARGIN": "-1"}, "SEARCHJOBS_SMS_LOOKUP_MARGIN must be a number >= 0"),
+        ({"SEARCHJOBS_SMS_LOOKUP_MARGIN": "soon"}, "SEARCHJOBS_SMS_LOOKUP_MARGIN must be a number"),
+        ({"SEARCHJOBS_SMS_AUTH_RETRY_SECONDS": "0"}, "SEARCHJOBS_SMS_AUTH_RETRY_SECONDS must be a number"),
+    ],
+)
+def test_sms_settings_refuse_bad_values(env, message):
+    from searchjobs.config import Settings
+
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    assert message in info.value.message
