@@ -10,7 +10,8 @@ How long a view can be wrong is bounded:
   one the full TTL, so a skipped write heals by expiry at worst;
 - the reconciler re-writes the views of rows changed since its last pass
   (`write_rows`), so a skipped terminal write is repaired within one pass;
-- a deleted job leaves a tombstone whose version no refill can beat.
+- a deleted job leaves a tombstone whose version no refill can beat; if Redis
+  refused it, the reconciler writes it again from `job_deletions`.
 """
 
 from __future__ import annotations
@@ -146,15 +147,20 @@ class JobCache:
         """Replace the view with a tombstone (a refill that read the row before the delete cannot
         bring it back) and drop the result-link mapping."""
         try:
-            pipe = self.connection.pipeline(transaction=False)
+            self.delete_many([(job_id, token_hash)])
+        except REDIS_UNAVAILABLE as exc:
+            # the reconciler re-writes the tombstone from job_deletions within one pass
+            log.warning("cache delete skipped: %s", type(exc).__name__, extra={"job_id": job_id})
+
+    def delete_many(self, deleted: list[tuple[str, str | None]]) -> None:
+        """Tombstones for many (job_id, token_hash) pairs in one round trip; Redis errors propagate."""
+        pipe = self.connection.pipeline(transaction=False)
+        for job_id, token_hash in deleted:
             self._write(client=pipe, keys=[cache_key(job_id), events_channel(job_id)],
                         args=[TOMBSTONE_VERSION, TOMBSTONE, self.ttl])
             if token_hash is not None:
                 pipe.delete(token_key(token_hash))
-            pipe.execute()
-        except REDIS_UNAVAILABLE as exc:
-            # the view then lives at most its TTL; a reader of a deleted job's view sees only its status
-            log.warning("cache delete skipped: %s", type(exc).__name__, extra={"job_id": job_id})
+        pipe.execute()
 
 
 def read_through(cache: JobCache, engine, job_id: str) -> tuple[dict | None, str]:
@@ -186,7 +192,8 @@ def read_through(cache: JobCache, engine, job_id: str) -> tuple[dict | None, str
 
 
 def token_key(token_hash: str) -> str:
-    return defaults.CACHE_PREFIX + "token:" + token_hash
+    # a namespace of its own: no job id can name a token key (a view read would meet a string)
+    return defaults.TOKEN_CACHE_PREFIX + token_hash
 
 
 def read_through_token(cache: JobCache, engine, token_hash: str) -> tuple[dict | None, str]:

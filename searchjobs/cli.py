@@ -342,12 +342,10 @@ def collect_status(runtime, failed_limit: int = 10) -> dict:
     """What `searchjobs status` shows, as one dict; a part whose server is unreachable is None."""
     from datetime import UTC, datetime, timedelta
 
-    import sqlalchemy as sa
-
     from searchjobs.metrics import unfinished_summary
     from searchjobs.models import jobs as job_queries
     from searchjobs.models import notifications as outbox
-    from searchjobs.models.db import is_disconnect
+    from searchjobs.models.db import DB_ERRORS, is_outage
     from searchjobs.queue import REDIS_UNAVAILABLE, queue_overview, worker_overview
 
     now = datetime.now(UTC)
@@ -375,8 +373,8 @@ def collect_status(runtime, failed_limit: int = 10) -> dict:
                 for r in failed if r["finished_at"] is None or r["finished_at"] >= day_ago
             ]
             report["sms_outbox"] = outbox.counts_by_status(conn)
-    except sa.exc.DBAPIError as exc:
-        if not is_disconnect(exc):
+    except DB_ERRORS as exc:
+        if not is_outage(exc):
             raise
         report["postgres"] = {"ok": False, "error": _first_line(exc)}
 
@@ -713,12 +711,11 @@ def _table(headers: list[str], rows: list[list[str]], title: str | None = None) 
 
 def _unreachable(exc: BaseException) -> str | None:
     """A one-line reason when `exc` says Postgres or Redis cannot be reached, else None."""
-    import sqlalchemy as sa
 
-    from searchjobs.models.db import is_disconnect
+    from searchjobs.models.db import DB_ERRORS, is_outage
     from searchjobs.queue import REDIS_UNAVAILABLE
 
-    if isinstance(exc, sa.exc.DBAPIError) and is_disconnect(exc):
+    if isinstance(exc, DB_ERRORS) and is_outage(exc):
         return f"Postgres is unreachable or failing ({_first_line(exc)})"
     if isinstance(exc, REDIS_UNAVAILABLE):
         return f"Redis is unreachable ({_first_line(exc)})"

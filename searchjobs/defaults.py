@@ -24,6 +24,7 @@ ERROR_MESSAGE_MAX = 300  # characters of a job's stored error text
 # -- reads ----------------------------------------------------------------
 CACHE_TTL = 3600  # seconds a job's cached view lives (SEARCHJOBS_CACHE_TTL)
 CACHE_PREFIX = "searchjobs:job:"  # key of one job's cached view
+TOKEN_CACHE_PREFIX = "searchjobs:token:"  # key of one result-link token hash -> its job id
 EVENTS_CHANNEL_PREFIX = "searchjobs:events:"  # pub/sub channel that wakes SSE streams of one job
 REDIS_SOCKET_TIMEOUT = 0.5  # seconds; a slow Redis must not hang a read, Postgres answers instead
 RETRY_AFTER_SECONDS = 5  # Retry-After on 503 when a dependency is down

@@ -28,8 +28,10 @@ log = logging.getLogger(__name__)
 REDIS_UNAVAILABLE = (
     redis.exceptions.ConnectionError,  # refused, reset, closed; also BusyLoadingError (LOADING a dataset)
     redis.exceptions.TimeoutError,  # slow or cut off
-    redis.exceptions.OutOfMemoryError,  # OOM: full under `maxmemory-policy noeviction`
-    redis.exceptions.ReadOnlyError,  # READONLY: a replica, e.g. the old primary during a failover
+    # an error answer: OOM (full under `maxmemory-policy noeviction`), READONLY (a replica, e.g. the old
+    # primary during a failover), MISCONF (cannot persist), NOREPLICAS, BUSY, and any refused command:
+    # nothing Redis holds is the truth, so a refusal is handled like an outage, never as a 500
+    redis.exceptions.ResponseError,
     redis.exceptions.MasterDownError,  # MASTERDOWN: a replica cut off from its primary, serving no data
 )
 

@@ -19,7 +19,7 @@ from searchjobs.config import Settings
 
 TEST_CATALOG_SIZE = 120  # demo items loaded once per session (12 per category)
 TEST_SECRET = "test-secret-key"
-JOB_TABLES = "search_job_events, notifications, search_jobs, images, api_clients"
+JOB_TABLES = "search_job_events, notifications, search_jobs, images, api_clients, job_deletions"
 
 
 @pytest.fixture(scope="session")

@@ -516,6 +516,21 @@ def changed_since(conn: sa.Connection, since: datetime, limit: int, after_id: in
     return [dict(r) for r in conn.execute(_CHANGED_SINCE, params).mappings()]
 
 
+def deleted_since(conn: sa.Connection, since: datetime) -> list[dict]:
+    """Jobs deleted at or after `since`: (job_id, result_token_hash), for the reconciler's tombstones."""
+    rows = conn.execute(sa.text("SELECT job_id, result_token_hash FROM job_deletions WHERE deleted_at >= :since"),
+                        {"since": since})
+    return [dict(r) for r in rows.mappings()]
+
+
+def forget_deletions(conn: sa.Connection, older_than_seconds: float) -> int:
+    """Drop deletion records older than a cache lifetime: no view of those jobs can be left in Redis."""
+    result = conn.execute(
+        sa.text("DELETE FROM job_deletions WHERE deleted_at < now() - make_interval(secs => :age)"),
+        {"age": float(older_than_seconds)})
+    return result.rowcount
+
+
 # -- reads ----------------------------------------------------------------
 
 _EVENTS_AFTER = sa.text(
@@ -576,14 +591,23 @@ def counts_by_status(conn: sa.Connection, since: datetime) -> dict[str, int]:
     return {status: n for status, n in rows}
 
 
-def delete(conn: sa.Connection, job_id: str) -> dict[str, Any] | None:
-    """Delete a job with its events, outbox rows (cascade) and uploaded image."""
-    row = _row(
-        conn.execute(
-            sa.text("DELETE FROM search_jobs WHERE job_id = :job_id RETURNING job_id, image_id, result_token_hash"),
-            {"job_id": job_id},
-        )
+# The deletion is remembered (job_deletions) so the reconciler can re-write a tombstone Redis refused.
+_DELETE = sa.text(
+    """
+    WITH gone AS (
+        DELETE FROM search_jobs WHERE job_id = :job_id RETURNING job_id, image_id, result_token_hash
+    ), remembered AS (
+        INSERT INTO job_deletions (job_id, result_token_hash) SELECT job_id, result_token_hash FROM gone
+        ON CONFLICT (job_id) DO NOTHING
     )
+    SELECT * FROM gone
+    """
+)
+
+
+def delete(conn: sa.Connection, job_id: str) -> dict[str, Any] | None:
+    """Delete a job with its events, outbox rows (cascade) and uploaded image; remember the deletion."""
+    row = _row(conn.execute(_DELETE, {"job_id": job_id}))
     if row and row["image_id"] is not None:
         conn.execute(sa.text("DELETE FROM images WHERE id = :id"), {"id": row["image_id"]})
     return row

@@ -184,6 +184,16 @@ notifications = Table(
     Index("ix_notifications_provider_sid", "provider_sid"),
 )
 
+# Jobs deleted within the last cache lifetime: the reconciler re-writes their tombstones in Redis.
+job_deletions = Table(
+    "job_deletions",
+    metadata,
+    Column("job_id", Text, primary_key=True),
+    Column("result_token_hash", Text),
+    Column("deleted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_job_deletions_deleted_at", "deleted_at"),
+)
+
 catalog_items = Table(
     "catalog_items",
     metadata,

@@ -133,7 +133,8 @@ def _enqueue_missing_pointers(runtime: Runtime) -> list[str]:
 
 def _refresh_changed_views(runtime: Runtime, state: ReconcilerState) -> int:
     """Re-write the cached views of rows changed since the last pass (version-checked, so a no-op for
-    views already current): a write skipped while Redis refused it is repaired within one pass."""
+    views already current), and the tombstones of jobs deleted since: a write skipped while Redis
+    refused it is repaired within one pass."""
     with runtime.db.connect() as conn:
         now = conn.execute(sa.text("SELECT now()")).scalar_one()
     # a statement's updated_at is its start time: look back a little past the last pass for slow commits
@@ -146,6 +147,9 @@ def _refresh_changed_views(runtime: Runtime, state: ReconcilerState) -> int:
         if len(rows) < RECONCILE_BATCH:
             break
         after_id = rows[-1]["id"]
+    with runtime.db.connect() as conn:  # and the tombstones of jobs deleted meanwhile
+        deleted = job_queries.deleted_since(conn, since)
+    runtime.cache.delete_many([(d["job_id"], d["result_token_hash"]) for d in deleted])
     state.views_since = now
     if repaired:
         log.info("re-wrote %d cached views that were behind Postgres", repaired)
@@ -198,6 +202,9 @@ _DELETE_BATCH = sa.text(
     ), gone AS (
         DELETE FROM search_jobs j USING doomed WHERE j.id = doomed.id
         RETURNING j.job_id, j.image_id, j.result_token_hash
+    ), remembered AS (
+        INSERT INTO job_deletions (job_id, result_token_hash) SELECT job_id, result_token_hash FROM gone
+        ON CONFLICT (job_id) DO NOTHING
     ), imgs AS (
         DELETE FROM images i USING gone WHERE i.id = gone.image_id RETURNING i.id
     )
@@ -238,6 +245,8 @@ def cleanup(runtime: Runtime, *, retention_days: int | None = None, dry_run: boo
                     runtime.cache.delete(job_id, token_hash)
         finally:
             _unlock(lock_conn, CLEANUP_LOCK)
+    with runtime.db.connect() as conn:
+        job_queries.forget_deletions(conn, runtime.settings.cache_ttl + VIEW_REFRESH_OVERLAP.total_seconds())
     log.info("cleanup removed %d jobs in %d batches", report.jobs, report.batches)
     return report
 

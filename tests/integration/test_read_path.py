@@ -163,3 +163,32 @@ def test_the_reconciler_repairs_a_view_whose_write_was_skipped(client, runtime, 
     assert reconcile(runtime, state=state).views_repaired == 1
     assert client.get(f"/api/search-jobs/{job_id}").get_json()["status"] == "completed"
     assert reconcile(runtime, state=state).views_repaired == 0  # the next pass finds nothing behind
+
+
+def test_a_tombstone_redis_refused_is_written_by_the_next_reconciler_pass(settings, client, runtime, run_jobs):
+    from searchjobs.worker.scheduler import ReconcilerState, reconcile
+    from tests.integration.test_state_machine import api_key
+
+    state = ReconcilerState()
+    reconcile(runtime, state=state)
+    owner = api_key(runtime)
+    data = {"categories": "dress", "image": (io.BytesIO(demo_image_bytes(0, "dress")), "photo.png")}
+    job_id = client.post("/api/search-jobs", data=data, headers=owner).get_json()["job_id"]
+    run_jobs()
+    assert client.get(f"/api/search-jobs/{job_id}", headers=owner).status_code == 200  # cached, full TTL
+
+    redis_refuses = Runtime(settings=settings, engine=runtime.engine, redis=closed_redis())
+    assert app_on(redis_refuses).delete(f"/api/search-jobs/{job_id}", headers=owner).status_code == 204
+    assert runtime.cache.read(job_id) is not None  # the tombstone was refused: the old view is still there
+    reconcile(runtime, state=state)
+    assert client.get(f"/api/search-jobs/{job_id}", headers=owner).status_code == 404
+    assert runtime.redis.hget(cache_key(job_id), "d") == b""
+
+
+def test_a_job_id_naming_another_cache_key_is_only_not_found(client, runtime):
+    from searchjobs.jobs import links
+
+    job_id, token = submit(client)
+    assert client.get(f"/api/results/{token}").status_code == 200  # caches the token's mapping
+    for name in (f"token:{links.token_hash(token)}", f"../token:{links.token_hash(token)}"):
+        assert client.get(f"/api/search-jobs/{name}").status_code == 404, name
