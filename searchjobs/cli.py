@@ -651,7 +651,7 @@ def sms_retry(notification_id: int | None, all_failed: bool) -> None:
     """Send a failed SMS again, or a parked `unknown` one after checking the provider console that it is
     not there (the send that follows does not look it up first)."""
     from searchjobs.models import notifications as outbox
-    from searchjobs.queue import REDIS_ERRORS, enqueue_notification
+    from searchjobs.queue import REDIS_UNAVAILABLE, enqueue_notification
 
     if (notification_id is None) == (not all_failed):
         _fail("give one ID, or --all-failed")
@@ -680,7 +680,7 @@ def sms_retry(notification_id: int | None, all_failed: bool) -> None:
     try:
         for nid in ids:
             enqueue_notification(runtime.redis, nid)
-    except REDIS_ERRORS:
+    except REDIS_UNAVAILABLE:
         enqueued = False
     for nid in ids:
         click.echo(f"SMS {nid}: pending, " + ("enqueued" if enqueued else
