@@ -12,6 +12,7 @@ flushed Redis cannot lose a scheduled retry, and workers need no RQ scheduler.
 from __future__ import annotations
 
 import logging
+import socket
 
 import redis
 from redis.backoff import NoBackoff
@@ -26,16 +27,34 @@ log = logging.getLogger(__name__)
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
 
 
+# A Redis that vanished without a FIN or RST (a cut link) is noticed in seconds on every connection,
+# the worker's blocking one too (no socket timeout there: BLPOP waits for minutes): keepalive probes
+# after 5 s idle, every 2 s, and TCP_USER_TIMEOUT closes a connection whose data (or probes) went
+# unacknowledged for 10 s. Linux socket options; where the platform lacks one, it is left out.
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 5, 2, 3  # seconds, seconds, probes
+TCP_USER_TIMEOUT_MS = 10000
+
+
+def keepalive_options() -> dict[int, int]:
+    """`socket_keepalive_options` for redis-py: {socket option: value}, each set at IPPROTO_TCP level."""
+    wanted = {"TCP_KEEPIDLE": KEEPALIVE_IDLE, "TCP_KEEPINTVL": KEEPALIVE_INTERVAL,
+              "TCP_KEEPCNT": KEEPALIVE_COUNT, "TCP_USER_TIMEOUT": TCP_USER_TIMEOUT_MS}
+    return {getattr(socket, name): value for name, value in wanted.items() if hasattr(socket, name)}
+
+
 def connect(url: str, *, socket_timeout: float | None = defaults.REDIS_SOCKET_TIMEOUT) -> redis.Redis:
-    """A Redis client that fails fast: one retry, short timeouts.
+    """A Redis client that fails fast: one retry, short timeouts, TCP keepalives.
 
     The web process uses the default short socket timeout so a slow Redis never
-    hangs a request; workers pass `socket_timeout=None` for RQ's blocking pops.
+    hangs a request; workers pass `socket_timeout=None` for RQ's blocking pops
+    (a dead peer is then noticed by the keepalives and TCP_USER_TIMEOUT).
     """
     return redis.Redis.from_url(
         url,
         socket_timeout=socket_timeout,
         socket_connect_timeout=defaults.REDIS_SOCKET_TIMEOUT if socket_timeout else 2.0,
+        socket_keepalive=True,
+        socket_keepalive_options=keepalive_options(),
         retry=RedisRetry(NoBackoff(), 1),
         health_check_interval=30,
     )

@@ -18,6 +18,11 @@ from searchjobs.errors import DependencyUnavailable
 
 CONNECT_TIMEOUT = 3  # seconds; an unreachable Postgres must fail fast, not hang a request
 STATEMENT_TIMEOUT_MS = 15000  # no statement of ours should run longer; a stuck one is cancelled
+# A peer that vanished without a FIN or RST (a cut link, a host powered off) is noticed in seconds, not
+# after the kernel's ~15 minutes of retransmissions: keepalive probes on an idle connection (after 5 s
+# idle, every 2 s, 3 lost ones: ~11 s), and for data sent but not acknowledged, libpq's tcp_user_timeout.
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 5, 2, 3  # seconds, seconds, probes
+TCP_USER_TIMEOUT_MS = 10000  # unacknowledged data this long: the connection is dead
 
 
 def normalise_url(url: str) -> str:
@@ -50,7 +55,10 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, echo: bo
             "application_name": f"searchjobs[{os.getpid()}]",
             "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
             "keepalives": 1,
-            "keepalives_idle": 30,
+            "keepalives_idle": KEEPALIVE_IDLE,
+            "keepalives_interval": KEEPALIVE_INTERVAL,
+            "keepalives_count": KEEPALIVE_COUNT,
+            "tcp_user_timeout": TCP_USER_TIMEOUT_MS,
         },
     )
     return engine
