@@ -36,6 +36,7 @@ from searchjobs.jobs import demo_catalog, links
 from searchjobs.models.db import normalise_url
 from searchjobs.queue import is_waiting, rq_job_id
 from searchjobs.worker.worker import RESTART_PAUSE_MAX
+from tests import pgbouncer
 from tests.fake_twilio import FakeTwilio
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
@@ -88,7 +89,7 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
 class Cluster:
     """The processes, the servers under them, and what the test submitted."""
 
-    def __init__(self, stack: EmbeddedStack, fake: FakeTwilio, log_dir: Path):
+    def __init__(self, stack: EmbeddedStack, fake: FakeTwilio, log_dir: Path, database_url: str | None = None):
         self.stack = stack
         self.fake = fake
         self.log_dir = log_dir
@@ -96,7 +97,7 @@ class Cluster:
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
-            "DATABASE_URL": stack.postgres.url,
+            "DATABASE_URL": database_url or stack.postgres.url,  # PgBouncer's, with SEARCHJOBS_TEST_PGBOUNCER=1
             "REDIS_URL": stack.valkey.url,
             "SECRET_KEY": SECRET,
             "PUBLIC_BASE_URL": self.base,
@@ -301,14 +302,16 @@ def cluster(tmp_path_factory):
     # fsync stays on: with fast_unsafe (synchronous_commit off) an immediate stop loses acknowledged commits
     stack = EmbeddedStack(base / "servers", persist_redis=False).start()
     fake = FakeTwilio().start()
-    cluster = None
+    cluster = bouncer = None
     try:
         schema.upgrade(stack.postgres.url)
         engine = db.make_engine(stack.postgres.url, pool_size=1)
         load_demo(engine, 60)
         engine.dispose()
+        if pgbouncer.wanted():  # the processes talk to PgBouncer; the test's own reads go to Postgres
+            bouncer = pgbouncer.PgBouncer(base / "pgbouncer", ("127.0.0.1", stack.postgres.port)).start()
         (base / "logs").mkdir()
-        cluster = Cluster(stack, fake, base / "logs")
+        cluster = Cluster(stack, fake, base / "logs", bouncer.url if bouncer else None)
         cluster.start("web", "--host", "127.0.0.1", "--port", str(cluster.port))
         cluster.keep_workers()
         cluster.start("scheduler")
@@ -327,6 +330,8 @@ def cluster(tmp_path_factory):
             cluster.redis.close()
             cluster.engine.dispose()
         fake.stop()
+        if bouncer is not None:
+            bouncer.stop()
         stack.stop()
         if FIGURES:
             submitted = len(cluster.jobs) if cluster is not None else 0
