@@ -59,3 +59,32 @@ def test_every_connection_has_keepalives_and_a_user_timeout_and_no_startup_optio
     assert seen["keepalives"] == 1 and seen["keepalives_idle"] <= 10 and seen["tcp_user_timeout"] <= 15000
     assert "options" not in seen  # PgBouncer (transaction pooling) refuses unknown startup parameters
     assert seen["host"] == "h1,h2"
+
+
+def test_sentinel_urls_name_the_sentinels_the_service_and_the_database():
+    from searchjobs.queue import SENTINEL_PORT, is_sentinel_url, parse_sentinel_url
+
+    target = parse_sentinel_url("redis+sentinel://:s%40cret@s1:26380,s2,10.0.0.3:5000/mymaster/2")
+    assert target.sentinels == (("s1", 26380), ("s2", SENTINEL_PORT), ("10.0.0.3", 5000))
+    assert (target.service, target.db, target.password, target.username) == ("mymaster", 2, "s@cret", None)
+    assert parse_sentinel_url("valkey+sentinel://u:p@s1/svc").db == 0
+    assert is_sentinel_url("redis+sentinel://s1/svc") and not is_sentinel_url("rediss://h:6380/0")
+    for bad in ("redis+sentinel://s1", "redis+sentinel://s1/a/1/x", "redis://h/0"):
+        with pytest.raises(ValueError):
+            parse_sentinel_url(bad)
+
+
+def test_connect_builds_a_sentinel_managed_client_with_keepalives():
+    from redis.sentinel import SentinelConnectionPool
+
+    from searchjobs.queue import connect
+
+    client = connect("redis+sentinel://:pw@s1:26379,s2:26379/mymaster/3", socket_timeout=None)
+    pool = client.connection_pool
+    assert isinstance(pool, SentinelConnectionPool) and pool.service_name == "mymaster"
+    assert pool.connection_kwargs["db"] == 3 and pool.connection_kwargs["password"] == "pw"
+    assert pool.connection_kwargs["socket_keepalive"] and pool.connection_kwargs["socket_timeout"] is None
+    plain = connect("redis://127.0.0.1:6379/0")
+    assert plain.connection_pool.connection_kwargs["socket_keepalive_options"]
+    client.close()
+    plain.close()
