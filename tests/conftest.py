@@ -3,7 +3,8 @@
 Integration tests run against real PostgreSQL and Valkey: the embedded servers,
 started once per test session (or DATABASE_URL / REDIS_URL when both are set).
 Each test starts from empty job tables and an empty Redis; the small demo
-catalog is loaded once per session.
+catalog is loaded once per session. With SEARCHJOBS_TEST_PGBOUNCER=1, the tests
+talk to Postgres through PgBouncer in transaction pooling mode (tests/pgbouncer.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from searchjobs.config import Settings
+from searchjobs.models.db import normalise_url
+from tests import pgbouncer
 
 TEST_CATALOG_SIZE = 120  # demo items loaded once per session (12 per category)
 TEST_SECRET = "test-secret-key"
@@ -37,13 +40,21 @@ def servers(tmp_path_factory):
         stack = EmbeddedStack(Path(tmp_path_factory.mktemp("servers")), fast_unsafe=True,
                               persist_redis=False).start()
         database_url, redis_url = stack.postgres.url, stack.valkey.url
-    schema.upgrade(database_url)
+    schema.upgrade(database_url)  # migrations go to Postgres itself, never through PgBouncer
     engine = db.make_engine(database_url, pool_size=1)
     with engine.begin() as conn:
         conn.execute(sa.text(f"TRUNCATE {JOB_TABLES}, catalog_items RESTART IDENTITY CASCADE"))
     load_demo(engine, TEST_CATALOG_SIZE, seed=7)
     engine.dispose()
+    bouncer = None
+    if pgbouncer.wanted():
+        direct = sa.engine.make_url(normalise_url(database_url))
+        bouncer = pgbouncer.PgBouncer(tmp_path_factory.mktemp("pgbouncer"), (direct.host, direct.port),
+                                      dbname=direct.database, user=direct.username).start()
+        database_url = bouncer.url
     yield database_url, redis_url, stack
+    if bouncer is not None:
+        bouncer.stop()
     if stack is not None:
         stack.stop()
 

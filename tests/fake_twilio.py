@@ -61,14 +61,16 @@ _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
 class FakeTwilio:
-    """Fake Twilio Messages API on 127.0.0.1 (ephemeral port), one background thread."""
+    """Fake Twilio Messages API on 127.0.0.1 (or `host`; ephemeral port), one background thread."""
 
     account_sid = DEFAULT_ACCOUNT_SID
     auth_token = DEFAULT_AUTH_TOKEN
 
     def __init__(
-        self, account_sid: str | None = None, auth_token: str | None = None, *, deliver: bool = True
+        self, account_sid: str | None = None, auth_token: str | None = None, *, deliver: bool = True,
+        host: str = "127.0.0.1",
     ):
+        self.host = host  # listen address: tests/faults/hosts.py passes its bridge address
         if account_sid is not None:
             self.account_sid = account_sid
         if auth_token is not None:
@@ -90,7 +92,7 @@ class FakeTwilio:
 
     def start(self) -> "FakeTwilio":
         handler = type("_BoundHandler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = ThreadingHTTPServer((self.host, 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever,

@@ -20,6 +20,9 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = create_engine(normalise_url(config.get_main_option("sqlalchemy.url")), poolclass=pool.NullPool)
     with engine.connect() as connection:
+        # migrations may run longer than the role's statement_timeout (set by `db upgrade` for the app);
+        # LOCAL: it ends with the one transaction below, so it cannot stay on a pooled server connection
+        connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
         # one migrator at a time: several `release` processes may start together
         connection.exec_driver_sql("SELECT pg_advisory_lock(727274)")
         context.configure(connection=connection, target_metadata=metadata)

@@ -18,16 +18,42 @@ from searchjobs.errors import DependencyUnavailable
 
 CONNECT_TIMEOUT = 3  # seconds; an unreachable Postgres must fail fast, not hang a request
 POOL_TIMEOUT = 2.0  # seconds a request waits for a free pooled connection before it is an outage (503)
-STATEMENT_TIMEOUT_MS = 15000  # no statement of ours should run longer; a stuck one is cancelled
+# No statement of ours should run longer; a stuck one is cancelled. Set on the role, in the database, by
+# `searchjobs db upgrade` (session_defaults below), not sent at connection start: PgBouncer in transaction
+# pooling refuses startup options it does not know, and a SET would stay on a shared server connection.
+STATEMENT_TIMEOUT_MS = 15000
+# A peer that vanished without a FIN or RST (a cut link, a host powered off) is noticed in seconds, not
+# after the kernel's ~15 minutes of retransmissions: keepalive probes on an idle connection (after 5 s
+# idle, every 2 s, 3 lost ones: ~11 s), and for data sent but not acknowledged, libpq's tcp_user_timeout.
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 5, 2, 3  # seconds, seconds, probes
+TCP_USER_TIMEOUT_MS = 10000  # unacknowledged data this long: the connection is dead
 
 
 def normalise_url(url: str) -> str:
-    """Accept postgres:// and postgresql:// URLs (as Heroku and others give them)."""
+    """Accept postgres:// and postgresql:// URLs (as Heroku and others give them), with one host or several.
+
+    libpq's multi-host form `postgresql://u:p@h1:5432,h2:5432/db?target_session_attrs=read-write` is
+    rewritten to the query form SQLAlchemy parses (`...@/db?host=h1:5432&host=h2:5432&...`); psycopg2
+    then hands libpq `host=h1,h2 port=5432,5432`, and libpq tries them in order (its own failover).
+    """
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg2://" + url[len("postgresql://") :]
-    return url
+    return _hosts_to_query(url)
+
+
+def _hosts_to_query(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    if not sep or "," not in hosts:
+        return url
+    path, _, query = tail.partition("?")
+    params = [f"host={host}" for host in hosts.split(",") if host]
+    if query:
+        params.append(query)
+    return f"{scheme}://{userinfo}{at}/{path}?{'&'.join(params)}"
 
 
 def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, echo: bool = False,
@@ -51,12 +77,34 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, echo: bo
         connect_args={
             "connect_timeout": CONNECT_TIMEOUT,
             "application_name": f"searchjobs[{os.getpid()}]",
-            "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
             "keepalives": 1,
-            "keepalives_idle": 30,
+            "keepalives_idle": KEEPALIVE_IDLE,
+            "keepalives_interval": KEEPALIVE_INTERVAL,
+            "keepalives_count": KEEPALIVE_COUNT,
+            "tcp_user_timeout": TCP_USER_TIMEOUT_MS,
         },
     )
     return engine
+
+
+# ALTER ROLE ... IN DATABASE ... SET: what every new session of our role in our database starts with,
+# whichever process and whichever pooler opens it. Any role may set its own defaults.
+_SESSION_DEFAULTS = sa.text(
+    """
+    DO $$ BEGIN
+      EXECUTE format('ALTER ROLE %I IN DATABASE %I SET statement_timeout = %L',
+                     current_user, current_database(), '{ms}ms');
+    END $$
+    """.replace("{ms}", str(int(STATEMENT_TIMEOUT_MS)))
+)
+
+
+def session_defaults(conn: sa.Connection) -> None:
+    """Store our session settings on the connecting role in this database (run by `db upgrade`).
+
+    They apply to sessions opened afterwards; pools pick them up as their connections are renewed.
+    """
+    conn.execute(_SESSION_DEFAULTS)
 
 
 def autocommit(engine: sa.Engine) -> sa.Engine:

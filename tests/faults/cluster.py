@@ -30,6 +30,7 @@ from searchjobs.jobs import demo_catalog, links
 from searchjobs.models.db import normalise_url
 from searchjobs.queue import is_waiting, rq_job_id
 from searchjobs.worker.worker import RESTART_PAUSE_MAX
+from tests import pgbouncer
 from tests.fake_twilio import FakeTwilio
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -307,12 +308,15 @@ def running_cluster(base: Path, **env):
     # fsync stays on: with fast_unsafe (synchronous_commit off) an immediate stop loses acknowledged commits
     stack = EmbeddedStack(base / "servers", persist_redis=False).start()
     fake = FakeTwilio().start()
-    cluster = None
+    cluster = bouncer = None
     try:
         schema.upgrade(stack.postgres.url)
         engine = db.make_engine(stack.postgres.url, pool_size=1)
         load_demo(engine, 60)
         engine.dispose()
+        if pgbouncer.wanted():  # the processes talk to PgBouncer; the test's own reads go to Postgres
+            bouncer = pgbouncer.PgBouncer(base / "pgbouncer", ("127.0.0.1", stack.postgres.port)).start()
+            env = {**env, "DATABASE_URL": bouncer.url}
         (base / "logs").mkdir()
         cluster = Cluster(stack, fake, base / "logs", **env)
         cluster.start("web", "--host", "127.0.0.1", "--port", str(cluster.port))
@@ -333,6 +337,8 @@ def running_cluster(base: Path, **env):
             cluster.redis.close()
             cluster.engine.dispose()
         fake.stop()
+        if bouncer is not None:
+            bouncer.stop()
         stack.stop()
         if FIGURES:
             submitted = len(cluster.jobs) if cluster is not None else 0
