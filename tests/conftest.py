@@ -22,7 +22,7 @@ from tests import pgbouncer
 
 TEST_CATALOG_SIZE = 120  # demo items loaded once per session (12 per category)
 TEST_SECRET = "test-secret-key"
-JOB_TABLES = "search_job_events, notifications, search_jobs, images, api_clients, job_deletions"
+JOB_TABLES = "search_job_events, notifications, search_jobs, images, api_clients, job_deletions, scheduler_locks"
 
 
 @pytest.fixture(scope="session")

@@ -194,6 +194,15 @@ job_deletions = Table(
     Index("ix_job_deletions_deleted_at", "deleted_at"),
 )
 
+# One reconciler pass, one cleanup at a time across schedulers (searchjobs.models.locks).
+scheduler_locks = Table(
+    "scheduler_locks",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("holder", Text, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
 catalog_items = Table(
     "catalog_items",
     metadata,

@@ -10,7 +10,8 @@ Postgres here, every few seconds:
 - the cached views of rows changed since the last pass are re-written (version-checked),
   so a view whose write Redis refused is repaired within one pass;
 - SMS outbox rows that are due, or left `sending` by a killed sender, are enqueued.
-Several schedulers may run: a Postgres advisory lock lets one pass at a time work.
+Several schedulers may run: a lock row in Postgres (searchjobs.models.locks) lets one pass at a
+time work; it needs no session, so it holds through PgBouncer's transaction pooling.
 """
 
 from __future__ import annotations
@@ -27,14 +28,18 @@ from searchjobs import defaults, metrics
 from searchjobs.jobs.notify import STALE_SENDING_SECONDS
 from searchjobs.jobs.runtime import Runtime
 from searchjobs.models import jobs as job_queries
+from searchjobs.models import locks
 from searchjobs.models import notifications as outbox
-from searchjobs.models.db import STATEMENT_TIMEOUT_MS, is_outage
+from searchjobs.models.db import DB_ERRORS, STATEMENT_TIMEOUT_MS, is_outage
 from searchjobs.queue import REDIS_UNAVAILABLE, enqueue_notification, enqueue_searches, rq_job_id, waiting
 
 log = logging.getLogger(__name__)
 
-RECONCILE_LOCK = 727275  # advisory lock id: one reconciler pass at a time across schedulers
-CLEANUP_LOCK = 727276  # advisory lock id: one cleanup at a time
+RECONCILE_LOCK = "reconciler"  # lock row: one reconciler pass at a time across schedulers
+CLEANUP_LOCK = "cleanup"  # lock row: one cleanup at a time
+# a holder that died keeps its lock this long; a pass takes well under a second, a cleanup batch too
+RECONCILE_LOCK_SECONDS = 30
+CLEANUP_LOCK_SECONDS = 300  # renewed before every batch
 RECONCILE_BATCH = 1000  # pending jobs read per page of a reconciler pass
 REDIS_MARKER = "searchjobs:reconciler:marker"  # set by every pass; missing means Redis lost its data
 # a row's updated_at is its statement's start time, and no statement outlives the statement timeout: look
@@ -64,33 +69,38 @@ def reconcile(runtime: Runtime, *, expire: bool = True, state: ReconcilerState |
 
     `expire=False` skips the lease check (the scheduler does so for one lease
     period after a database outage, during which no worker could renew).
-    The advisory lock is held on an autocommit connection: no transaction stays
-    open across the pass's Redis calls.
+    The lock is a row, taken and released by single statements: no transaction
+    stays open across the pass's Redis calls.
     """
     report = PassReport()
     state = state if state is not None else ReconcilerState()
-    with runtime.db.connect() as lock_conn:
-        if not lock_conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": RECONCILE_LOCK}).scalar():
-            report.skipped = True
-            return report
-        try:
-            if expire:
-                report.expired = _expire_leases(runtime)
-            report.requeued = _enqueue_missing_pointers(runtime)
-            report.views_repaired = _refresh_changed_views(runtime, state)
-            report.notifications = _enqueue_due_notifications(runtime)
-        finally:
-            _unlock(lock_conn, RECONCILE_LOCK)
+    if not _lock(runtime, RECONCILE_LOCK, RECONCILE_LOCK_SECONDS):
+        report.skipped = True
+        return report
+    try:
+        if expire:
+            report.expired = _expire_leases(runtime)
+        report.requeued = _enqueue_missing_pointers(runtime)
+        report.views_repaired = _refresh_changed_views(runtime, state)
+        report.notifications = _enqueue_due_notifications(runtime)
+    finally:
+        _unlock(runtime, RECONCILE_LOCK)
     return report
 
 
-def _unlock(lock_conn: sa.Connection, key: int) -> None:
-    """Release a session advisory lock; a connection that could not release it is closed, never pooled."""
+def _lock(runtime: Runtime, name: str, seconds: float) -> bool:
+    with runtime.db.connect() as conn:
+        return locks.acquire(conn, name, runtime.worker_name, seconds)
+
+
+def _unlock(runtime: Runtime, name: str) -> None:
+    """Release the lock; if Postgres is unreachable the lease simply runs out."""
     try:
-        lock_conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-    except Exception:
-        lock_conn.invalidate()
-        raise
+        with runtime.db.connect() as conn:
+            locks.release(conn, name, runtime.worker_name)
+    except DB_ERRORS as exc:
+        if not is_outage(exc):
+            raise
 
 
 def _expire_leases(runtime: Runtime) -> int:
@@ -227,24 +237,24 @@ def cleanup(runtime: Runtime, *, retention_days: int | None = None, dry_run: boo
     if dry_run:
         report.jobs, report.images = int(counts["jobs"]), int(counts["images"])
         return report
-    with runtime.db.connect() as lock_conn:
-        if not lock_conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": CLEANUP_LOCK}).scalar():
-            return CleanupReport(skipped=True)
-        try:
-            while True:
-                started = time.perf_counter()
-                with runtime.engine.begin() as conn:
-                    row = conn.execute(_DELETE_BATCH, {"cutoff": cutoff, "batch": batch}).mappings().one()
-                report.longest_batch_ms = max(report.longest_batch_ms, (time.perf_counter() - started) * 1000)
-                if row["jobs"] == 0:
-                    break
-                report.batches += 1
-                report.jobs += row["jobs"]
-                report.images += row["images"]
-                for job_id, token_hash in zip(row["job_ids"], row["token_hashes"], strict=True):
-                    runtime.cache.delete(job_id, token_hash)
-        finally:
-            _unlock(lock_conn, CLEANUP_LOCK)
+    if not _lock(runtime, CLEANUP_LOCK, CLEANUP_LOCK_SECONDS):
+        return CleanupReport(skipped=True)
+    try:
+        while True:
+            started = time.perf_counter()
+            with runtime.engine.begin() as conn:
+                row = conn.execute(_DELETE_BATCH, {"cutoff": cutoff, "batch": batch}).mappings().one()
+            report.longest_batch_ms = max(report.longest_batch_ms, (time.perf_counter() - started) * 1000)
+            if row["jobs"] == 0:
+                break
+            report.batches += 1
+            report.jobs += row["jobs"]
+            report.images += row["images"]
+            for job_id, token_hash in zip(row["job_ids"], row["token_hashes"], strict=True):
+                runtime.cache.delete(job_id, token_hash)
+            _lock(runtime, CLEANUP_LOCK, CLEANUP_LOCK_SECONDS)  # still ours: extend it for the next batch
+    finally:
+        _unlock(runtime, CLEANUP_LOCK)
     with runtime.db.connect() as conn:
         job_queries.forget_deletions(conn, runtime.settings.cache_ttl + VIEW_REFRESH_OVERLAP.total_seconds())
     log.info("cleanup removed %d jobs in %d batches", report.jobs, report.batches)

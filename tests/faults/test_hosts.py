@@ -35,7 +35,7 @@ import requests
 from searchjobs.embedded import EmbeddedStack
 from tests.fake_twilio import FakeTwilio
 from tests.faults import hosts
-from tests.faults.test_faults import (
+from tests.faults.cluster import (
     FAST,
     LEASE,
     RECONCILE,

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from searchjobs.embedded import PG_SYSTEM_USER, EmbeddedPostgres, EmbeddedStack, _pg_bin, _run_as
 from searchjobs.models.db import normalise_url
 from tests.fake_twilio import FakeTwilio
-from tests.faults.test_faults import Cluster, record, wait_for
+from tests.faults.cluster import Cluster, record, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -80,7 +80,7 @@ def failover(tmp_path_factory):
         url = (f"postgresql://postgres@{primary.host}:{primary.port},{standby.host}:{standby.port}"
                "/searchjobs?target_session_attrs=read-write")
         (base / "logs").mkdir()
-        cluster = Cluster(stack, fake, base / "logs", database_url=url)
+        cluster = Cluster(stack, fake, base / "logs", DATABASE_URL=url)
         cluster.engine.dispose()
         cluster.engine = sa.create_engine(normalise_url(url), poolclass=sa.pool.NullPool)
         cluster.start("web", "--host", "127.0.0.1", "--port", str(cluster.port))

@@ -27,7 +27,7 @@ from searchjobs.embedded import EmbeddedPostgres, free_port
 from searchjobs.queue import connect
 from searchjobs.worker.scheduler import REDIS_MARKER
 from tests.fake_twilio import FakeTwilio
-from tests.faults.test_faults import WORKERS, Cluster, record, wait_for
+from tests.faults.cluster import WORKERS, Cluster, record, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 

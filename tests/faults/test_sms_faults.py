@@ -16,7 +16,7 @@ import requests
 
 from searchjobs.embedded import EmbeddedStack
 from tests.fake_twilio import FakeTwilio
-from tests.faults.test_faults import Cluster, record, wait_for
+from tests.faults.cluster import Cluster, record, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 

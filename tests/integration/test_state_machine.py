@@ -419,3 +419,15 @@ def test_the_lease_keeper_marks_a_lost_lease(client, runtime):
     finally:
         keeper.stopped.set()
         runtime.current_attempt = None
+
+
+def test_one_reconciler_pass_at_a_time_and_a_dead_holder_is_taken_over(runtime):
+    from searchjobs.models import locks
+    from searchjobs.worker.scheduler import RECONCILE_LOCK
+
+    with runtime.db.connect() as conn:
+        assert locks.acquire(conn, RECONCILE_LOCK, "other-scheduler", 30)
+    assert reconcile(runtime).skipped  # another scheduler's pass is running
+    sql(runtime, "UPDATE scheduler_locks SET expires_at = now() - interval '1 second'")  # ... and it died
+    assert not reconcile(runtime).skipped
+    assert sql(runtime, "SELECT count(*) FROM scheduler_locks").scalar() == 0  # released after the pass

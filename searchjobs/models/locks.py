@@ -1,0 +1,31 @@
+"""Named locks held as lease rows (`scheduler_locks`): one reconciler pass, one cleanup at a time.
+
+Each statement stands alone (autocommit, no session state), so the lock works through
+PgBouncer in transaction pooling, and no transaction stays open while the holder talks
+to Redis. A holder that dies keeps the lock only until its lease runs out.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+_ACQUIRE = sa.text(
+    """
+    INSERT INTO scheduler_locks (name, holder, expires_at)
+    VALUES (:name, :holder, now() + make_interval(secs => :seconds))
+    ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+     WHERE scheduler_locks.expires_at < now() OR scheduler_locks.holder = EXCLUDED.holder
+    RETURNING holder
+    """
+)
+
+_RELEASE = sa.text("DELETE FROM scheduler_locks WHERE name = :name AND holder = :holder")
+
+
+def acquire(conn: sa.Connection, name: str, holder: str, seconds: float) -> bool:
+    """Take (or extend) the lock for `seconds`; False if another holder's lease is still running."""
+    return conn.execute(_ACQUIRE, {"name": name, "holder": holder, "seconds": float(seconds)}).first() is not None
+
+
+def release(conn: sa.Connection, name: str, holder: str) -> None:
+    conn.execute(_RELEASE, {"name": name, "holder": holder})
