@@ -130,6 +130,22 @@ class Cluster:
         self.processes.append((kind, proc))
         return proc
 
+    def wait_serving(self, timeout: float = 30) -> None:
+        """Until the web answers /readyz with 200 (Postgres reachable)."""
+        def serving():
+            try:
+                return requests.get(f"{self.base}/readyz", timeout=1).status_code == 200
+            except requests.ConnectionError:
+                return False
+        wait_for(serving, timeout, "the web process")
+
+    def close(self) -> None:
+        """Stop every process and close the test's own clients (the servers are the fixture's)."""
+        self.stop_all()
+        self.http.close()
+        self.redis.close()
+        self.engine.dispose()
+
     def workers(self) -> list[subprocess.Popen]:
         return [p for kind, p in self.processes if kind == "worker" and p.poll() is None]
 
@@ -323,19 +339,11 @@ def running_cluster(base: Path, **env):
         cluster.keep_workers()
         cluster.start("scheduler")
 
-        def healthy():
-            try:
-                return requests.get(f"{cluster.base}/readyz", timeout=1).status_code == 200
-            except requests.ConnectionError:
-                return False
-        wait_for(healthy, 30, "the web process")
+        cluster.wait_serving()
         yield cluster
     finally:
         if cluster is not None:
-            cluster.stop_all()
-            cluster.http.close()
-            cluster.redis.close()
-            cluster.engine.dispose()
+            cluster.close()
         fake.stop()
         if bouncer is not None:
             bouncer.stop()

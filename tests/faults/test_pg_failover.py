@@ -87,19 +87,11 @@ def failover(tmp_path_factory):
         cluster.keep_workers(2)
         cluster.start("scheduler")
 
-        def healthy():
-            try:
-                return requests.get(f"{cluster.base}/readyz", timeout=1).status_code == 200
-            except requests.ConnectionError:
-                return False
-        wait_for(healthy, 30, "the web")
+        cluster.wait_serving()
         yield cluster, primary, standby
     finally:
         if cluster is not None:
-            cluster.stop_all()
-            cluster.http.close()
-            cluster.redis.close()
-            cluster.engine.dispose()
+            cluster.close()
         fake.stop()
         if standby is not None:
             standby.stop(mode="immediate")

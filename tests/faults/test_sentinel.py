@@ -22,7 +22,6 @@ from types import SimpleNamespace
 
 import pytest
 import redis
-import requests
 
 from searchjobs.embedded import EmbeddedPostgres, free_port
 from searchjobs.queue import connect
@@ -151,19 +150,11 @@ def sentinel_cluster(tmp_path_factory):
         cluster.keep_workers()
         cluster.start("scheduler")
 
-        def healthy():
-            try:
-                return requests.get(f"{cluster.base}/readyz", timeout=1).status_code == 200
-            except requests.ConnectionError:
-                return False
-        wait_for(healthy, 30, "the web process")
+        cluster.wait_serving()
         yield cluster, valkeys
     finally:
         if cluster is not None:
-            cluster.stop_all()
-            cluster.http.close()
-            cluster.redis.close()
-            cluster.engine.dispose()
+            cluster.close()
         fake.stop()
         valkeys.stop()
         postgres.stop()

@@ -12,7 +12,6 @@ import signal
 import time
 
 import pytest
-import requests
 
 from searchjobs.embedded import EmbeddedStack
 from tests.fake_twilio import FakeTwilio
@@ -49,19 +48,11 @@ def cluster(tmp_path_factory):
         cluster.start("web", "--host", "127.0.0.1", "--port", str(cluster.port))
         cluster.start("scheduler")
 
-        def healthy():
-            try:
-                return requests.get(f"{cluster.base}/readyz", timeout=1).status_code == 200
-            except requests.ConnectionError:
-                return False
-        wait_for(healthy, 30, "the web process")
+        cluster.wait_serving()
         yield cluster
     finally:
         if cluster is not None:
-            cluster.stop_all()
-            cluster.http.close()
-            cluster.redis.close()
-            cluster.engine.dispose()
+            cluster.close()
         fake.stop()
         stack.stop()
 
