@@ -12,10 +12,11 @@ Exactly one SMS per completed job, through crashes and provider faults, never gi
   Not found then: nothing sent can land any more, so sending is safe;
 - a look-up that fails proves nothing either: never a send, the look-up is retried with backoff, and
   after the deadline the row is parked (`unknown`, no next attempt) for an operator;
-- 401/403 (our credentials refused) pause sending: the row stays pending (or unknown), is tried again
-  every SEARCHJOBS_SMS_AUTH_RETRY_SECONDS, and its deadline moves on, so a pause loses nothing; this
-  process makes no request for the rest of that pause (one error line per pause says why);
-- other 4xx are permanent: recorded, never retried; the job stays completed;
+- 401, or Twilio code 20003 (our credentials refused), pauses sending: the row stays pending (or
+  unknown), is tried again every SEARCHJOBS_SMS_AUTH_RETRY_SECONDS, and its deadline moves on, so a
+  pause loses nothing; this process makes no request for the rest of that pause (one error line per
+  pause says why);
+- other 4xx (a 403 about one message or number included) are permanent: recorded, never retried; the job stays completed;
 - give-up is a deadline (`give_up_at`, SEARCHJOBS_SMS_GIVE_UP_HOURS after the job completed, within
   the retention period), not a number of tries: a send still failing then is `failed`.
 

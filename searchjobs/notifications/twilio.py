@@ -34,8 +34,10 @@ CLOCK_SKEW_MARGIN = timedelta(minutes=5)
 LOOKUP_PAGE_SIZE = 50
 #: upper bound on records scanned per lookup pass (a person rarely gets more SMS than this in the window)
 MAX_LOOKUP_RECORDS = 200
-#: HTTP statuses of a refused login (Twilio error 20003): bad, revoked or rotated credentials
-CREDENTIALS_REFUSED_STATUSES = (401, 403)
+#: HTTP status of a refused login: bad, revoked or rotated credentials
+HTTP_UNAUTHORIZED = 401
+#: Twilio's error code for a refused login ("Authenticate"), whatever the HTTP status it comes with
+TWILIO_AUTHENTICATE = 20003
 #: what Twilio prepends to every body sent from a trial account; a look-up must still recognise our message
 TRIAL_BODY_PREFIX = "Sent from your Twilio trial account - "
 
@@ -176,7 +178,7 @@ class TwilioSender:
                     "http_status": status,
                 },
             )
-            if status in CREDENTIALS_REFUSED_STATUSES:
+            if _credentials_refused_by(status, provider_code):
                 raise _credentials_refused(status, provider_code) from exc
             raise UnknownOutcomeError(
                 "Could not look the SMS up at Twilio; whether it was sent is still unknown.",
@@ -208,6 +210,15 @@ def _same_body(stored: str, body_sha256: str) -> bool:
     return sha256_of(stored) == body_sha256 or (
         stored.startswith(TRIAL_BODY_PREFIX) and sha256_of(stored.removeprefix(TRIAL_BODY_PREFIX)) == body_sha256
     )
+
+
+def _credentials_refused_by(status: int | None, provider_code: int | None) -> bool:
+    """True for a refused login (401, or Twilio code 20003), which pauses every send.
+
+    Not any 403: Twilio also answers 403 about one message or number (a region or a sender not
+    enabled for it), and that must fail that message only, not pause the whole outbox.
+    """
+    return status == HTTP_UNAUTHORIZED or provider_code == TWILIO_AUTHENTICATE
 
 
 def _credentials_refused(status: int, provider_code: int | None) -> CredentialsRejectedError:
@@ -278,7 +289,7 @@ def _classify_send_error(exc: Exception) -> SendError:
         return UnknownOutcomeError("Unexpected answer from Twilio; the SMS may have been sent.")
     # our own text: Twilio's message can contain the phone number
     detail = f"HTTP {status}, Twilio code {provider_code}"
-    if status in CREDENTIALS_REFUSED_STATUSES:
+    if _credentials_refused_by(status, provider_code):
         # the login was refused before anything was looked at: not the message's fault, nothing created
         return _credentials_refused(status, provider_code)
     if status == HTTP_TOO_MANY_REQUESTS:

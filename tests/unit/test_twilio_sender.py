@@ -245,6 +245,19 @@ def test_refused_credentials_are_their_own_error(fake, sender, status):
     assert fake.messages == []
 
 
+def test_a_message_specific_403_fails_that_message_and_pauses_nothing(fake, sender):
+    """Only 401 or code 20003 is a refused login; a 403 about one message is that message's rejection."""
+    fake.script(("error", 403, 21408))
+    with pytest.raises(PermanentSendError) as info:
+        sender.send(TO, BODY)
+    assert not isinstance(info.value, CredentialsRejectedError)
+    assert (info.value.http_status, info.value.provider_code) == (403, 21408)
+    fake.script(("error", 401, 20005))  # any 401 is a refused login, whatever its code
+    with pytest.raises(CredentialsRejectedError):
+        sender.send(TO, BODY)
+    assert fake.messages == []
+
+
 def test_wrong_auth_token_is_refused_credentials_for_send_and_lookup(fake):
     sender = TwilioSender(fake.account_sid, "wrong", from_number=FROM, api_base_url=fake.base_url)
     with pytest.raises(CredentialsRejectedError) as info:
