@@ -95,15 +95,20 @@ def mark_sending(conn: sa.Connection, notification_id: int, attempt: int, body_s
 def mark_sent(conn: sa.Connection, notification_id: int, provider: str, sid: str, provider_status: str) -> None:
     """Record the provider's message, and a `notified` event on the job's activity log.
 
+    The row's status follows the provider's: a message adopted by a look-up may already be
+    `delivered`, `undelivered` or `failed` there (its delivery report came while we did not know
+    its sid); anything else is `sent`.
     Not fenced by attempt: any claim's sid is the truth about what was sent (a sender presumed dead
     whose answer came late may record it while the row waits, `unknown`, for its look-up).
     """
+    status = TERMINAL_PROVIDER_STATUSES.get(provider_status, "sent")
     conn.execute(
         sa.text(
             """
             WITH n AS (
-                UPDATE notifications SET status = 'sent', provider = :provider, provider_sid = :sid,
+                UPDATE notifications SET status = :status, provider = :provider, provider_sid = :sid,
                        provider_status = :pstatus, sent_at = coalesce(sent_at, now()), updated_at = now(),
+                       delivered_at = CASE WHEN :status = 'delivered' THEN now() ELSE delivered_at END,
                        next_attempt_at = NULL, last_error_code = NULL, last_error_message = NULL
                  WHERE id = :id AND status IN ('sending', 'unknown')
                 RETURNING job_id, channel
@@ -114,7 +119,7 @@ def mark_sent(conn: sa.Connection, notification_id: int, provider: str, sid: str
               FROM n JOIN search_jobs j ON j.job_id = n.job_id
             """
         ),
-        {"id": notification_id, "provider": provider, "sid": sid, "pstatus": provider_status},
+        {"id": notification_id, "status": status, "provider": provider, "sid": sid, "pstatus": provider_status},
     )
 
 

@@ -782,6 +782,28 @@ def test_an_unknown_outcome_is_looked_up_even_past_the_deadline(client, sms_runt
     assert len(fake_twilio.messages) == 1
 
 
+@pytest.mark.parametrize("provider_status", ["delivered", "undelivered", "failed"])
+def test_an_adopted_message_keeps_the_providers_final_status(client, sms_runtime, run_jobs, fake_twilio,
+                                                              provider_status):
+    """Its delivery report came while we did not know the sid (dropped as an unknown sid): the look-up
+    that adopts it must not record a delivered or failed message as merely `sent`."""
+    job_id, _ = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    fake_twilio.script("timeout_after_create")
+    assert notify.send(notification_id) == "unknown"
+    with fake_twilio._lock:
+        fake_twilio._messages[0]["status"] = provider_status
+    make_due(sms_runtime, notification_id)
+    assert notify.send(notification_id) == "adopted"
+    row = the_row(sms_runtime, job_id)
+    assert row["status"] == provider_status and row["provider_status"] == provider_status
+    assert (row["delivered_at"] is not None) == (provider_status == "delivered")
+    assert row["provider_sid"] == fake_twilio.messages[0]["sid"] and len(posts(fake_twilio)) == 1
+    # a late report of an earlier stage changes nothing
+    assert post_callback(client, callback_params(row["provider_sid"], "sent")).get_json() == {"recorded": False}
+    assert the_row(sms_runtime, job_id)["status"] == provider_status
+
+
 # -- the look-up matches the exact body sent, whatever the settings now -----------------------------------
 
 
