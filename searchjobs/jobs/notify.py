@@ -98,37 +98,52 @@ class _Try:
                         "attempt": self.attempt}
 
     def run(self) -> str:
-        row, settings = self.row, self.runtime.settings
-        token = links.result_token(settings.secret_key, row["job_id"])
+        settings = self.runtime.settings
+        token = links.result_token(settings.secret_key, self.row["job_id"])
         link = links.result_url(settings.public_base_url, token)
-        body = row["body"].replace(links.LINK_PLACEHOLDER, link)
+        body = self.row["body"].replace(links.LINK_PLACEHOLDER, link)
+        outcome = self._settle_earlier_request(body)
+        if outcome is not None:
+            return outcome
+        return self._send_now(token, link, body)
 
+    def _settle_earlier_request(self, body: str) -> str | None:
+        """If an earlier request may have reached the provider, look it up first.
+
+        Returns this try's outcome (waiting, paused, adopted, or a failed look-up), or None when nothing
+        earlier can have landed: no earlier request, or a conclusive "not found".
+        """
+        row = self.row
         last_send = row["last_send_at"] or (row["first_attempt_at"] if row["previous_status"] == "unknown" else None)
-        if row["previous_status"] in ("unknown", "sending") and last_send is not None:
-            # an earlier request may have reached the provider
-            lookup_at = last_send + timedelta(seconds=lookup_wait(self.runtime))
-            if self.now < lookup_at:
-                return self._wait_for_lookup(lookup_at)
-            if self._refused():
-                return self._pause("unknown", None)
-            try:
-                # the hash of what was sent then (SECRET_KEY or PUBLIC_BASE_URL may have changed since)
-                found = self.sender.find_sent(row["to_number"], row["first_attempt_at"],
-                                              row["body_sha256"] or body_sha256(body))
-            except CredentialsRejectedError as exc:
-                return self._pause("unknown", exc)
-            except SendError as exc:
-                return self._lookup_failed(exc)
-            if found is not None:
-                with self.runtime.db.connect() as conn:
-                    outbox.mark_sent(conn, self.id, self.sender.name, found.sid, found.status)
-                log.info("SMS found at the provider; adopted instead of sending again",
-                         extra={**self.context, "sid": found.sid})
-                metrics.SMS_SENDS.labels("adopted").inc()
-                return "adopted"
-            # conclusive: no earlier request landed, and none can land any more
+        if row["previous_status"] not in ("unknown", "sending") or last_send is None:
+            return None
+        lookup_at = last_send + timedelta(seconds=lookup_wait(self.runtime))
+        if self.now < lookup_at:
+            return self._wait_for_lookup(lookup_at)
+        if self._refused():
+            return self._pause("unknown", None)
+        try:
+            # the hash of what was sent then (SECRET_KEY or PUBLIC_BASE_URL may have changed since)
+            found = self.sender.find_sent(row["to_number"], row["first_attempt_at"],
+                                          row["body_sha256"] or body_sha256(body))
+        except CredentialsRejectedError as exc:
+            return self._pause("unknown", exc)
+        except SendError as exc:
+            return self._lookup_failed(exc)
+        if found is None:
+            return None  # conclusive: no earlier request landed, and none can land any more
+        with self.runtime.db.connect() as conn:
+            outbox.mark_sent(conn, self.id, self.sender.name, found.sid, found.status)
+        log.info("SMS found at the provider; adopted instead of sending again",
+                 extra={**self.context, "sid": found.sid})
+        metrics.SMS_SENDS.labels("adopted").inc()
+        return "adopted"
 
-        # no deadline check here: a row is given up after a try that failed, never without one
+    def _send_now(self, token: str, link: str, body: str) -> str:
+        """Nothing sent earlier can land: send, unless the link would not open or sending is paused."""
+        row = self.row
+        # Past the job's retention the link no longer opens: give up without a try. (The deadline,
+        # give_up_at, is different: it is checked only after a try that failed, never instead of one.)
         if self.now >= row["retention_ends_at"]:
             return self._give_up(None, "the job's retention period is over: its result link no longer opens",
                                  code="sms_link_expired")
