@@ -102,12 +102,12 @@ class _Try:
         token = links.result_token(settings.secret_key, self.row["job_id"])
         link = links.result_url(settings.public_base_url, token)
         body = self.row["body"].replace(links.LINK_PLACEHOLDER, link)
-        outcome = self._settle_earlier_request(body)
+        outcome = self._settle_earlier_request(token, body)
         if outcome is not None:
             return outcome
         return self._send_now(token, link, body)
 
-    def _settle_earlier_request(self, body: str) -> str | None:
+    def _settle_earlier_request(self, token: str, body: str) -> str | None:
         """If an earlier request may have reached the provider, look it up first.
 
         Returns this try's outcome (waiting, paused, adopted, or a failed look-up), or None when nothing
@@ -123,9 +123,12 @@ class _Try:
         if self._refused():
             return self._pause("unknown", None)
         try:
-            # the hash of what was sent then (SECRET_KEY or PUBLIC_BASE_URL may have changed since)
+            # the job's token, which any earlier request carried (a link it did not sign is never sent),
+            # whatever the provider did to the rest of the body and whatever PUBLIC_BASE_URL was then;
+            # and the hash of the exact body sent then, or of the body as built now for rows that lack it
             found = self.sender.find_sent(row["to_number"], row["first_attempt_at"],
-                                          row["body_sha256"] or body_sha256(body))
+                                          row["body_sha256"] or body_sha256(body),
+                                          token_hash=row["result_token_hash"] or links.token_hash(token))
         except CredentialsRejectedError as exc:
             return self._pause("unknown", exc)
         except SendError as exc:

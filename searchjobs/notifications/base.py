@@ -56,6 +56,10 @@ class UnknownOutcomeError(SendError):
     code = "sms_send_unknown_outcome"
 
 
+#: error code of a look-up that found a message whose link cannot be read (a shortened link)
+LINK_UNREADABLE = "sms_link_unreadable"
+
+
 class CredentialsRejectedError(SendError):
     """The provider refused our credentials (bad or rotated); nothing was sent or looked up.
 
@@ -75,10 +79,15 @@ class Sender(Protocol):
         """Send `body` to the E.164 number `to`; raise a SendError subclass on failure."""
         ...
 
-    def find_sent(self, to: str, since: datetime, body_sha256: str) -> SentMessage | None:
-        """Look up at the provider a message to `to` created since `since` whose body hashes to `body_sha256`.
+    def find_sent(self, to: str, since: datetime, body_sha256: str | None, *,
+                  token_hash: str | None = None) -> SentMessage | None:
+        """Look up at the provider a message to `to`, created since `since`, that we sent.
 
+        Ours: a body hashing to `body_sha256`, or (given `token_hash`) a body whose result link carries
+        the token of that hash, however the provider rewrote the rest (messages.match_sent_body).
         None means the provider holds no such message. A failed look-up raises (UnknownOutcomeError, or
-        CredentialsRejectedError): it proves nothing either way.
+        CredentialsRejectedError): it proves nothing either way. So does a message to `to` with a link
+        that shows no result token (a shortened link, which may be ours): UnknownOutcomeError with code
+        LINK_UNREADABLE.
         """
         ...

@@ -7,8 +7,7 @@ import uuid
 from datetime import UTC, datetime
 
 from searchjobs.notifications.base import SentMessage
-from searchjobs.notifications.messages import body_sha256 as sha256_of
-from searchjobs.notifications.messages import mask_links_in
+from searchjobs.notifications.messages import MATCHED, mask_links_in, match_sent_body
 from searchjobs.notifications.phone import mask
 
 logger = logging.getLogger(__name__)
@@ -50,12 +49,15 @@ class ConsoleSender:
         self._print_box(mask(to), body)
         return message
 
-    def find_sent(self, to: str, since: datetime, body_sha256: str) -> SentMessage | None:
+    def find_sent(self, to: str, since: datetime, body_sha256: str | None, *,
+                  token_hash: str | None = None) -> SentMessage | None:
         since_utc = since.replace(tzinfo=UTC) if since.tzinfo is None else since
         with self._lock:
             candidates = list(self._sent)
         for message in reversed(candidates):
-            if message.to == to and message.date_created >= since_utc and sha256_of(message.body) == body_sha256:
+            if message.to != to or message.date_created < since_utc:
+                continue
+            if match_sent_body(message.body, body_sha256=body_sha256, token_hash=token_hash) == MATCHED:
                 return message
         return None
 

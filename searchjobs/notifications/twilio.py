@@ -14,6 +14,7 @@ from urllib3.exceptions import NewConnectionError
 
 from searchjobs.errors import ConfigError
 from searchjobs.notifications.base import (
+    LINK_UNREADABLE,
     CredentialsRejectedError,
     PermanentSendError,
     RetryableSendError,
@@ -21,7 +22,7 @@ from searchjobs.notifications.base import (
     SentMessage,
     UnknownOutcomeError,
 )
-from searchjobs.notifications.messages import body_sha256 as sha256_of
+from searchjobs.notifications.messages import MATCHED, UNREADABLE, match_sent_body
 from searchjobs.notifications.phone import mask
 
 logger = logging.getLogger(__name__)
@@ -158,14 +159,16 @@ class TwilioSender:
         )
         return sent
 
-    def find_sent(self, to: str, since: datetime, body_sha256: str) -> SentMessage | None:
+    def find_sent(self, to: str, since: datetime, body_sha256: str | None, *,
+                  token_hash: str | None = None) -> SentMessage | None:
         cutoff = _as_utc(since) - CLOCK_SKEW_MARGIN
         try:
             # pass 1: the documented date filter (applies to date_sent)
-            found = self._scan(to, cutoff, body_sha256, date_sent_after=cutoff)
+            found, unreadable = self._scan(to, cutoff, body_sha256, token_hash, date_sent_after=cutoff)
             if found is None:
                 # pass 2: a message still queued/accepted has no date_sent yet, so the filter hides it
-                found = self._scan(to, cutoff, body_sha256)
+                found, unreadable_queued = self._scan(to, cutoff, body_sha256, token_hash)
+                unreadable = unreadable or unreadable_queued
         except (TwilioException, requests.RequestException, ValueError) as exc:
             # a failed lookup proves nothing about the original message, so this is never "retryable"
             status, provider_code = _status_and_code(exc)
@@ -186,30 +189,49 @@ class TwilioSender:
                 http_status=status,
             ) from exc
 
+        if found is None and unreadable is not None:
+            logger.warning(
+                "sms lookup inconclusive: a message to this number has a link without a result token",
+                extra={"provider": self.name, "to": mask(to), "sid": unreadable.sid},
+            )
+            raise UnknownOutcomeError(
+                f"Twilio holds a message to this number ({unreadable.sid}) whose link shows no result "
+                "token (link shortening on?); it may be ours, so whether the SMS was sent is unknown.",
+                code=LINK_UNREADABLE,
+            )
         logger.info(
             "sms lookup done",
             extra={"provider": self.name, "to": mask(to), "sid": found.sid if found else None},
         )
         return found
 
-    def _scan(self, to: str, cutoff: datetime, body_sha256: str, **filters) -> SentMessage | None:
+    def _scan(
+        self, to: str, cutoff: datetime, body_sha256: str | None, token_hash: str | None, **filters
+    ) -> tuple[SentMessage | None, SentMessage | None]:
+        """(our message, or None; a message that may be ours but cannot tell, or None)."""
         records = self._client.messages.stream(
             to=to, page_size=LOOKUP_PAGE_SIZE, limit=MAX_LOOKUP_RECORDS, **filters
         )
+        unreadable = None
         for record in records:
             created = record.date_created
             if created is not None and created < cutoff:
                 continue
-            if _same_body(record.body or "", body_sha256):
-                return _to_sent_message(record)
-        return None
+            verdict = _match(record.body or "", body_sha256, token_hash)
+            if verdict == MATCHED:
+                return _to_sent_message(record), None
+            if verdict == UNREADABLE and unreadable is None:
+                unreadable = _to_sent_message(record)
+        return None, unreadable
 
 
-def _same_body(stored: str, body_sha256: str) -> bool:
-    """True if the provider's copy of a body is the text whose hash we kept (trial accounts prefix it)."""
-    return sha256_of(stored) == body_sha256 or (
-        stored.startswith(TRIAL_BODY_PREFIX) and sha256_of(stored.removeprefix(TRIAL_BODY_PREFIX)) == body_sha256
-    )
+def _match(stored: str, body_sha256: str | None, token_hash: str | None) -> str | None:
+    """match_sent_body, also for the provider's copy of a body from a trial account (prefixed by Twilio)."""
+    verdict = match_sent_body(stored, body_sha256=body_sha256, token_hash=token_hash)
+    if verdict != MATCHED and stored.startswith(TRIAL_BODY_PREFIX):
+        trimmed = stored.removeprefix(TRIAL_BODY_PREFIX)
+        verdict = match_sent_body(trimmed, body_sha256=body_sha256, token_hash=token_hash) or verdict
+    return verdict
 
 
 def _credentials_refused_by(status: int | None, provider_code: int | None) -> bool:

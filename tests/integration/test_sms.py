@@ -822,6 +822,60 @@ def test_changed_settings_cannot_make_a_resend_look_new(client, sms_runtime, run
     assert the_row(sms_runtime, job_id)["provider_sid"] == message["sid"]
 
 
+@pytest.mark.parametrize(
+    "rewrite",
+    [lambda body: body + " ", lambda body: body.replace(":", "\uff1a", 1)],
+    ids=["trailing-space", "unicode"],
+)
+def test_a_message_the_provider_stored_differently_is_found_by_its_link_token(client, sms_runtime, run_jobs,
+                                                                              fake_twilio, rewrite):
+    """The provider's copy of the body is not byte for byte what we sent: its result token still is ours."""
+    job_id, _ = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    fake_twilio.script("timeout_after_create")
+    assert notify.send(notification_id) == "unknown"
+    with fake_twilio._lock:
+        fake_twilio._messages[0]["body"] = rewrite(fake_twilio._messages[0]["body"])
+    make_due(sms_runtime, notification_id)
+    assert notify.send(notification_id) == "adopted"
+    assert the_row(sms_runtime, job_id)["provider_sid"] == fake_twilio.messages[0]["sid"]
+    assert len(posts(fake_twilio)) == 1
+
+
+def test_a_row_without_a_body_hash_is_found_after_a_base_url_change(client, sms_runtime, run_jobs, fake_twilio):
+    """Rows written before body_sha256 existed: the body as built now differs, the token does not."""
+    job_id, _ = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    fake_twilio.script("timeout_after_create")
+    assert notify.send(notification_id) == "unknown"
+    with sms_runtime.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE notifications SET body_sha256 = NULL WHERE id = :id"), {"id": notification_id})
+    with_settings(sms_runtime, public_base_url="http://new.example")
+    make_due(sms_runtime, notification_id)
+    assert notify.send(notification_id) == "adopted"
+    assert len(posts(fake_twilio)) == 1
+
+
+def test_a_shortened_link_at_the_provider_is_never_sent_again(client, sms_runtime, run_jobs, fake_twilio):
+    """Link shortening (a Messaging Service setting) hides the token: the look-up cannot tell, so it is
+    inconclusive, never "not found"; at the deadline the row is parked for an operator."""
+    job_id, _ = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    fake_twilio.script("timeout_after_create")
+    assert notify.send(notification_id) == "unknown"
+    with fake_twilio._lock:
+        fake_twilio._messages[0]["body"] = "Your search results are ready: https://sj.lnk/4bXz9"
+    for _ in range(2):
+        make_due(sms_runtime, notification_id)
+        assert notify.send(notification_id) == "unknown"
+        row = the_row(sms_runtime, job_id)
+        assert row["status"] == "unknown" and row["last_error_code"] == "sms_link_unreadable"
+    time_passes(sms_runtime, notification_id, 25 * 3600)
+    assert notify.send(notification_id) == "parked"
+    assert outbox.is_parked(the_row(sms_runtime, job_id))
+    assert len(posts(fake_twilio)) == 1 and len(fake_twilio.messages) == 1
+
+
 def test_a_legit_resend_after_a_base_url_change_sends_the_current_link(client, sms_runtime, run_jobs,
                                                                        fake_twilio):
     job_id, token = completed_job(client, sms_runtime, run_jobs)
