@@ -56,6 +56,16 @@ class UnknownOutcomeError(SendError):
     code = "sms_send_unknown_outcome"
 
 
+class SendNotStartedError(SendError):
+    """The request was never made: it would have started later than the caller allowed (`start_by`).
+
+    Nothing was sent by it. The caller had recorded when the send could still land, counting from a
+    prompt start; a process that stalled past that (a freeze, a GC pause) must not send.
+    """
+
+    code = "sms_send_not_started"
+
+
 #: error code of a look-up that found a message whose link cannot be read (a shortened link)
 LINK_UNREADABLE = "sms_link_unreadable"
 
@@ -74,9 +84,16 @@ class Sender(Protocol):
     """An SMS provider."""
 
     name: str
+    #: longest a request can take from its start until we stop listening (connect + read timeouts)
+    max_request_seconds: float
 
-    def send(self, to: str, body: str, status_callback: str | None = None) -> SentMessage:
-        """Send `body` to the E.164 number `to`; raise a SendError subclass on failure."""
+    def send(self, to: str, body: str, status_callback: str | None = None, *,
+             start_by: float | None = None) -> SentMessage:
+        """Send `body` to the E.164 number `to`; raise a SendError subclass on failure.
+
+        `start_by`: a time.monotonic() reading; if the request would start after it, none is made
+        (SendNotStartedError).
+        """
         ...
 
     def find_sent(self, to: str, since: datetime, body_sha256: str | None, *,

@@ -3,10 +3,11 @@
 import logging
 import sys
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 
-from searchjobs.notifications.base import SentMessage
+from searchjobs.notifications.base import SendNotStartedError, SentMessage
 from searchjobs.notifications.messages import MATCHED, mask_links_in, match_sent_body
 from searchjobs.notifications.phone import mask
 
@@ -22,6 +23,7 @@ class ConsoleSender:
     """Shows each SMS on stderr instead of sending it; remembers what this process "sent"."""
 
     name = "console"
+    max_request_seconds = 0.0  # no request: shown at once
 
     def __init__(self, stream=None):
         # None means "sys.stderr at print time", so pytest's capsys and redirections work
@@ -29,7 +31,10 @@ class ConsoleSender:
         self._lock = threading.Lock()
         self._sent: list[SentMessage] = []
 
-    def send(self, to: str, body: str, status_callback: str | None = None) -> SentMessage:
+    def send(self, to: str, body: str, status_callback: str | None = None, *,
+             start_by: float | None = None) -> SentMessage:
+        if start_by is not None and time.monotonic() > start_by:
+            raise SendNotStartedError()
         message = SentMessage(
             sid=f"console-{uuid.uuid4().hex}",
             status=SENT_STATUS,

@@ -3,6 +3,8 @@
 import json
 import logging
 import socket
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,6 +21,7 @@ from searchjobs.notifications.base import (
     PermanentSendError,
     RetryableSendError,
     SendError,
+    SendNotStartedError,
     SentMessage,
     UnknownOutcomeError,
 )
@@ -53,6 +56,11 @@ class _RoutedHttpClient(TwilioHttpClient):
         # pool_connections keeps one requests.Session; its adapters do not retry (a retried POST could double-send)
         super().__init__(pool_connections=True, timeout=timeout)
         self._base = urlsplit(base_url) if base_url else None
+        self._start_by = threading.local()  # per thread: the sender is shared by a process's threads
+
+    def start_by(self, deadline: float | None) -> None:
+        """Make the next requests of this thread only if they start by `deadline` (time.monotonic())."""
+        self._start_by.deadline = deadline
 
     def request(
         self,
@@ -65,6 +73,13 @@ class _RoutedHttpClient(TwilioHttpClient):
         timeout=None,
         allow_redirects=False,
     ):
+        deadline = getattr(self._start_by, "deadline", None)
+        # the last moment before the request: after it, only DNS, connect and the write itself
+        if deadline is not None and time.monotonic() > deadline:
+            raise SendNotStartedError(
+                f"not sent: the request would have started {time.monotonic() - deadline:.1f}s past its "
+                "start-by time (this process stalled after recording the send)"
+            )
         if self._base is not None:
             original = urlsplit(url)
             # keep the API path and query, swap scheme and host (and prepend any base path)
@@ -121,13 +136,15 @@ class TwilioSender:
         self._from_number = from_number
         self._messaging_service_sid = messaging_service_sid
         self.timeout = float(timeout)
-        self._client = Client(
-            account_sid,
-            auth_token,
-            http_client=_RoutedHttpClient(api_base_url, self.timeout),
-        )
+        # requests applies one timeout number to the connect and, again, to each read of the answer
+        # (TwilioHttpClient passes ours as `timeout=`): a request gives up connect + read after it starts
+        self.connect_timeout = self.read_timeout = self.timeout
+        self.max_request_seconds = self.connect_timeout + self.read_timeout
+        self._http = _RoutedHttpClient(api_base_url, self.timeout)
+        self._client = Client(account_sid, auth_token, http_client=self._http)
 
-    def send(self, to: str, body: str, status_callback: str | None = None) -> SentMessage:
+    def send(self, to: str, body: str, status_callback: str | None = None, *,
+             start_by: float | None = None) -> SentMessage:
         params = {"to": to, "body": body}
         if self._from_number:
             params["from_"] = self._from_number
@@ -136,8 +153,12 @@ class TwilioSender:
         if status_callback:
             params["status_callback"] = status_callback
 
+        self._http.start_by(start_by)
         try:
             message = self._client.messages.create(**params)
+        except SendNotStartedError:
+            logger.warning("sms not sent: started too late", extra={"provider": self.name, "to": mask(to)})
+            raise
         except (TwilioException, requests.RequestException, ValueError) as exc:
             error = _classify_send_error(exc)
             logger.warning(
@@ -151,6 +172,8 @@ class TwilioSender:
                 },
             )
             raise error from exc
+        finally:
+            self._http.start_by(None)  # look-ups and later sends are not bound by it
 
         sent = _to_sent_message(message)
         logger.info(
