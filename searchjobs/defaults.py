@@ -37,7 +37,8 @@ RETENTION_DAYS = 7  # jobs older than this are deleted (SEARCHJOBS_RETENTION_DAY
 PENDING_GRACE_SECONDS = 10  # a pending job younger than this may still be on its way into Redis
 
 # -- SMS ------------------------------------------------------------------
-SMS_LOOKUP_MARGIN = 60.0  # seconds; a look-up is conclusive only TWILIO_TIMEOUT + this after the last send started
+SMS_LOOKUP_MARGIN = 60.0  # seconds the provider may take to create a message it received (look-ups wait for it)
+SMS_SEND_START_GRACE = 3.0  # seconds; a create request not started this long after its send was recorded is not made
 SMS_GIVE_UP_HOURS = 24.0  # an SMS still not sent this long after its job completed is given up (unknown: parked)
 SMS_AUTH_RETRY_SECONDS = 60.0  # while the provider refuses our credentials, a paused SMS is tried again this often
 

@@ -1,21 +1,35 @@
 """The SMS send: what a worker runs for `searchjobs.jobs.notify.send(notification_id)`.
 
 Exactly one SMS per completed job, through crashes and provider faults, never given up too early:
-- the outbox row is claimed atomically (pending -> sending), so two senders never overlap; the time
-  each create request starts, and the sha256 of the exact body, are committed before it goes out;
+- the outbox row is claimed atomically (pending -> sending). A claim is a lease: one older than
+  STALE_SENDING_SECONDS is taken over, and a sender frozen that long (SIGSTOP, a GC pause) may still
+  wake up holding its old claim. Every write of a try is fenced by its claim number; the request
+  itself cannot be, so it is bounded in time instead. Before each create request the time it starts,
+  `may_land_until` (when it can no longer land, by this process's timeouts) and the sha256 of the
+  exact body are committed; the request is then made only if it starts within SEND_START_GRACE of
+  that (a monotonic reading taken before the commit), else the row goes back `unknown` unsent;
 - 429 and connection refused mean "not sent": retried with backoff and jitter;
 - a 5xx, a timeout or a dropped connection leave the outcome unknown, and so does a sender killed
-  mid-send (its row stays `sending` until re-claimed after STALE_SENDING_SECONDS). The next try looks
-  the message up at the provider (messages to that number since the first try, whose body has the
-  stored hash), but only once TWILIO_TIMEOUT + SEARCHJOBS_SMS_LOOKUP_MARGIN have passed since the last
-  request started: before that the request may still land, and "not found" proves nothing. Found: adopted.
-  Not found then: nothing sent can land any more, so sending is safe;
+  mid-send (its row stays `sending` until re-claimed). The next try looks the message up at the
+  provider (messages to that number since the first try whose result link carries the job's token),
+  but only once the last request can no longer land: after `may_land_until`, and after last_send_at +
+  SEND_START_GRACE + connect and read timeouts + SEARCHJOBS_SMS_LOOKUP_MARGIN by this process's
+  settings; after a failed request, also not before the failure + timeouts + margin (the request may
+  have started late). Before that "not found" proves nothing. Found: adopted. Not found then:
+  nothing sent can land any more, so sending is safe. What remains (Twilio has no idempotency key):
+  a sender that passes its start check and then stalls before its socket write (a freeze in those
+  few lines of Python, or DNS, which no timeout bounds) for longer than read timeout + margin (70 s
+  by default), while its row is re-claimed and looked up, sends a second SMS; so does a provider
+  that creates a received message later than the margin;
+- a message with a link that shows no token (link shortening) makes the look-up inconclusive;
 - a look-up that fails proves nothing either: never a send, the look-up is retried with backoff, and
   after the deadline the row is parked (`unknown`, no next attempt) for an operator;
-- 401/403 (our credentials refused) pause sending: the row stays pending (or unknown), is tried again
-  every SEARCHJOBS_SMS_AUTH_RETRY_SECONDS, and its deadline moves on, so a pause loses nothing; this
-  process makes no request for the rest of that pause (one error line per pause says why);
-- other 4xx are permanent: recorded, never retried; the job stays completed;
+- 401, or Twilio code 20003 (our credentials refused), pauses sending: the row stays pending (or
+  unknown), is tried again every SEARCHJOBS_SMS_AUTH_RETRY_SECONDS, and its deadline moves on, so a
+  pause loses nothing; this process makes no request for the rest of that pause (one error line per
+  pause says why);
+- other 4xx (a 403 about one message or number included) are permanent: recorded, never retried;
+  the job stays completed;
 - give-up is a deadline (`give_up_at`, SEARCHJOBS_SMS_GIVE_UP_HOURS after the job completed, within
   the retention period), not a number of tries: a send still failing then is `failed`.
 
@@ -33,7 +47,7 @@ import time
 import weakref
 from datetime import datetime, timedelta
 
-from searchjobs import metrics
+from searchjobs import defaults, metrics
 from searchjobs.jobs import links
 from searchjobs.jobs.lifecycle import backoff_delay
 from searchjobs.jobs.runtime import Runtime, get_runtime
@@ -44,6 +58,7 @@ from searchjobs.notifications.base import (
     RetryableSendError,
     Sender,
     SendError,
+    SendNotStartedError,
     UnknownOutcomeError,
 )
 from searchjobs.notifications.messages import body_sha256, mask_link
@@ -55,6 +70,7 @@ STALE_SENDING_SECONDS = 120  # a row `sending` for longer than this was left by 
 SMS_BACKOFF_BASE = 5.0  # seconds; first retry delay, doubled each time, with jitter
 SMS_BACKOFF_MAX = 600.0  # seconds; cap on one retry delay
 LINK_MISMATCH = "sms_link_mismatch"  # error code: this process's SECRET_KEY did not sign the job's link
+SEND_START_GRACE = defaults.SMS_SEND_START_GRACE  # seconds from recording a send to its request's latest start
 
 # sender -> (monotonic time until which this process sends nothing with it, the provider's refusal)
 _refused_until: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -65,10 +81,21 @@ def status_callback_url(runtime: Runtime) -> str:
     return f"{runtime.settings.public_base_url}/webhooks/twilio/status"
 
 
-def lookup_wait(runtime: Runtime) -> float:
-    """Seconds after a send request started until a look-up for it is conclusive (it can no longer land)."""
-    settings = runtime.settings
-    return settings.twilio_timeout + settings.sms_lookup_margin
+def lookup_wait(sender: Sender, settings) -> float:
+    """Seconds after a request started (or was given up on) until it can no longer land at the provider.
+
+    The sender's connect and read timeouts (requests applies TWILIO_TIMEOUT to each: a request can
+    last twice that), then SEARCHJOBS_SMS_LOOKUP_MARGIN for the provider to create what it received.
+    """
+    return sender.max_request_seconds + settings.sms_lookup_margin
+
+
+def settle_seconds(sender: Sender, settings) -> float:
+    """Seconds after a send is recorded (`mark_sending`) until its request can no longer land.
+
+    The request starts within SEND_START_GRACE of the recording, or is not made at all.
+    """
+    return SEND_START_GRACE + lookup_wait(sender, settings)
 
 
 def send(notification_id: int) -> str:
@@ -97,37 +124,58 @@ class _Try:
                         "attempt": self.attempt}
 
     def run(self) -> str:
-        row, settings = self.row, self.runtime.settings
-        token = links.result_token(settings.secret_key, row["job_id"])
+        settings = self.runtime.settings
+        token = links.result_token(settings.secret_key, self.row["job_id"])
         link = links.result_url(settings.public_base_url, token)
-        body = row["body"].replace(links.LINK_PLACEHOLDER, link)
+        body = self.row["body"].replace(links.LINK_PLACEHOLDER, link)
+        outcome = self._settle_earlier_request(token, body)
+        if outcome is not None:
+            return outcome
+        return self._send_now(token, link, body)
 
+    def _settle_earlier_request(self, token: str, body: str) -> str | None:
+        """If an earlier request may have reached the provider, look it up first.
+
+        Returns this try's outcome (waiting, paused, adopted, or a failed look-up), or None when nothing
+        earlier can have landed: no earlier request, or a conclusive "not found".
+        """
+        row = self.row
         last_send = row["last_send_at"] or (row["first_attempt_at"] if row["previous_status"] == "unknown" else None)
-        if row["previous_status"] in ("unknown", "sending") and last_send is not None:
-            # an earlier request may have reached the provider
-            lookup_at = last_send + timedelta(seconds=lookup_wait(self.runtime))
-            if self.now < lookup_at:
-                return self._wait_for_lookup(lookup_at)
-            if self._refused():
-                return self._pause("unknown", None)
-            try:
-                # the hash of what was sent then (SECRET_KEY or PUBLIC_BASE_URL may have changed since)
-                found = self.sender.find_sent(row["to_number"], row["first_attempt_at"],
-                                              row["body_sha256"] or body_sha256(body))
-            except CredentialsRejectedError as exc:
-                return self._pause("unknown", exc)
-            except SendError as exc:
-                return self._lookup_failed(exc)
-            if found is not None:
-                with self.runtime.db.connect() as conn:
-                    outbox.mark_sent(conn, self.id, self.sender.name, found.sid, found.status)
-                log.info("SMS found at the provider; adopted instead of sending again",
-                         extra={**self.context, "sid": found.sid})
-                metrics.SMS_SENDS.labels("adopted").inc()
-                return "adopted"
-            # conclusive: no earlier request landed, and none can land any more
+        if row["previous_status"] not in ("unknown", "sending") or last_send is None:
+            return None
+        # the later of what the sending process recorded and what this process's settings say
+        lookup_at = last_send + timedelta(seconds=settle_seconds(self.sender, self.runtime.settings))
+        if row["may_land_until"] is not None:
+            lookup_at = max(lookup_at, row["may_land_until"])
+        if self.now < lookup_at:
+            return self._wait_for_lookup(lookup_at)
+        if self._refused():
+            return self._pause("unknown", None)
+        try:
+            # the job's token, which any earlier request carried (a link it did not sign is never sent),
+            # whatever the provider did to the rest of the body and whatever PUBLIC_BASE_URL was then;
+            # and the hash of the exact body sent then, or of the body as built now for rows that lack it
+            found = self.sender.find_sent(row["to_number"], row["first_attempt_at"],
+                                          row["body_sha256"] or body_sha256(body),
+                                          token_hash=row["result_token_hash"] or links.token_hash(token))
+        except CredentialsRejectedError as exc:
+            return self._pause("unknown", exc)
+        except SendError as exc:
+            return self._lookup_failed(exc)
+        if found is None:
+            return None  # conclusive: no earlier request landed, and none can land any more
+        with self.runtime.db.connect() as conn:
+            outbox.mark_sent(conn, self.id, self.sender.name, found.sid, found.status)
+        log.info("SMS found at the provider; adopted instead of sending again",
+                 extra={**self.context, "sid": found.sid})
+        metrics.SMS_SENDS.labels("adopted").inc()
+        return "adopted"
 
-        # no deadline check here: a row is given up after a try that failed, never without one
+    def _send_now(self, token: str, link: str, body: str) -> str:
+        """Nothing sent earlier can land: send, unless the link would not open or sending is paused."""
+        row = self.row
+        # Past the job's retention the link no longer opens: give up without a try. (The deadline,
+        # give_up_at, is different: it is checked only after a try that failed, never instead of one.)
         if self.now >= row["retention_ends_at"]:
             return self._give_up(None, "the job's retention period is over: its result link no longer opens",
                                  code="sms_link_expired")
@@ -135,12 +183,25 @@ class _Try:
             return self._link_mismatch()
         if self._refused():
             return self._pause("pending", None)
+        settings = self.runtime.settings
+        # read before the transaction whose now() becomes last_send_at: a slow commit eats into the grace
+        # instead of extending it
+        recorded = time.monotonic()
         with self.runtime.db.connect() as conn:
-            if not outbox.mark_sending(conn, self.id, self.attempt, body_sha256(body)):
+            if not outbox.mark_sending(conn, self.id, self.attempt, body_sha256(body),
+                                       may_land_for=settle_seconds(self.sender, settings)):
                 log.info("SMS claim taken over by a newer try; not sending", extra=self.context)
                 return "skipped"
         try:
-            message = self.sender.send(row["to_number"], body, status_callback=status_callback_url(self.runtime))
+            message = self.sender.send(row["to_number"], body, status_callback=status_callback_url(self.runtime),
+                                       start_by=recorded + SEND_START_GRACE)
+        except SendNotStartedError as exc:
+            # frozen past the grace: another sender may have re-claimed the row and looked it up already,
+            # so a request now could be a second SMS. Not sent; the row is looked up later (our claim
+            # permitting: after a re-claim this write changes nothing)
+            log.warning("SMS not sent: this process stalled between recording the send and making it",
+                        extra={**self.context, "error_code": _code(exc)})
+            return self._retry("unknown", exc, may_land_for=lookup_wait(self.sender, settings))
         except CredentialsRejectedError as exc:
             return self._pause("pending", exc)
         except RetryableSendError as exc:
@@ -150,7 +211,9 @@ class _Try:
             return self._retry("pending", exc)
         except UnknownOutcomeError as exc:
             # look it up, even past the deadline (a look-up never sends), once the request cannot land
-            return self._retry("unknown", exc, wait_after_send=lookup_wait(self.runtime))
+            # counted from now, when the request was given up, not from its recorded start (it may have
+            # started late): `may_land_until` moves to now + timeouts + margin if that is later
+            return self._retry("unknown", exc, may_land_for=lookup_wait(self.sender, settings))
         except PermanentSendError as exc:
             with self.runtime.db.connect() as conn:
                 outbox.mark_failed(conn, self.id, self.attempt, _code(exc), exc.message)
@@ -169,7 +232,7 @@ class _Try:
         return self.row["give_up_at"] is not None and self.now >= self.row["give_up_at"]
 
     def _wait_for_lookup(self, lookup_at: datetime) -> str:
-        """Too early to look up (a killed sender's row re-claimed soon after its request): come back later."""
+        """Too early to look up (the last request may still land): come back at `lookup_at`."""
         row = self.row
         code, message = row["last_error_code"], row["last_error_message"] or ""
         if row["previous_status"] == "sending":
@@ -182,14 +245,14 @@ class _Try:
         metrics.SMS_SENDS.labels("unknown").inc()
         return "waiting"
 
-    def _retry(self, status: str, exc: SendError, wait_after_send: float | None = None) -> str:
+    def _retry(self, status: str, exc: SendError, may_land_for: float | None = None) -> str:
         delay = backoff_delay(self.attempt, base=SMS_BACKOFF_BASE, cap=SMS_BACKOFF_MAX)
         with self.runtime.db.connect() as conn:
             outbox.mark_retry(conn, self.id, self.attempt, status=status, delay=delay, error_code=_code(exc),
-                              error_message=exc.message, wait_after_send=wait_after_send)
+                              error_message=exc.message, may_land_for=may_land_for)
         # expected: the scheduler enqueues the row again once it is due
         log.info("SMS send will be retried", extra={**self.context, "outcome": status, "error_code": _code(exc),
-                                                    "delay_s": round(max(delay, wait_after_send or 0), 1)})
+                                                    "delay_s": round(max(delay, may_land_for or 0), 1)})
         outcome = "retry" if status == "pending" else "unknown"
         metrics.SMS_SENDS.labels(outcome).inc()
         return outcome

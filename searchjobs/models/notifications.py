@@ -3,13 +3,19 @@
 Statuses:
 - `pending`: not sent, and nothing sent before can still land: the next try sends (a send refused
   for our credentials waits here, paused);
-- `sending`: a sender holds the row (claimed); one left longer than the stale time was a killed sender's;
+- `sending`: a sender holds the row (claimed); one left longer than the stale time was a killed (or
+  frozen) sender's;
 - `unknown`: a send may have reached the provider; the next try looks it up first, and only once that
   request can no longer land. With no next attempt (`next_attempt_at` NULL) the row is *parked*: the
   look-up kept failing until the deadline, and an operator decides (`searchjobs sms retry`);
 - `sent` -> `delivered` | `undelivered` | `failed` by delivery reports; `failed` also means rejected by
   the provider, or given up at the deadline with nothing sent.
-Claims are atomic, so two senders never work on one row; the writes of a try name its claim (`attempts`).
+A claim is atomic, but it is a lease, not a lock: a sender frozen longer than the stale time still
+thinks it holds the row when another has re-claimed it. So every write of a try names its claim
+(`attempts`) and changes nothing once a newer claim exists; and the send itself, which no row can
+fence, is bounded instead: `mark_sending` records `may_land_until`, the time after which the request
+it announces can no longer land, and the sender makes no request that would start later than the grace
+that time assumes. A look-up is conclusive only after `may_land_until`.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from searchjobs import defaults
 COLUMNS = (
     "id, job_id, kind, channel, to_number, body, status, provider, provider_sid, provider_status, attempts, "
     "last_error_code, last_error_message, first_attempt_at, next_attempt_at, claimed_at, body_sha256, "
-    "give_up_at, last_send_at, created_at, updated_at, sent_at, delivered_at"
+    "give_up_at, last_send_at, may_land_until, created_at, updated_at, sent_at, delivered_at"
 )
 
 # Delivery statuses from the provider, in the order they can only move forward.
@@ -65,7 +71,8 @@ def claim(conn: sa.Connection, notification_id: int, stale_after: float, *,
     """Take the row for one send attempt; None if it is not due, already done, or someone else holds it.
 
     `previous_status` tells whether an earlier attempt may have reached the provider ('unknown', or
-    'sending' left behind by a killed sender: then `last_send_at` says when its request started).
+    'sending' left behind by a killed sender: then `last_send_at` says when its request was recorded, and
+    `may_land_until` until when it may still land).
     The first claim sets the deadline `give_up_at`: `give_up_after` seconds after the row was written,
     never past the job's retention. `db_now` is the database's clock, which every deadline is on.
     """
@@ -75,19 +82,24 @@ def claim(conn: sa.Connection, notification_id: int, stale_after: float, *,
     return dict(row) if row else None
 
 
-def mark_sending(conn: sa.Connection, notification_id: int, attempt: int, body_sha256: str) -> bool:
-    """Just before a create request: record when it started and the hash of the exact body sent.
+def mark_sending(conn: sa.Connection, notification_id: int, attempt: int, body_sha256: str, *,
+                 may_land_for: float) -> bool:
+    """Just before a create request: record when it starts, until when it may land, and the body's hash.
 
-    Committed before the request, so whoever finds the row later (a killed sender's re-claim) knows
-    when this request may still land. False if the claim `attempt` is no longer current (a newer claim
-    took the row): then this attempt must not send.
+    Committed before the request, so whoever finds the row later (a killed or frozen sender's re-claim)
+    knows until when this request may still land: `may_land_until` = now + `may_land_for` (the
+    sender's start grace, its connect and read timeouts, the provider's margin), by the settings of
+    the process that sends, so a worker with shorter timeouts cannot shorten it. It only moves later.
+    False if the claim `attempt` is no longer current (a newer claim took the row): then this attempt
+    must not send.
     """
     result = conn.execute(
         sa.text(
-            "UPDATE notifications SET last_send_at = now(), body_sha256 = :hash, updated_at = now() "
+            "UPDATE notifications SET last_send_at = now(), body_sha256 = :hash, updated_at = now(), "
+            "may_land_until = greatest(may_land_until, now() + make_interval(secs => :land)) "
             "WHERE id = :id AND status = 'sending' AND attempts = :attempt"
         ),
-        {"id": notification_id, "attempt": attempt, "hash": body_sha256},
+        {"id": notification_id, "attempt": attempt, "hash": body_sha256, "land": float(may_land_for)},
     )
     return result.rowcount > 0
 
@@ -95,15 +107,20 @@ def mark_sending(conn: sa.Connection, notification_id: int, attempt: int, body_s
 def mark_sent(conn: sa.Connection, notification_id: int, provider: str, sid: str, provider_status: str) -> None:
     """Record the provider's message, and a `notified` event on the job's activity log.
 
+    The row's status follows the provider's: a message adopted by a look-up may already be
+    `delivered`, `undelivered` or `failed` there (its delivery report came while we did not know
+    its sid); anything else is `sent`.
     Not fenced by attempt: any claim's sid is the truth about what was sent (a sender presumed dead
     whose answer came late may record it while the row waits, `unknown`, for its look-up).
     """
+    status = TERMINAL_PROVIDER_STATUSES.get(provider_status, "sent")
     conn.execute(
         sa.text(
             """
             WITH n AS (
-                UPDATE notifications SET status = 'sent', provider = :provider, provider_sid = :sid,
+                UPDATE notifications SET status = :status, provider = :provider, provider_sid = :sid,
                        provider_status = :pstatus, sent_at = coalesce(sent_at, now()), updated_at = now(),
+                       delivered_at = CASE WHEN :status = 'delivered' THEN now() ELSE delivered_at END,
                        next_attempt_at = NULL, last_error_code = NULL, last_error_message = NULL
                  WHERE id = :id AND status IN ('sending', 'unknown')
                 RETURNING job_id, channel
@@ -114,18 +131,21 @@ def mark_sent(conn: sa.Connection, notification_id: int, provider: str, sid: str
               FROM n JOIN search_jobs j ON j.job_id = n.job_id
             """
         ),
-        {"id": notification_id, "provider": provider, "sid": sid, "pstatus": provider_status},
+        {"id": notification_id, "status": status, "provider": provider, "sid": sid, "pstatus": provider_status},
     )
 
 
 def mark_retry(conn: sa.Connection, notification_id: int, attempt: int, *, status: str, delay: float | None,
-               error_code: str | None, error_message: str, wait_after_send: float | None = None,
+               error_code: str | None, error_message: str, may_land_for: float | None = None,
                give_up_at: datetime | None = None) -> bool:
     """Back to `pending` (definitely not sent) or `unknown` (may have been sent), due again after `delay`.
 
     - `delay=None` parks an `unknown` row: no next attempt, an operator decides;
-    - `wait_after_send`: not due before `last_send_at` + this many seconds either (the look-up waits
-      until the last request can no longer land);
+    - `may_land_for`: the request just given up on may still land for this many seconds from now
+      (counted from when its failure is recorded, so a request that started late cannot shorten it):
+      `may_land_until` moves to at least now + this;
+    - an `unknown` row is never due before `may_land_until` (the look-up waits until the last request
+      can no longer land);
     - `give_up_at`: a new deadline (a pause for refused credentials moves it on).
 
     Only for the claim numbered `attempt`: a sender presumed dead (its row re-claimed after
@@ -137,16 +157,18 @@ def mark_retry(conn: sa.Connection, notification_id: int, attempt: int, *, statu
     result = conn.execute(
         sa.text(
             "UPDATE notifications SET status = :status, "
+            "may_land_until = greatest(may_land_until, now() + make_interval(secs => CAST(:land AS float8))), "
             "next_attempt_at = CASE WHEN CAST(:delay AS float8) IS NULL THEN NULL "
             "  ELSE greatest(now() + make_interval(secs => CAST(:delay AS float8)), "
-            "                last_send_at + make_interval(secs => CAST(:wait AS float8))) END, "
+            "                CASE WHEN :status = 'unknown' THEN greatest(may_land_until, "
+            "                     now() + make_interval(secs => CAST(:land AS float8))) END) END, "
             "give_up_at = coalesce(CAST(:give_up_at AS timestamptz), give_up_at), "
             "last_error_code = :code, last_error_message = :message, updated_at = now() "
             "WHERE id = :id AND status = 'sending' AND attempts = :attempt"
         ),
         {"id": notification_id, "attempt": attempt, "status": status,
          "delay": None if delay is None else float(delay),
-         "wait": float(wait_after_send) if wait_after_send is not None else None,
+         "land": float(may_land_for) if may_land_for is not None else None,
          "give_up_at": give_up_at, "code": error_code, "message": error_message[:300]},
     )
     return result.rowcount > 0

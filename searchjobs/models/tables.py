@@ -170,7 +170,9 @@ notifications = Table(
     Column("claimed_at", DateTime(timezone=True)),
     Column("body_sha256", Text),  # of the exact text sent at the first claim: what a provider look-up matches
     Column("give_up_at", DateTime(timezone=True)),  # no retry after this; an unknown outcome is parked
-    Column("last_send_at", DateTime(timezone=True)),  # the last create request started (look-ups wait on it)
+    Column("last_send_at", DateTime(timezone=True)),  # the last create request was recorded, just before it started
+    # until when the last create request may still land: look-ups wait for it (0008)
+    Column("may_land_until", DateTime(timezone=True)),
     _now(),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("sent_at", DateTime(timezone=True)),

@@ -3,12 +3,12 @@
 import logging
 import sys
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 
-from searchjobs.notifications.base import SentMessage
-from searchjobs.notifications.messages import body_sha256 as sha256_of
-from searchjobs.notifications.messages import mask_links_in
+from searchjobs.notifications.base import SendNotStartedError, SentMessage
+from searchjobs.notifications.messages import MATCHED, mask_links_in, match_sent_body
 from searchjobs.notifications.phone import mask
 
 logger = logging.getLogger(__name__)
@@ -23,6 +23,7 @@ class ConsoleSender:
     """Shows each SMS on stderr instead of sending it; remembers what this process "sent"."""
 
     name = "console"
+    max_request_seconds = 0.0  # no request: shown at once
 
     def __init__(self, stream=None):
         # None means "sys.stderr at print time", so pytest's capsys and redirections work
@@ -30,7 +31,10 @@ class ConsoleSender:
         self._lock = threading.Lock()
         self._sent: list[SentMessage] = []
 
-    def send(self, to: str, body: str, status_callback: str | None = None) -> SentMessage:
+    def send(self, to: str, body: str, status_callback: str | None = None, *,
+             start_by: float | None = None) -> SentMessage:
+        if start_by is not None and time.monotonic() > start_by:
+            raise SendNotStartedError()
         message = SentMessage(
             sid=f"console-{uuid.uuid4().hex}",
             status=SENT_STATUS,
@@ -50,12 +54,15 @@ class ConsoleSender:
         self._print_box(mask(to), body)
         return message
 
-    def find_sent(self, to: str, since: datetime, body_sha256: str) -> SentMessage | None:
+    def find_sent(self, to: str, since: datetime, body_sha256: str | None, *,
+                  token_hash: str | None = None) -> SentMessage | None:
         since_utc = since.replace(tzinfo=UTC) if since.tzinfo is None else since
         with self._lock:
             candidates = list(self._sent)
         for message in reversed(candidates):
-            if message.to == to and message.date_created >= since_utc and sha256_of(message.body) == body_sha256:
+            if message.to != to or message.date_created < since_utc:
+                continue
+            if match_sent_body(message.body, body_sha256=body_sha256, token_hash=token_hash) == MATCHED:
                 return message
         return None
 

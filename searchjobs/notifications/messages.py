@@ -20,6 +20,13 @@ VISIBLE_TOKEN_CHARS = 4
 LINK_MASK = "••••"
 #: URLs inside free text, for mask_links_in()
 _URL_RE = re.compile(r"https?://\S+")
+#: the token of a result link inside a body, wherever the link points (URL-safe base64)
+_RESULT_TOKEN_RE = re.compile(re.escape(RESULT_PATH_MARKER) + r"([A-Za-z0-9_-]+)")
+#: anything a phone shows as a link, with or without a scheme ("https://x.io/ab", "x.io/ab")
+_ANY_LINK_RE = re.compile(r"https?://|\b[\w-]+(?:\.[\w-]+)+/", re.IGNORECASE)
+#: match_sent_body verdicts
+MATCHED = "matched"
+UNREADABLE = "unreadable"
 
 
 def result_message(link: str) -> str:
@@ -70,3 +77,29 @@ def mask_links_in(text: str) -> str:
 def body_sha256(body: str) -> str:
     """The hex sha256 of an SMS body as sent: what the outbox keeps and a provider look-up matches on."""
     return hashlib.sha256(body.encode()).hexdigest()
+
+
+def token_sha256(token: str) -> str:
+    """The hex sha256 of a result-link token: the same hash as jobs.links.token_hash, which the job keeps."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def match_sent_body(stored: str, *, body_sha256: str | None, token_hash: str | None) -> str | None:
+    """Is the provider's copy of a message one we sent? MATCHED, UNREADABLE, or None (not ours).
+
+    With `token_hash`, a body is ours if a result link in it (`.../r/<token>`) carries the token of that
+    hash: the provider may store the body differently from what we sent (trailing whitespace, Smart
+    Encoding of unicode characters, the base URL changed since), but the token is ours alone. A body
+    that shows a link but no result token (a Messaging Service's link shortening) is UNREADABLE: it may
+    be ours, and nothing in it can tell. A body hashing to `body_sha256` is ours too (the exact text sent).
+    """
+    if body_sha256 is not None and hashlib.sha256(stored.encode()).hexdigest() == body_sha256:
+        return MATCHED
+    if token_hash is None:
+        return None
+    tokens = _RESULT_TOKEN_RE.findall(stored)
+    if any(token_sha256(token) == token_hash for token in tokens):
+        return MATCHED
+    if not tokens and _ANY_LINK_RE.search(stored):
+        return UNREADABLE
+    return None

@@ -3,6 +3,8 @@
 import json
 import logging
 import socket
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
@@ -14,14 +16,16 @@ from urllib3.exceptions import NewConnectionError
 
 from searchjobs.errors import ConfigError
 from searchjobs.notifications.base import (
+    LINK_UNREADABLE,
     CredentialsRejectedError,
     PermanentSendError,
     RetryableSendError,
     SendError,
+    SendNotStartedError,
     SentMessage,
     UnknownOutcomeError,
 )
-from searchjobs.notifications.messages import body_sha256 as sha256_of
+from searchjobs.notifications.messages import MATCHED, UNREADABLE, match_sent_body
 from searchjobs.notifications.phone import mask
 
 logger = logging.getLogger(__name__)
@@ -34,8 +38,10 @@ CLOCK_SKEW_MARGIN = timedelta(minutes=5)
 LOOKUP_PAGE_SIZE = 50
 #: upper bound on records scanned per lookup pass (a person rarely gets more SMS than this in the window)
 MAX_LOOKUP_RECORDS = 200
-#: HTTP statuses of a refused login (Twilio error 20003): bad, revoked or rotated credentials
-CREDENTIALS_REFUSED_STATUSES = (401, 403)
+#: HTTP status of a refused login: bad, revoked or rotated credentials
+HTTP_UNAUTHORIZED = 401
+#: Twilio's error code for a refused login ("Authenticate"), whatever the HTTP status it comes with
+TWILIO_AUTHENTICATE = 20003
 #: what Twilio prepends to every body sent from a trial account; a look-up must still recognise our message
 TRIAL_BODY_PREFIX = "Sent from your Twilio trial account - "
 
@@ -50,6 +56,11 @@ class _RoutedHttpClient(TwilioHttpClient):
         # pool_connections keeps one requests.Session; its adapters do not retry (a retried POST could double-send)
         super().__init__(pool_connections=True, timeout=timeout)
         self._base = urlsplit(base_url) if base_url else None
+        self._start_by = threading.local()  # per thread: the sender is shared by a process's threads
+
+    def start_by(self, deadline: float | None) -> None:
+        """Make the next requests of this thread only if they start by `deadline` (time.monotonic())."""
+        self._start_by.deadline = deadline
 
     def request(
         self,
@@ -62,6 +73,13 @@ class _RoutedHttpClient(TwilioHttpClient):
         timeout=None,
         allow_redirects=False,
     ):
+        deadline = getattr(self._start_by, "deadline", None)
+        # the last moment before the request: after it, only DNS, connect and the write itself
+        if deadline is not None and time.monotonic() > deadline:
+            raise SendNotStartedError(
+                f"not sent: the request would have started {time.monotonic() - deadline:.1f}s past its "
+                "start-by time (this process stalled after recording the send)"
+            )
         if self._base is not None:
             original = urlsplit(url)
             # keep the API path and query, swap scheme and host (and prepend any base path)
@@ -118,13 +136,15 @@ class TwilioSender:
         self._from_number = from_number
         self._messaging_service_sid = messaging_service_sid
         self.timeout = float(timeout)
-        self._client = Client(
-            account_sid,
-            auth_token,
-            http_client=_RoutedHttpClient(api_base_url, self.timeout),
-        )
+        # requests applies one timeout number to the connect and, again, to each read of the answer
+        # (TwilioHttpClient passes ours as `timeout=`): a request gives up connect + read after it starts
+        self.connect_timeout = self.read_timeout = self.timeout
+        self.max_request_seconds = self.connect_timeout + self.read_timeout
+        self._http = _RoutedHttpClient(api_base_url, self.timeout)
+        self._client = Client(account_sid, auth_token, http_client=self._http)
 
-    def send(self, to: str, body: str, status_callback: str | None = None) -> SentMessage:
+    def send(self, to: str, body: str, status_callback: str | None = None, *,
+             start_by: float | None = None) -> SentMessage:
         params = {"to": to, "body": body}
         if self._from_number:
             params["from_"] = self._from_number
@@ -133,8 +153,12 @@ class TwilioSender:
         if status_callback:
             params["status_callback"] = status_callback
 
+        self._http.start_by(start_by)
         try:
             message = self._client.messages.create(**params)
+        except SendNotStartedError:
+            logger.warning("sms not sent: started too late", extra={"provider": self.name, "to": mask(to)})
+            raise
         except (TwilioException, requests.RequestException, ValueError) as exc:
             error = _classify_send_error(exc)
             logger.warning(
@@ -148,6 +172,8 @@ class TwilioSender:
                 },
             )
             raise error from exc
+        finally:
+            self._http.start_by(None)  # look-ups and later sends are not bound by it
 
         sent = _to_sent_message(message)
         logger.info(
@@ -156,14 +182,16 @@ class TwilioSender:
         )
         return sent
 
-    def find_sent(self, to: str, since: datetime, body_sha256: str) -> SentMessage | None:
+    def find_sent(self, to: str, since: datetime, body_sha256: str | None, *,
+                  token_hash: str | None = None) -> SentMessage | None:
         cutoff = _as_utc(since) - CLOCK_SKEW_MARGIN
         try:
             # pass 1: the documented date filter (applies to date_sent)
-            found = self._scan(to, cutoff, body_sha256, date_sent_after=cutoff)
+            found, unreadable = self._scan(to, cutoff, body_sha256, token_hash, date_sent_after=cutoff)
             if found is None:
                 # pass 2: a message still queued/accepted has no date_sent yet, so the filter hides it
-                found = self._scan(to, cutoff, body_sha256)
+                found, unreadable_queued = self._scan(to, cutoff, body_sha256, token_hash)
+                unreadable = unreadable or unreadable_queued
         except (TwilioException, requests.RequestException, ValueError) as exc:
             # a failed lookup proves nothing about the original message, so this is never "retryable"
             status, provider_code = _status_and_code(exc)
@@ -176,7 +204,7 @@ class TwilioSender:
                     "http_status": status,
                 },
             )
-            if status in CREDENTIALS_REFUSED_STATUSES:
+            if _credentials_refused_by(status, provider_code):
                 raise _credentials_refused(status, provider_code) from exc
             raise UnknownOutcomeError(
                 "Could not look the SMS up at Twilio; whether it was sent is still unknown.",
@@ -184,30 +212,58 @@ class TwilioSender:
                 http_status=status,
             ) from exc
 
+        if found is None and unreadable is not None:
+            logger.warning(
+                "sms lookup inconclusive: a message to this number has a link without a result token",
+                extra={"provider": self.name, "to": mask(to), "sid": unreadable.sid},
+            )
+            raise UnknownOutcomeError(
+                f"Twilio holds a message to this number ({unreadable.sid}) whose link shows no result "
+                "token (link shortening on?); it may be ours, so whether the SMS was sent is unknown.",
+                code=LINK_UNREADABLE,
+            )
         logger.info(
             "sms lookup done",
             extra={"provider": self.name, "to": mask(to), "sid": found.sid if found else None},
         )
         return found
 
-    def _scan(self, to: str, cutoff: datetime, body_sha256: str, **filters) -> SentMessage | None:
+    def _scan(
+        self, to: str, cutoff: datetime, body_sha256: str | None, token_hash: str | None, **filters
+    ) -> tuple[SentMessage | None, SentMessage | None]:
+        """(our message, or None; a message that may be ours but cannot tell, or None)."""
         records = self._client.messages.stream(
             to=to, page_size=LOOKUP_PAGE_SIZE, limit=MAX_LOOKUP_RECORDS, **filters
         )
+        unreadable = None
         for record in records:
             created = record.date_created
             if created is not None and created < cutoff:
                 continue
-            if _same_body(record.body or "", body_sha256):
-                return _to_sent_message(record)
-        return None
+            verdict = _match(record.body or "", body_sha256, token_hash)
+            if verdict == MATCHED:
+                return _to_sent_message(record), None
+            if verdict == UNREADABLE and unreadable is None:
+                unreadable = _to_sent_message(record)
+        return None, unreadable
 
 
-def _same_body(stored: str, body_sha256: str) -> bool:
-    """True if the provider's copy of a body is the text whose hash we kept (trial accounts prefix it)."""
-    return sha256_of(stored) == body_sha256 or (
-        stored.startswith(TRIAL_BODY_PREFIX) and sha256_of(stored.removeprefix(TRIAL_BODY_PREFIX)) == body_sha256
-    )
+def _match(stored: str, body_sha256: str | None, token_hash: str | None) -> str | None:
+    """match_sent_body, also for the provider's copy of a body from a trial account (prefixed by Twilio)."""
+    verdict = match_sent_body(stored, body_sha256=body_sha256, token_hash=token_hash)
+    if verdict != MATCHED and stored.startswith(TRIAL_BODY_PREFIX):
+        trimmed = stored.removeprefix(TRIAL_BODY_PREFIX)
+        verdict = match_sent_body(trimmed, body_sha256=body_sha256, token_hash=token_hash) or verdict
+    return verdict
+
+
+def _credentials_refused_by(status: int | None, provider_code: int | None) -> bool:
+    """True for a refused login (401, or Twilio code 20003), which pauses every send.
+
+    Not any 403: Twilio also answers 403 about one message or number (a region or a sender not
+    enabled for it), and that must fail that message only, not pause the whole outbox.
+    """
+    return status == HTTP_UNAUTHORIZED or provider_code == TWILIO_AUTHENTICATE
 
 
 def _credentials_refused(status: int, provider_code: int | None) -> CredentialsRejectedError:
@@ -278,7 +334,7 @@ def _classify_send_error(exc: Exception) -> SendError:
         return UnknownOutcomeError("Unexpected answer from Twilio; the SMS may have been sent.")
     # our own text: Twilio's message can contain the phone number
     detail = f"HTTP {status}, Twilio code {provider_code}"
-    if status in CREDENTIALS_REFUSED_STATUSES:
+    if _credentials_refused_by(status, provider_code):
         # the login was refused before anything was looked at: not the message's fault, nothing created
         return _credentials_refused(status, provider_code)
     if status == HTTP_TOO_MANY_REQUESTS:

@@ -95,7 +95,7 @@ def the_row(runtime, job_id) -> dict:
 
 
 ROW_TIMES = ("created_at", "updated_at", "first_attempt_at", "next_attempt_at", "claimed_at", "last_send_at",
-             "give_up_at", "sent_at")
+             "give_up_at", "sent_at", "may_land_until")
 
 
 def time_passes(runtime, notification_id, seconds: float) -> None:
@@ -411,7 +411,8 @@ def test_killed_sender_is_reconciled_by_the_scheduler_without_a_second_sms(clien
     with sms_runtime.db.connect() as conn:
         claimed = outbox.claim(conn, notification_id, notify.STALE_SENDING_SECONDS)
         body = links.render_sms(claimed["body"], TEST_SECRET, PUBLIC, job_id)
-        assert outbox.mark_sending(conn, notification_id, claimed["attempts"], body_sha256(body))
+        assert outbox.mark_sending(conn, notification_id, claimed["attempts"], body_sha256(body),
+                                   may_land_for=notify.settle_seconds(sms_runtime.sender, sms_runtime.settings))
     sms_runtime.sender.send(E164, body, status_callback=CALLBACK_URL)
     # ... and it was killed before recording it: the row stays `sending`
     assert the_row(sms_runtime, job_id)["status"] == "sending"
@@ -467,7 +468,11 @@ def test_worker_process_killed_while_the_provider_holds_the_send(client, sms_run
     wait_for(lambda: fake_twilio.messages, "the provider to create the held message")
     row = the_row(sms_runtime, job_id)
     assert row["status"] == "sending" and row["provider_sid"] is None  # exactly what the dead worker left
-    age_claim(sms_runtime, notification_id)
+    # its TWILIO_TIMEOUT of 30 s is on the row: its request may land for longer than the claim's stale time
+    landing = (row["may_land_until"] - row["last_send_at"]).total_seconds()
+    assert landing >= notify.SEND_START_GRACE + 2 * 30 + sms_runtime.settings.sms_lookup_margin
+    assert landing > notify.STALE_SENDING_SECONDS
+    time_passes(sms_runtime, notification_id, landing + 0.01)
     assert reconcile(sms_runtime).notifications == 1
     run_jobs(["notifications"])
 
@@ -635,9 +640,9 @@ def test_body_hash_and_send_start_are_stored_before_the_first_send(client, sms_r
     seen = {}
     send = sms_runtime.sender.send
 
-    def spy(to, body, status_callback=None):  # what the row says while the request is in flight
+    def spy(to, body, **kwargs):  # what the row says while the request is in flight
         seen.update(the_row(sms_runtime, job_id))
-        return send(to, body, status_callback=status_callback)
+        return send(to, body, **kwargs)
 
     sms_runtime.sender.send = spy
     assert notify.send(notification_id) == "sent"
@@ -652,7 +657,8 @@ def test_late_landing_create_is_adopted_not_sent_twice(client, sms_runtime, run_
     """The outside tester's case: the provider holds the create past our timeout, then creates it."""
     margin = 1.0
     with_settings(sms_runtime, sms_lookup_margin=margin)
-    wait = sms_runtime.settings.twilio_timeout + margin
+    wait = 2 * sms_runtime.settings.twilio_timeout + margin  # connect + read timeouts, then the margin
+    settle = notify.SEND_START_GRACE + wait  # from the recorded send start: the request may start that late
     job_id, token = completed_job(client, sms_runtime, run_jobs)
     notification_id = the_row(sms_runtime, job_id)["id"]
     notification_queue(sms_runtime.redis).empty()  # this test makes each try itself, then leaves it to the scheduler
@@ -660,7 +666,8 @@ def test_late_landing_create_is_adopted_not_sent_twice(client, sms_runtime, run_
     assert notify.send(notification_id) == "unknown"
     row = the_row(sms_runtime, job_id)
     assert row["status"] == "unknown" and fake_twilio.messages == []
-    assert (row["next_attempt_at"] - row["last_send_at"]).total_seconds() >= wait
+    assert (row["next_attempt_at"] - row["last_send_at"]).total_seconds() >= settle
+    assert row["next_attempt_at"] >= row["may_land_until"]
 
     # a try that comes too early (a stray enqueue, a forced due time) neither looks up nor sends
     with sms_runtime.engine.begin() as conn:
@@ -670,10 +677,11 @@ def test_late_landing_create_is_adopted_not_sent_twice(client, sms_runtime, run_
     assert methods(fake_twilio) == ["POST"]
     row = the_row(sms_runtime, job_id)
     assert row["status"] == "unknown"
-    assert (row["next_attempt_at"] - row["last_send_at"]).total_seconds() == pytest.approx(wait, abs=0.05)
+    assert (row["next_attempt_at"] - row["may_land_until"]).total_seconds() == pytest.approx(0, abs=0.05)
+    assert (row["may_land_until"] - row["last_send_at"]).total_seconds() >= settle
 
     wait_for(lambda: fake_twilio.messages, "the held request to land")
-    wait_for(lambda: reconcile(sms_runtime).notifications, "the look-up to be due", timeout=wait + 5)
+    wait_for(lambda: reconcile(sms_runtime).notifications, "the look-up to be due", timeout=settle + 5)
     run_jobs(["notifications"])
     [message] = fake_twilio.messages
     row = the_row(sms_runtime, job_id)
@@ -683,6 +691,146 @@ def test_late_landing_create_is_adopted_not_sent_twice(client, sms_runtime, run_
     lookup_at = next(t for t, method, _ in fake_twilio.timed_requests if method == "GET")
     assert lookup_at - post_at >= wait
     assert methods(fake_twilio).count("POST") == 1
+
+
+def due_then_send(runtime, run_jobs, notification_id, timeout: float) -> None:
+    """Wait (really) until the row is due, then run its send as the scheduler and a worker would."""
+    wait_for(lambda: reconcile(runtime).notifications, "the look-up to be due", timeout=timeout)
+    run_jobs(["notifications"])
+
+
+def test_a_sender_frozen_after_recording_its_send_does_not_send_once_re_claimed(client, sms_runtime, run_jobs,
+                                                                                fake_twilio, monkeypatch):
+    """Sender A records its send, then freezes past its start grace (SIGSTOP, a GC pause); meanwhile its
+    claim goes stale and sender B re-claims, looks up (nothing yet) and sends. A wakes: it must not send."""
+    monkeypatch.setattr(notify, "SEND_START_GRACE", 0.3)
+    job_id, _ = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    notification_queue(sms_runtime.redis).empty()
+    send = sms_runtime.sender.send
+    outcomes = []
+
+    def frozen_once(to, body, **kwargs):
+        if not outcomes:
+            outcomes.append("A frozen")
+            time.sleep(0.4)  # A, frozen after mark_sending committed: longer than its start grace
+            age_claim(sms_runtime, notification_id)  # ... and longer than STALE_SENDING_SECONDS
+            outcomes.append(notify.send(notification_id))  # B
+        return send(to, body, **kwargs)  # A wakes up and goes on to make its request
+
+    sms_runtime.sender.send = frozen_once
+    outcomes.append(notify.send(notification_id))  # A
+    assert outcomes == ["A frozen", "sent", "unknown"]
+    [message] = fake_twilio.messages
+    assert len(posts(fake_twilio)) == 1  # A made no request
+    row = the_row(sms_runtime, job_id)
+    assert row["status"] == "sent" and row["provider_sid"] == message["sid"]  # A's late write changed nothing
+
+
+def test_a_frozen_sender_alone_puts_its_row_back_to_be_looked_up(client, sms_runtime, run_jobs, fake_twilio,
+                                                                 monkeypatch):
+    monkeypatch.setattr(notify, "SEND_START_GRACE", 0.3)
+    job_id, _ = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    send = sms_runtime.sender.send
+
+    def frozen(to, body, **kwargs):
+        time.sleep(0.4)
+        return send(to, body, **kwargs)
+
+    sms_runtime.sender.send = frozen
+    assert notify.send(notification_id) == "unknown"
+    row = the_row(sms_runtime, job_id)
+    assert row["status"] == "unknown" and row["last_error_code"] == "sms_send_not_started"
+    assert row["next_attempt_at"] >= row["may_land_until"] and fake_twilio.requests == []
+    sms_runtime.sender.send = send
+    make_due(sms_runtime, notification_id)
+    assert notify.send(notification_id) == "sent"
+    assert methods(fake_twilio) == ["GET", "GET", "POST"] and len(fake_twilio.messages) == 1
+
+
+def test_a_request_that_starts_late_within_the_grace_is_still_waited_for(client, sms_runtime, run_jobs,
+                                                                         fake_twilio, monkeypatch):
+    """The outside tester's case: 2 s pass between recording the send and the request (DNS, a starved CPU),
+    and the provider creates the message just inside timeouts + margin after receiving it."""
+    margin = 1.0
+    with_settings(sms_runtime, sms_lookup_margin=margin)
+    monkeypatch.setattr(notify, "SMS_BACKOFF_BASE", 0.2)  # the backoff shorter than the wait, as in production
+    t = sms_runtime.settings.twilio_timeout
+    job_id, _ = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    notification_queue(sms_runtime.redis).empty()
+    send = sms_runtime.sender.send
+    stalled = []
+
+    def stall_once(to, body, **kwargs):
+        if not stalled:
+            stalled.append(time.sleep(2.0))  # within SEND_START_GRACE: the request is still made
+        return send(to, body, **kwargs)
+
+    sms_runtime.sender.send = stall_once
+    fake_twilio.script(("land_late", 2 * t + margin - 0.1))
+    assert notify.send(notification_id) == "unknown"
+    due_then_send(sms_runtime, run_jobs, notification_id, timeout=notify.SEND_START_GRACE + 2 * t + margin + 5)
+    [message] = fake_twilio.messages
+    assert the_row(sms_runtime, job_id)["provider_sid"] == message["sid"] and len(posts(fake_twilio)) == 1
+
+
+def test_the_look_up_waits_from_when_the_request_was_given_up(client, sms_runtime, run_jobs, fake_twilio,
+                                                              monkeypatch):
+    """A stall after the start check (slow DNS, a connect to each of several addresses) makes the request
+    start later than the grace allows for: the wait counted from the failure still covers it."""
+    from twilio.http.http_client import TwilioHttpClient
+
+    margin = 1.0
+    with_settings(sms_runtime, sms_lookup_margin=margin)
+    monkeypatch.setattr(notify, "SEND_START_GRACE", 0.5)
+    monkeypatch.setattr(notify, "SMS_BACKOFF_BASE", 0.2)
+    t = sms_runtime.settings.twilio_timeout
+    job_id, _ = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    notification_queue(sms_runtime.redis).empty()
+    request = TwilioHttpClient.request
+    stalled = []
+
+    def slow_start(self, method, url, *args, **kwargs):
+        if method == "POST" and not stalled:
+            stalled.append(time.sleep(1.5))  # after the start check, before a byte is written
+        return request(self, method, url, *args, **kwargs)
+
+    monkeypatch.setattr(TwilioHttpClient, "request", slow_start)
+    fake_twilio.script(("land_late", 2 * t + margin - 0.1))  # lands after last_send_at + grace + wait
+    assert notify.send(notification_id) == "unknown"
+    row = the_row(sms_runtime, job_id)
+    assert (row["may_land_until"] - row["last_send_at"]).total_seconds() >= 1.5 + t + 2 * t + margin
+    due_then_send(sms_runtime, run_jobs, notification_id, timeout=1.5 + 4 * t + margin + 5)
+    [message] = fake_twilio.messages
+    assert the_row(sms_runtime, job_id)["provider_sid"] == message["sid"] and len(posts(fake_twilio)) == 1
+
+
+def test_a_worker_with_a_shorter_timeout_cannot_shorten_the_wait(client, sms_runtime, run_jobs, fake_twilio):
+    from searchjobs.notifications.twilio import TwilioSender
+
+    with_settings(sms_runtime, sms_lookup_margin=1.0)
+    settings = sms_runtime.settings
+    job_id, _ = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    notification_queue(sms_runtime.redis).empty()
+    slow = TwilioSender(settings.twilio_account_sid, settings.twilio_auth_token, from_number=FROM_NUMBER,
+                        api_base_url=fake_twilio.base_url, timeout=5.0)  # the worker that sent, then died
+    with sms_runtime.db.connect() as conn:
+        claimed = outbox.claim(conn, notification_id, notify.STALE_SENDING_SECONDS)
+        assert outbox.mark_sending(conn, notification_id, claimed["attempts"], "x",
+                                   may_land_for=notify.settle_seconds(slow, settings))
+    mine = notify.settle_seconds(sms_runtime.sender, settings)  # this worker's own bound: 0.5 s timeouts
+    time_passes(sms_runtime, notification_id, mine + 1)
+    with sms_runtime.engine.begin() as conn:  # the claim stale, the dead worker's request still able to land
+        conn.execute(sa.text("UPDATE notifications SET claimed_at = now() - make_interval(secs => :s) "
+                             "WHERE id = :id"), {"id": notification_id, "s": notify.STALE_SENDING_SECONDS + 1})
+    assert notify.send(notification_id) == "waiting"
+    row = the_row(sms_runtime, job_id)
+    assert (row["next_attempt_at"] - row["may_land_until"]).total_seconds() == pytest.approx(0, abs=0.05)
+    assert fake_twilio.requests == []
 
 
 def test_killed_senders_row_reclaimed_early_waits_for_its_request(client, sms_runtime, run_jobs, fake_twilio):
@@ -715,7 +863,7 @@ def test_a_sender_whose_claim_was_taken_over_does_not_send(client, sms_runtime, 
     with sms_runtime.db.connect() as conn:
         assert outbox.claim(conn, notification_id, notify.STALE_SENDING_SECONDS) is not None
         # the first sender, slow but alive, gets to its send: its claim is no longer current
-        assert not outbox.mark_sending(conn, notification_id, first["attempts"], "x")
+        assert not outbox.mark_sending(conn, notification_id, first["attempts"], "x", may_land_for=1)
     assert the_row(sms_runtime, job_id)["last_send_at"] is None
 
 
@@ -782,6 +930,28 @@ def test_an_unknown_outcome_is_looked_up_even_past_the_deadline(client, sms_runt
     assert len(fake_twilio.messages) == 1
 
 
+@pytest.mark.parametrize("provider_status", ["delivered", "undelivered", "failed"])
+def test_an_adopted_message_keeps_the_providers_final_status(client, sms_runtime, run_jobs, fake_twilio,
+                                                              provider_status):
+    """Its delivery report came while we did not know the sid (dropped as an unknown sid): the look-up
+    that adopts it must not record a delivered or failed message as merely `sent`."""
+    job_id, _ = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    fake_twilio.script("timeout_after_create")
+    assert notify.send(notification_id) == "unknown"
+    with fake_twilio._lock:
+        fake_twilio._messages[0]["status"] = provider_status
+    make_due(sms_runtime, notification_id)
+    assert notify.send(notification_id) == "adopted"
+    row = the_row(sms_runtime, job_id)
+    assert row["status"] == provider_status and row["provider_status"] == provider_status
+    assert (row["delivered_at"] is not None) == (provider_status == "delivered")
+    assert row["provider_sid"] == fake_twilio.messages[0]["sid"] and len(posts(fake_twilio)) == 1
+    # a late report of an earlier stage changes nothing
+    assert post_callback(client, callback_params(row["provider_sid"], "sent")).get_json() == {"recorded": False}
+    assert the_row(sms_runtime, job_id)["status"] == provider_status
+
+
 # -- the look-up matches the exact body sent, whatever the settings now -----------------------------------
 
 
@@ -798,6 +968,60 @@ def test_changed_settings_cannot_make_a_resend_look_new(client, sms_runtime, run
     [message] = fake_twilio.messages
     assert message["body"] == expected_body(token)
     assert the_row(sms_runtime, job_id)["provider_sid"] == message["sid"]
+
+
+@pytest.mark.parametrize(
+    "rewrite",
+    [lambda body: body + " ", lambda body: body.replace(":", "\uff1a", 1)],
+    ids=["trailing-space", "unicode"],
+)
+def test_a_message_the_provider_stored_differently_is_found_by_its_link_token(client, sms_runtime, run_jobs,
+                                                                              fake_twilio, rewrite):
+    """The provider's copy of the body is not byte for byte what we sent: its result token still is ours."""
+    job_id, _ = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    fake_twilio.script("timeout_after_create")
+    assert notify.send(notification_id) == "unknown"
+    with fake_twilio._lock:
+        fake_twilio._messages[0]["body"] = rewrite(fake_twilio._messages[0]["body"])
+    make_due(sms_runtime, notification_id)
+    assert notify.send(notification_id) == "adopted"
+    assert the_row(sms_runtime, job_id)["provider_sid"] == fake_twilio.messages[0]["sid"]
+    assert len(posts(fake_twilio)) == 1
+
+
+def test_a_row_without_a_body_hash_is_found_after_a_base_url_change(client, sms_runtime, run_jobs, fake_twilio):
+    """Rows written before body_sha256 existed: the body as built now differs, the token does not."""
+    job_id, _ = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    fake_twilio.script("timeout_after_create")
+    assert notify.send(notification_id) == "unknown"
+    with sms_runtime.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE notifications SET body_sha256 = NULL WHERE id = :id"), {"id": notification_id})
+    with_settings(sms_runtime, public_base_url="http://new.example")
+    make_due(sms_runtime, notification_id)
+    assert notify.send(notification_id) == "adopted"
+    assert len(posts(fake_twilio)) == 1
+
+
+def test_a_shortened_link_at_the_provider_is_never_sent_again(client, sms_runtime, run_jobs, fake_twilio):
+    """Link shortening (a Messaging Service setting) hides the token: the look-up cannot tell, so it is
+    inconclusive, never "not found"; at the deadline the row is parked for an operator."""
+    job_id, _ = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    fake_twilio.script("timeout_after_create")
+    assert notify.send(notification_id) == "unknown"
+    with fake_twilio._lock:
+        fake_twilio._messages[0]["body"] = "Your search results are ready: https://sj.lnk/4bXz9"
+    for _ in range(2):
+        make_due(sms_runtime, notification_id)
+        assert notify.send(notification_id) == "unknown"
+        row = the_row(sms_runtime, job_id)
+        assert row["status"] == "unknown" and row["last_error_code"] == "sms_link_unreadable"
+    time_passes(sms_runtime, notification_id, 25 * 3600)
+    assert notify.send(notification_id) == "parked"
+    assert outbox.is_parked(the_row(sms_runtime, job_id))
+    assert len(posts(fake_twilio)) == 1 and len(fake_twilio.messages) == 1
 
 
 def test_a_legit_resend_after_a_base_url_change_sends_the_current_link(client, sms_runtime, run_jobs,

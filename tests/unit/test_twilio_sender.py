@@ -1,5 +1,6 @@
 """TwilioSender driving the real twilio client against FakeTwilio over loopback HTTP."""
 
+import io
 import logging
 import socket
 import time
@@ -10,7 +11,9 @@ import requests
 from urllib3.exceptions import MaxRetryError, NameResolutionError, ProtocolError
 
 from searchjobs.errors import ConfigError
+from searchjobs.jobs import links
 from searchjobs.notifications.base import (
+    LINK_UNREADABLE,
     CredentialsRejectedError,
     PermanentSendError,
     RetryableSendError,
@@ -19,7 +22,7 @@ from searchjobs.notifications.base import (
     UnknownOutcomeError,
 )
 from searchjobs.notifications.console import ConsoleSender
-from searchjobs.notifications.messages import body_sha256
+from searchjobs.notifications.messages import body_sha256, token_sha256
 from searchjobs.notifications.twilio import TwilioSender, _classify_send_error
 from tests.fake_twilio import FakeTwilio
 
@@ -245,6 +248,19 @@ def test_refused_credentials_are_their_own_error(fake, sender, status):
     assert fake.messages == []
 
 
+def test_a_message_specific_403_fails_that_message_and_pauses_nothing(fake, sender):
+    """Only 401 or code 20003 is a refused login; a 403 about one message is that message's rejection."""
+    fake.script(("error", 403, 21408))
+    with pytest.raises(PermanentSendError) as info:
+        sender.send(TO, BODY)
+    assert not isinstance(info.value, CredentialsRejectedError)
+    assert (info.value.http_status, info.value.provider_code) == (403, 21408)
+    fake.script(("error", 401, 20005))  # any 401 is a refused login, whatever its code
+    with pytest.raises(CredentialsRejectedError):
+        sender.send(TO, BODY)
+    assert fake.messages == []
+
+
 def test_wrong_auth_token_is_refused_credentials_for_send_and_lookup(fake):
     sender = TwilioSender(fake.account_sid, "wrong", from_number=FROM, api_base_url=fake.base_url)
     with pytest.raises(CredentialsRejectedError) as info:
@@ -277,6 +293,59 @@ def test_find_sent_matches_the_exact_body_not_the_link(fake, sender):
     sent = sender.send(TO, BODY)
     assert sender.find_sent(TO, since, BODY_SHA).sid == sent.sid
     assert sender.find_sent(TO, since, body_sha256(other_base)).body == other_base
+
+
+TOKEN = BODY.rsplit("/r/", 1)[1]
+TOKEN_HASH = token_sha256(TOKEN)
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        BODY + " ",  # trailing whitespace
+        BODY.replace("https://example.com", "https://new.example.com"),  # PUBLIC_BASE_URL changed since
+        BODY.replace(":", "\uff1a", 1),  # a unicode character, or its Smart Encoding replacement
+        "Sent from your Twilio trial account - " + BODY + "\n",
+    ],
+    ids=["trailing-space", "other-base-url", "unicode", "trial-prefix"],
+)
+def test_find_sent_with_a_token_hash_matches_the_link_token_whatever_the_rest(fake, sender, stored):
+    since = datetime.now(UTC)
+    fake._create({"To": TO, "From": FROM, "Body": stored})
+    found = sender.find_sent(TO, since, BODY_SHA, token_hash=TOKEN_HASH)
+    assert found is not None and found.body == stored
+    assert sender.find_sent(TO, since, None, token_hash=TOKEN_HASH) is not None  # rows without a body hash
+
+
+def test_find_sent_with_a_token_hash_ignores_other_jobs_and_linkless_messages(fake, sender):
+    since = datetime.now(UTC)
+    other_job = BODY.replace(TOKEN, "Z" * len(TOKEN))
+    fake._create({"To": TO, "From": FROM, "Body": other_job})  # another job's SMS to the same person
+    fake._create({"To": TO, "From": FROM, "Body": "Your code is 123456"})  # another app's, without a link
+    assert sender.find_sent(TO, since, BODY_SHA, token_hash=TOKEN_HASH) is None
+
+
+@pytest.mark.parametrize("short", ["https://sj.lnk/4bXz9", "sj.lnk/4bXz9"])
+def test_find_sent_cannot_tell_a_shortened_link_and_says_so(fake, sender, short):
+    since = datetime.now(UTC)
+    fake._create({"To": TO, "From": FROM, "Body": "Your search results are ready: " + short})
+    with pytest.raises(UnknownOutcomeError) as info:  # it may be ours: "not found" would be a guess
+        sender.find_sent(TO, since, BODY_SHA, token_hash=TOKEN_HASH)
+    assert info.value.code == LINK_UNREADABLE and TO not in info.value.message
+    fake._create({"To": TO, "From": FROM, "Body": BODY})  # ours is there as well: found, no doubt left
+    assert sender.find_sent(TO, since, BODY_SHA, token_hash=TOKEN_HASH).body == BODY
+
+
+def test_console_sender_matches_the_token_too():
+    console = ConsoleSender(stream=io.StringIO())
+    since = datetime.now(UTC)
+    sent = console.send(TO, BODY + " ")
+    assert console.find_sent(TO, since, BODY_SHA) is None
+    assert console.find_sent(TO, since, BODY_SHA, token_hash=TOKEN_HASH) == sent
+
+
+def test_the_token_hash_is_the_one_the_job_keeps():
+    assert token_sha256(TOKEN) == links.token_hash(TOKEN)
 
 
 def test_find_sent_recognises_a_trial_account_body(fake, sender):
