@@ -86,10 +86,14 @@ def parse_sentinel_url(url: str) -> SentinelURL:
     netloc = parts.netloc.rpartition("@")[2]
     sentinels = []
     for location in netloc.split(","):
-        host, _, port = location.rpartition(":") if location.count(":") == 1 else (location, "", "")
+        one = urlsplit("//" + location)  # each host as its own netloc: "[::1]:26379", "h", "h:26380"
+        try:
+            host, port = one.hostname, one.port
+        except ValueError:
+            raise ValueError(f"a Sentinel URL has a bad port in {location!r}") from None
         if not host:
             raise ValueError("a Sentinel URL names at least one sentinel host")
-        sentinels.append((host, int(port) if port else SENTINEL_PORT))
+        sentinels.append((host, port or SENTINEL_PORT))
     path = [p for p in parts.path.split("/") if p]
     if not path or len(path) > 2:
         raise ValueError("a Sentinel URL ends with /SERVICE or /SERVICE/DB")
@@ -125,8 +129,11 @@ def connect(url: str, *, socket_timeout: float | None = defaults.REDIS_SOCKET_TI
     auth = {k: v for k, v in (("username", target.username), ("password", target.password)) if v}
     sentinel = Sentinel(
         list(target.sentinels),
+        # no retries on a sentinel: a dead one costs one short timeout, then the next is asked
+        # (redis-py's default retries with backoff made a lookup with every sentinel down take minutes)
         sentinel_kwargs={"socket_timeout": SENTINEL_TIMEOUT, "socket_connect_timeout": SENTINEL_TIMEOUT,
-                         "socket_keepalive": True, "socket_keepalive_options": keepalive_options(), **auth},
+                         "socket_keepalive": True, "socket_keepalive_options": keepalive_options(),
+                         "retry": RedisRetry(NoBackoff(), 0), **auth},
     )
     return sentinel.master_for(target.service, db=target.db, **auth, **options)
 

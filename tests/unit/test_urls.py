@@ -88,3 +88,28 @@ def test_connect_builds_a_sentinel_managed_client_with_keepalives():
     assert plain.connection_pool.connection_kwargs["socket_keepalive_options"]
     client.close()
     plain.close()
+
+
+def test_sentinel_urls_with_ipv6_hosts():
+    from searchjobs.queue import parse_sentinel_url
+
+    parsed = parse_sentinel_url("redis+sentinel://[::1]:26380,[fe80::2],h3/svc/2")
+    assert parsed.sentinels == (("::1", 26380), ("fe80::2", 26379), ("h3", 26379))
+    with pytest.raises(ValueError):
+        parse_sentinel_url("redis+sentinel://h:99999/svc")
+
+
+def test_a_lookup_with_every_sentinel_down_fails_at_once():
+    import time
+
+    import redis
+
+    from searchjobs.embedded import free_port
+    from searchjobs.queue import connect
+
+    ports = [free_port() for _ in range(3)]  # nothing listens: each refuses at once
+    client = connect("redis+sentinel://" + ",".join(f"127.0.0.1:{p}" for p in ports) + "/searchjobs")
+    started = time.monotonic()
+    with pytest.raises(redis.exceptions.ConnectionError):  # MasterNotFoundError
+        client.ping()
+    assert time.monotonic() - started < 2.0  # no retries with backoff per sentinel
