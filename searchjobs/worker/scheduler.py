@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 
 RECONCILE_LOCK = "reconciler"  # lock row: one reconciler pass at a time across schedulers
 CLEANUP_LOCK = "cleanup"  # lock row: one cleanup at a time
-# a holder that died keeps its lock this long; a pass takes well under a second, a cleanup batch too
-RECONCILE_LOCK_SECONDS = 30
+# a holder that died keeps its lock this long; a pass takes well under a second and renews it between
+# its steps, so a second scheduler takes over soon after the first one's host is gone
+RECONCILE_LOCK_SECONDS = 10
 CLEANUP_LOCK_SECONDS = 300  # renewed before every batch
 RECONCILE_BATCH = 1000  # pending jobs read per page of a reconciler pass
 REDIS_MARKER = "searchjobs:reconciler:marker"  # set by every pass; missing means Redis lost its data
@@ -81,6 +82,7 @@ def reconcile(runtime: Runtime, *, expire: bool = True, state: ReconcilerState |
         if expire:
             report.expired = _expire_leases(runtime)
         report.requeued = _enqueue_missing_pointers(runtime)
+        _lock(runtime, RECONCILE_LOCK, RECONCILE_LOCK_SECONDS)  # still ours: renewed between steps
         report.views_repaired = _refresh_changed_views(runtime, state)
         report.notifications = _enqueue_due_notifications(runtime)
     finally:
@@ -229,7 +231,10 @@ def cleanup(runtime: Runtime, *, retention_days: int | None = None, dry_run: boo
             batch: int = defaults.CLEANUP_BATCH, now: datetime | None = None) -> CleanupReport:
     """Delete finished jobs older than the retention period, in small batches (short locks)."""
     days = runtime.settings.retention_days if retention_days is None else retention_days
-    cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
+    if now is None:  # Postgres time, like every other deadline: the scheduler host's clock does not matter
+        with runtime.db.connect() as conn:
+            now = conn.execute(sa.text("SELECT now()")).scalar_one()
+    cutoff = now - timedelta(days=days)
     report = CleanupReport()
     with runtime.engine.connect() as conn:
         counts = conn.execute(_COUNT_EXPIRED, {"cutoff": cutoff}).mappings().one()
