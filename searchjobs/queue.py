@@ -24,6 +24,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 
 from searchjobs import defaults
+from searchjobs.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def parse_sentinel_url(url: str) -> SentinelURL:
     """
     parts = urlsplit(url)
     if parts.scheme.lower() not in SENTINEL_SCHEMES:
-        raise ValueError(f"not a Sentinel URL: scheme {parts.scheme!r}")
+        raise ConfigError(f"REDIS_URL is not a Sentinel URL: scheme {parts.scheme!r}")
     netloc = parts.netloc.rpartition("@")[2]
     sentinels = []
     for location in netloc.split(","):
@@ -90,13 +91,13 @@ def parse_sentinel_url(url: str) -> SentinelURL:
         try:
             host, port = one.hostname, one.port
         except ValueError:
-            raise ValueError(f"a Sentinel URL has a bad port in {location!r}") from None
+            raise ConfigError("REDIS_URL has a bad sentinel port") from None
         if not host:
-            raise ValueError("a Sentinel URL names at least one sentinel host")
+            raise ConfigError("REDIS_URL (Sentinel) names at least one sentinel host")
         sentinels.append((host, port or SENTINEL_PORT))
     path = [p for p in parts.path.split("/") if p]
     if not path or len(path) > 2:
-        raise ValueError("a Sentinel URL ends with /SERVICE or /SERVICE/DB")
+        raise ConfigError("REDIS_URL (Sentinel) ends with /SERVICE or /SERVICE/DB")
     return SentinelURL(
         sentinels=tuple(sentinels), service=unquote(path[0]), db=int(path[1]) if len(path) == 2 else 0,
         username=unquote(parts.username) if parts.username else None,

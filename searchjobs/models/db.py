@@ -14,7 +14,7 @@ import os
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from searchjobs.errors import DependencyUnavailable
+from searchjobs.errors import ConfigError, DependencyUnavailable
 
 CONNECT_TIMEOUT = 3  # seconds; an unreachable Postgres must fail fast, not hang a request
 POOL_TIMEOUT = 2.0  # seconds a request waits for a free pooled connection before it is an outage (503)
@@ -50,6 +50,8 @@ def _hosts_to_query(url: str) -> str:
     if not sep or "," not in hosts:
         return url
     path, _, query = tail.partition("?")
+    if "[" in hosts:  # SQLAlchemy splits each host:port at its last colon
+        raise ConfigError("DATABASE_URL: IPv6 addresses in a several-host URL are not supported; use host names")
     params = [f"host={host}" for host in hosts.split(",") if host]
     if query:
         params.append(query)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from searchjobs.errors import ConfigError
 from searchjobs.models.db import make_engine, normalise_url
 
 
@@ -70,7 +71,7 @@ def test_sentinel_urls_name_the_sentinels_the_service_and_the_database():
     assert parse_sentinel_url("valkey+sentinel://u:p@s1/svc").db == 0
     assert is_sentinel_url("redis+sentinel://s1/svc") and not is_sentinel_url("rediss://h:6380/0")
     for bad in ("redis+sentinel://s1", "redis+sentinel://s1/a/1/x", "redis://h/0"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ConfigError):
             parse_sentinel_url(bad)
 
 
@@ -95,7 +96,7 @@ def test_sentinel_urls_with_ipv6_hosts():
 
     parsed = parse_sentinel_url("redis+sentinel://[::1]:26380,[fe80::2],h3/svc/2")
     assert parsed.sentinels == (("::1", 26380), ("fe80::2", 26379), ("h3", 26379))
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         parse_sentinel_url("redis+sentinel://h:99999/svc")
 
 
@@ -113,3 +114,8 @@ def test_a_lookup_with_every_sentinel_down_fails_at_once():
     with pytest.raises(redis.exceptions.ConnectionError):  # MasterNotFoundError
         client.ping()
     assert time.monotonic() - started < 2.0  # no retries with backoff per sentinel
+
+
+def test_ipv6_hosts_in_a_several_host_database_url_are_refused_clearly():
+    with pytest.raises(ConfigError):
+        normalise_url("postgresql://u:p@[::1]:5432,[::2]:5433/app")
