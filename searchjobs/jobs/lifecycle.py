@@ -19,6 +19,7 @@ import logging
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -112,10 +113,15 @@ class JobAttempt:
     @classmethod
     def claim(cls, runtime: Runtime, job_id: str) -> JobAttempt | None:
         settings = runtime.settings
-        row, _ = _with_db_retry(
-            lambda c: job_queries.claim(c, job_id, runtime.worker_name, settings.lease_seconds, progress=5),
+        token = str(uuid.uuid4())
+        row, retried = _with_db_retry(
+            lambda c: job_queries.claim(c, job_id, token, runtime.worker_name, settings.lease_seconds, progress=5),
             runtime.db, "claim", job_id,
         )
+        if row is None and retried:
+            # the first try may have landed before its answer was lost: the token tells if the claim is ours
+            current, _ = _with_db_retry(lambda c: job_queries.get(c, job_id), runtime.db, "read", job_id)
+            row = current if current is not None and current["claim_token"] == token else None
         if row is None:
             log.info("job not claimable (not pending, cancelled or gone)", extra={"job_id": job_id})
             return None

@@ -169,7 +169,7 @@ _CLAIM = sa.text(
                stage = 'claimed', progress = GREATEST(progress, :progress),
                started_at = coalesce(started_at, now()), updated_at = now(),
                lease_expires_at = now() + make_interval(secs => :lease), run_after = NULL,
-               claim_token = gen_random_uuid(), version = version + 1
+               claim_token = CAST(:token AS uuid), version = version + 1
          WHERE job_id = :job_id AND status = 'pending' AND NOT cancel_requested
         RETURNING {JOB_COLUMNS}
     ), e AS ({_event_insert('claimed')})
@@ -178,13 +178,16 @@ _CLAIM = sa.text(
 )
 
 
-def claim(conn: sa.Connection, job_id: str, worker: str, lease_seconds: float, progress: int) -> dict | None:
-    """pending -> processing for this worker; None if the job is not pending (already taken, finished, gone)."""
+def claim(conn: sa.Connection, job_id: str, token: str, worker: str, lease_seconds: float,
+          progress: int) -> dict | None:
+    """pending -> processing for this worker, fenced by `token` (fresh per claim, drawn by the claimant,
+    so a claim whose answer was lost can be recognised); None if the job is not pending."""
     return _row(
         conn.execute(
             _CLAIM,
             {
                 "job_id": job_id,
+                "token": token,
                 "worker": worker,
                 "lease": float(lease_seconds),
                 "progress": progress,

@@ -431,3 +431,24 @@ def test_one_reconciler_pass_at_a_time_and_a_dead_holder_is_taken_over(runtime):
     sql(runtime, "UPDATE scheduler_locks SET expires_at = now() - interval '1 second'")  # ... and it died
     assert not reconcile(runtime).skipped
     assert sql(runtime, "SELECT count(*) FROM scheduler_locks").scalar() == 0  # released after the pass
+
+
+def test_a_claim_whose_answer_was_lost_is_recognised_by_its_token(client, runtime, monkeypatch):
+    from searchjobs.models import jobs as job_queries
+
+    job_id = new_job(client)
+    real_claim, dropped = job_queries.claim, []
+
+    def claim_then_lose_the_answer(conn, *args, **kwargs):
+        row = real_claim(conn, *args, **kwargs)
+        if not dropped:  # committed, but the connection drops before the answer arrives
+            dropped.append(row)
+            raise sa.exc.OperationalError("claim", {}, Exception("server closed the connection unexpectedly"))
+        return row
+
+    monkeypatch.setattr(job_queries, "claim", claim_then_lose_the_answer)
+    attempt = JobAttempt.claim(runtime, job_id)
+    assert dropped and attempt is not None  # adopted, not left to wait out its lease
+    assert attempt.token == str(row_of(runtime, job_id)["claim_token"])
+    assert [e["kind"] for e in events_of(runtime, job_id)].count("claimed") == 1
+    attempt.step(15, "image_loaded")  # and it owns the job
