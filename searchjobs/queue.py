@@ -105,6 +105,32 @@ def parse_sentinel_url(url: str) -> SentinelURL:
     )
 
 
+def check_sentinel_service(url: str) -> None:
+    """At start: refuse a Sentinel URL whose sentinels answer but know no primary of that name.
+
+    Sentinels that do not answer are an outage, not a mistake: the process starts and waits for them.
+    """
+    if not is_sentinel_url(url):
+        return
+    target = parse_sentinel_url(url)
+    answered = False
+    for host, port in target.sentinels:
+        client = redis.Redis(host=host, port=port, username=target.username, password=target.password,
+                             socket_timeout=SENTINEL_TIMEOUT, socket_connect_timeout=SENTINEL_TIMEOUT,
+                             retry=RedisRetry(NoBackoff(), 0))
+        try:
+            masters = client.sentinel_masters()
+        except redis.exceptions.RedisError:
+            continue
+        finally:
+            client.close()
+        if target.service in masters:
+            return
+        answered = True
+    if answered:
+        raise ConfigError(f"REDIS_URL: the sentinels know no primary named {target.service!r}")
+
+
 def connect(url: str, *, socket_timeout: float | None = defaults.REDIS_SOCKET_TIMEOUT) -> redis.Redis:
     """A Redis client that fails fast: one retry, short timeouts, TCP keepalives.
 

@@ -21,7 +21,7 @@ from searchjobs import defaults
 from searchjobs.cache import JobCache
 from searchjobs.config import Settings
 from searchjobs.models import catalog, db
-from searchjobs.queue import connect
+from searchjobs.queue import check_sentinel_service, connect
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Runtime:
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs) -> Runtime:
         database_url, redis_url = settings.require_urls()
+        check_sentinel_service(redis_url)  # a misspelt service name is a configuration error, not an outage
         engine = db.make_engine(database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout)
         return cls(settings=settings, engine=engine, redis=connect(redis_url), **kwargs)
 

@@ -24,7 +24,8 @@ import pytest
 import redis
 
 from searchjobs.embedded import EmbeddedPostgres, free_port
-from searchjobs.queue import connect
+from searchjobs.errors import ConfigError
+from searchjobs.queue import check_sentinel_service, connect
 from searchjobs.worker.scheduler import REDIS_MARKER
 from tests.fake_twilio import FakeTwilio
 from tests.faults.cluster import WORKERS, Cluster, record, wait_for
@@ -162,6 +163,9 @@ def sentinel_cluster(tmp_path_factory):
 
 def test_primary_sigkilled_and_a_replica_promoted_by_sentinel(sentinel_cluster):
     cluster, valkeys = sentinel_cluster
+    check_sentinel_service(valkeys.url)  # the sentinels know the service
+    with pytest.raises(ConfigError):  # a misspelt one stops a process at start, not as an endless outage
+        check_sentinel_service(valkeys.url.replace(f"/{SERVICE}/", "/no-such-service/"))
     assert valkeys.primary_address() == ("127.0.0.1", valkeys.primary_port)
     ids = cluster.submit_batch()
     cluster.wait_mid_job(ids)
