@@ -546,24 +546,40 @@ def events(conn: sa.Connection, job_id: str, after: int = 0, limit: int = 1000) 
     return [dict(r) for r in conn.execute(_EVENTS_AFTER, {"job_id": job_id, "after": after, "limit": limit}).mappings()]
 
 
-def changes(conn: sa.Connection, after: int, limit: int, client_id: int | None, admin: bool) -> list[dict]:
-    """The change feed: events of every visible job after a cursor, in id order.
+# the oldest transaction still running, as the bigint `tx_id` holds (xid8 without its epoch games)
+_XMIN = "(pg_snapshot_xmin(pg_current_snapshot())::text)::bigint"
 
-    An event appears once every transaction that started before it has ended,
-    so a client that stores the last id it saw never misses an event.
+
+def changes(conn: sa.Connection, after: tuple[int, int] | int, limit: int, client_id: int | None,
+            admin: bool) -> list[dict]:
+    """The change feed: events of every visible job after a cursor, in (transaction, id) order.
+
+    Only events of transactions older than every transaction still running are
+    returned (tx_id below the snapshot's xmin): all of those have ended, and any
+    event that becomes visible later belongs to a transaction at or above xmin,
+    so it sorts after every event returned so far. A client that keeps the last
+    (tx_id, id) it saw never misses an event, whatever order transactions commit in.
+
+    `after` as a bare event id is the earlier cursor form: it starts just before the oldest
+    transaction of any later event, so nothing after it is skipped (a few events may come twice).
     """
     where = "" if admin else (
         "AND j.client_id = :client_id" if client_id is not None else "AND false"
     )
+    if isinstance(after, tuple):
+        position, params = "(e.tx_id, e.id) > (:after_tx, :after_id)", {"after_tx": after[0], "after_id": after[1]}
+    else:
+        position = ("(e.tx_id, e.id) > ((SELECT coalesce(min(tx_id), " + _XMIN + ") - 1 "
+                    "FROM search_job_events WHERE id > :after_id), 0)")
+        params = {"after_id": after}
     stmt = sa.text(
-        "SELECT e.id, e.job_id, e.kind, e.status, e.progress, e.stage, e.version, e.attempt, e.created_at "
+        "SELECT e.id, e.tx_id, e.job_id, e.kind, e.status, e.progress, e.stage, e.version, e.attempt, e.created_at "
         "FROM search_job_events e JOIN search_jobs j ON j.job_id = e.job_id "
-        f"WHERE e.id > :after {where} "
-        # only events of transactions older than any still running: a later cursor never skips one
-        "AND e.tx_id < (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint "
-        "ORDER BY e.id LIMIT :limit"
+        f"WHERE {position} {where} "
+        f"AND e.tx_id < {_XMIN} ORDER BY e.tx_id, e.id LIMIT :limit"
     )
-    return [dict(r) for r in conn.execute(stmt, {"after": after, "limit": limit, "client_id": client_id}).mappings()]
+    params |= {"limit": limit, "client_id": client_id}
+    return [dict(r) for r in conn.execute(stmt, params).mappings()]
 
 
 def list_jobs(

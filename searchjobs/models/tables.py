@@ -147,6 +147,7 @@ search_job_events = Table(
     Column("tx_id", BigInteger, nullable=False, server_default=text("(pg_current_xact_id()::text)::bigint")),
     _now(),
     Index("ix_search_job_events_job_id_id", "job_id", "id"),
+    Index("ix_search_job_events_tx_id_id", "tx_id", "id"),  # the change feed's order
 )
 
 notifications = Table(

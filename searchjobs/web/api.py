@@ -205,14 +205,36 @@ def changes():
     caller = current_caller()
     if caller.anonymous:
         raise ApiError(401, "api_key_required", "the change feed needs an API key")
-    since = _decode_cursor(request.args.get("since"), "since") or 0
+    since = _decode_feed_cursor(request.args.get("since"))
     limit = _page_limit()
     with runtime().db.connect() as conn:
         events = job_queries.changes(conn, since, limit, caller.client_id, caller.is_admin)
+    position = (events[-1]["tx_id"], events[-1]["id"]) if events else since
     for event in events:
+        del event["tx_id"]
         event["created_at"] = event["created_at"].isoformat()
-    cursor = _encode_cursor(events[-1]["id"]) if events else _encode_cursor(since)
-    return jsonify({"events": events, "next_cursor": cursor, "has_more": len(events) == limit})
+    return jsonify({"events": events, "next_cursor": _encode_feed_cursor(position),
+                    "has_more": len(events) == limit})
+
+
+def _encode_feed_cursor(position: tuple[int, int] | int) -> str:
+    """The feed's cursor: the (transaction, event id) of the last event seen, opaque to clients."""
+    text = f"{position[0]}.{position[1]}" if isinstance(position, tuple) else str(position)
+    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+
+def _decode_feed_cursor(raw: str | None) -> tuple[int, int] | int:
+    """(tx_id, id) from this API's cursor; a bare event id from the earlier form; the start without one."""
+    if raw in (None, ""):
+        return (0, 0)
+    try:
+        pieces = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode().split(".")
+        if len(raw) > 60 or len(pieces) > 2 or not all(p.isdigit() for p in pieces):
+            raise ValueError
+        numbers = [int(p) for p in pieces]
+        return (numbers[0], numbers[1]) if len(numbers) == 2 else numbers[0]
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ApiError(400, "invalid_cursor", "since is not a cursor this API gave out") from None
 
 
 @bp.get("/results/<token>")
