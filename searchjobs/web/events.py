@@ -45,7 +45,7 @@ from threading import BoundedSemaphore
 
 from flask import Blueprint, Response, current_app, request
 
-from searchjobs.cache import events_channel
+from searchjobs.cache import TOMBSTONE_VERSION, events_channel
 from searchjobs.errors import DependencyUnavailable
 from searchjobs.jobs.runtime import Runtime
 from searchjobs.models import jobs as job_queries
@@ -57,6 +57,8 @@ from searchjobs.web.errors import ApiError
 from searchjobs.web.runtime import runtime
 
 log = logging.getLogger(__name__)
+
+_TOMBSTONE_WAKE_UP = str(TOMBSTONE_VERSION).encode()  # what a delete publishes on the job's channel
 
 bp = Blueprint("events", __name__, url_prefix="/api")
 
@@ -163,6 +165,7 @@ class EventStream:
         self._gate = gate
         self._pubsub = None
         self._closed = False
+        self.gone = False  # a tombstone's wake-up came: the job was deleted
 
     def start(self) -> list[dict]:
         """Subscribe first, then read: a step committed in between still wakes us."""
@@ -187,16 +190,21 @@ class EventStream:
             return job_queries.events(conn, self.job_id, after=self.cursor, limit=BATCH)
 
     def _wait(self, seconds: float) -> bool:
-        """Block up to `seconds` for a wake-up; True if one came. Without Redis, sleep a poll interval."""
+        """Block up to `seconds` for a wake-up; True if one came. Without Redis, sleep a poll interval.
+
+        A wake-up carrying the tombstone's version means the job was deleted (`self.gone`).
+        """
         if self._pubsub is None:
             time.sleep(min(seconds, POLL_SECONDS))
             return True  # re-read the table
         end = time.monotonic() + seconds
         try:
             while (left := end - time.monotonic()) > 0:
-                if self._pubsub.get_message(timeout=left) is not None:
-                    while self._pubsub.get_message(timeout=0) is not None:
-                        pass  # several steps, one read
+                message = self._pubsub.get_message(timeout=left)
+                if message is not None:
+                    while message is not None:  # several steps, one read
+                        self.gone = self.gone or message.get("data") == _TOMBSTONE_WAKE_UP
+                        message = self._pubsub.get_message(timeout=0)
                     return True
         except REDIS_UNAVAILABLE as exc:
             log.info("event stream falls back to polling: %s", type(exc).__name__, extra={"job_id": self.job_id})
@@ -225,6 +233,8 @@ class EventStream:
                 idle_since = now
             # wake on a publish; re-read anyway at each heartbeat in case a publish was missed
             self._wait(min(self.heartbeat - (now - idle_since), self.deadline - now))
+            if self.gone:  # deleted: nothing more will come, and the slot is worth freeing now
+                return
             try:
                 events = self._read()
             except DependencyUnavailable:

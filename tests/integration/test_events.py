@@ -193,3 +193,23 @@ def test_without_redis_the_stream_polls_the_table(settings, runtime, run_jobs, c
     reader.join(timeout=10)
     assert not reader.is_alive()
     assert [int(e["id"]) for e in events_only(items)] == event_ids(runtime, job_id)
+
+
+def test_a_stream_of_a_deleted_job_ends_at_once(client, runtime):
+    from tests.integration.test_state_machine import api_key
+
+    client.application.config["SEARCHJOBS_SSE_HEARTBEAT"] = 5
+    owner = api_key(runtime)
+    data = {"categories": "dress", "image": (io.BytesIO(demo_image_bytes(0, "dress")), "photo.png")}
+    job_id = client.post("/api/search-jobs", data=data, headers=owner).get_json()["job_id"]
+    response = client.get(f"/api/search-jobs/{job_id}/events", headers=owner, buffered=False)
+    chunks = iter(response.response)
+    try:
+        assert next(chunks).decode().startswith("retry:")
+        assert "event: progress" in next(chunks).decode()  # the `created` step
+        threading.Timer(0.3, lambda: client.delete(f"/api/search-jobs/{job_id}", headers=owner)).start()
+        started = time.monotonic()
+        assert list(chunks) == []  # the stream ends, with no keep-alive in between
+        assert time.monotonic() - started < 2  # not after the heartbeat or the maximum duration
+    finally:
+        response.close()
