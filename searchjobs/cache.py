@@ -25,11 +25,11 @@ import redis
 from searchjobs import defaults, metrics
 from searchjobs.models import jobs as job_queries
 from searchjobs.models.db import translate_errors
+from searchjobs.models.tables import FINISHED_STATUSES
 from searchjobs.queue import REDIS_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
-TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 # A deleted job's view: a version no row ever reaches, so the write script refuses every later refill.
 TOMBSTONE_VERSION = 2**53
 TOMBSTONE = ""
@@ -102,7 +102,7 @@ class JobCache:
         self._write = connection.register_script(_WRITE_IF_NEWER)
 
     def _args(self, view: dict) -> dict:
-        ttl = self.ttl if view["status"] in TERMINAL_STATUSES else self.live_ttl
+        ttl = self.ttl if view["status"] in FINISHED_STATUSES else self.live_ttl
         return {"keys": [cache_key(view["job_id"]), events_channel(view["job_id"])],
                 "args": [view["version"], json.dumps(view, separators=(",", ":")), ttl]}
 

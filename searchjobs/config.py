@@ -91,7 +91,7 @@ class Settings:
     image_allow_loopback: bool = False
     allow_anonymous: bool = True
     db_pool_size: int = 5
-    db_pool_timeout: float = 2.0  # seconds to wait for a free pooled connection; then 503 (web) or a retry (worker)
+    db_pool_timeout: float = defaults.DB_POOL_TIMEOUT
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_from_number: str | None = None
@@ -136,7 +136,7 @@ class Settings:
             image_allow_loopback=_bool(env, "SEARCHJOBS_IMAGE_ALLOW_LOOPBACK", False),
             allow_anonymous=_bool(env, "SEARCHJOBS_ALLOW_ANONYMOUS", True),
             db_pool_size=_int(env, "SEARCHJOBS_DB_POOL_SIZE", 5),
-            db_pool_timeout=_float(env, "SEARCHJOBS_DB_POOL_TIMEOUT", 2.0, minimum=0.1),
+            db_pool_timeout=_float(env, "SEARCHJOBS_DB_POOL_TIMEOUT", defaults.DB_POOL_TIMEOUT, minimum=0.1),
             twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
             twilio_auth_token=env.get("TWILIO_AUTH_TOKEN") or None,
             twilio_from_number=env.get("TWILIO_FROM_NUMBER") or None,

@@ -28,6 +28,7 @@ TOKEN_CACHE_PREFIX = "searchjobs:token:"  # key of one result-link token hash ->
 EVENTS_CHANNEL_PREFIX = "searchjobs:events:"  # pub/sub channel that wakes SSE streams of one job
 REDIS_SOCKET_TIMEOUT = 0.5  # seconds; a slow Redis must not hang a read, Postgres answers instead
 RETRY_AFTER_SECONDS = 5  # Retry-After on 503 when a dependency is down
+DB_POOL_TIMEOUT = 2.0  # seconds to wait for a free pooled connection; then 503 (web) or a retry (worker)
 
 # -- scheduler ------------------------------------------------------------
 RECONCILE_INTERVAL = 5  # seconds between two reconciler passes

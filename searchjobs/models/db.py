@@ -14,10 +14,10 @@ import os
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
+from searchjobs import defaults
 from searchjobs.errors import ConfigError, DependencyUnavailable
 
 CONNECT_TIMEOUT = 3  # seconds; an unreachable Postgres must fail fast, not hang a request
-POOL_TIMEOUT = 2.0  # seconds a request waits for a free pooled connection before it is an outage (503)
 # No statement of ours should run longer; a stuck one is cancelled. Set on the role, in the database, by
 # `searchjobs db upgrade` (session_defaults below), not sent at connection start: PgBouncer in transaction
 # pooling refuses startup options it does not know, and a SET would stay on a shared server connection.
@@ -59,7 +59,7 @@ def _hosts_to_query(url: str) -> str:
 
 
 def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, echo: bool = False,
-                autocommit: bool = False, pool_timeout: float = POOL_TIMEOUT) -> sa.Engine:
+                autocommit: bool = False, pool_timeout: float = defaults.DB_POOL_TIMEOUT) -> sa.Engine:
     engine = sa.create_engine(
         normalise_url(url),
         pool_size=pool_size,

@@ -50,6 +50,7 @@ from searchjobs.errors import DependencyUnavailable
 from searchjobs.jobs.runtime import Runtime
 from searchjobs.models import jobs as job_queries
 from searchjobs.models.db import translate_errors
+from searchjobs.models.tables import FINISHED_STATUSES
 from searchjobs.queue import REDIS_UNAVAILABLE
 from searchjobs.web.api import result_job, visible_job
 from searchjobs.web.auth import current_caller
@@ -72,7 +73,6 @@ POLL_SECONDS = 2.0  # re-read interval when Redis (the wake-up channel) is unava
 RECONNECT_MS = 2000  # the `retry:` hint sent to EventSource
 BATCH = 200  # events read per database round trip
 FINAL_KINDS = ("completed", "failed", "cancelled")
-FINAL_STATUSES = ("completed", "failed", "cancelled")
 GATE = "searchjobs.event_streams"  # app.extensions key of the per-process stream semaphore
 
 
@@ -128,7 +128,7 @@ def _open_stream(view: dict) -> Response:
     except BaseException:
         stream.close()
         raise
-    if not first and view["status"] in FINAL_STATUSES:
+    if not first and view["status"] in FINISHED_STATUSES:
         stream.close()
         return Response(status=204)  # finished and fully sent: EventSource stops reconnecting
     response = Response(stream.iterate(first), mimetype="text/event-stream")
@@ -221,7 +221,7 @@ class EventStream:
             for event in events:
                 self.cursor = event["id"]
                 yield format_event(event)
-                if event["status"] in FINAL_STATUSES:
+                if event["status"] in FINISHED_STATUSES:
                     return
             if events:
                 idle_since = time.monotonic()
