@@ -316,8 +316,8 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def running_cluster(base: Path, **env):
-    """A private stack, the fake Twilio and the processes: web, WORKERS workers, one scheduler."""
+def running_cluster(base: Path, workers: int = WORKERS, **env):
+    """A private stack, the fake Twilio and the processes: web, `workers` workers, one scheduler."""
     from searchjobs.jobs.catalog_load import load_demo
     from searchjobs.models import db, schema
 
@@ -336,7 +336,7 @@ def running_cluster(base: Path, **env):
         (base / "logs").mkdir()
         cluster = Cluster(stack, fake, base / "logs", **env)
         cluster.start("web", "--host", "127.0.0.1", "--port", str(cluster.port))
-        cluster.keep_workers()
+        cluster.keep_workers(workers)
         cluster.start("scheduler")
 
         cluster.wait_serving()

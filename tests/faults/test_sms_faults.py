@@ -13,9 +13,7 @@ import time
 
 import pytest
 
-from searchjobs.embedded import EmbeddedStack
-from tests.fake_twilio import FakeTwilio
-from tests.faults.cluster import Cluster, record, wait_for
+from tests.faults.cluster import Cluster, record, running_cluster, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -29,32 +27,11 @@ WORKERS = 2
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    from searchjobs.jobs.catalog_load import load_demo
-    from searchjobs.models import db, schema
-
-    base = tmp_path_factory.mktemp("sms-faults")
-    stack = EmbeddedStack(base / "servers", persist_redis=False).start()
-    fake = FakeTwilio().start()
-    cluster = None
-    try:
-        schema.upgrade(stack.postgres.url)
-        engine = db.make_engine(stack.postgres.url, pool_size=1)
-        load_demo(engine, 60)
-        engine.dispose()
-        (base / "logs").mkdir()
-        cluster = Cluster(stack, fake, base / "logs")
-        cluster.env.update({"TWILIO_TIMEOUT": str(TIMEOUT), "SEARCHJOBS_SMS_LOOKUP_MARGIN": str(MARGIN),
-                            "SEARCHJOBS_SMS_AUTH_RETRY_SECONDS": str(AUTH_RETRY)})
-        cluster.start("web", "--host", "127.0.0.1", "--port", str(cluster.port))
-        cluster.start("scheduler")
-
-        cluster.wait_serving()
+    # no workers yet: each scenario starts its own, with the credentials it needs
+    with running_cluster(tmp_path_factory.mktemp("sms-faults"), workers=0, TWILIO_TIMEOUT=str(TIMEOUT),
+                         SEARCHJOBS_SMS_LOOKUP_MARGIN=str(MARGIN),
+                         SEARCHJOBS_SMS_AUTH_RETRY_SECONDS=str(AUTH_RETRY)) as cluster:
         yield cluster
-    finally:
-        if cluster is not None:
-            cluster.close()
-        fake.stop()
-        stack.stop()
 
 
 def submit_with_phone(cluster: Cluster, last_four: str) -> str:
