@@ -119,7 +119,7 @@ class Servers:
         self.pg_stat = False
 
     def __enter__(self) -> Servers:
-        from searchjobs.models import schema
+        from searchjobs.db import schema
 
         if not self.external:
             from searchjobs.embedded import EmbeddedStack
@@ -207,7 +207,7 @@ class Servers:
         return Settings.from_env(self.env(**extra))
 
     def runtime(self, **extra):
-        from searchjobs.jobs.runtime import Runtime
+        from searchjobs.runtime import Runtime
 
         return Runtime.from_settings(self.settings(**extra))
 
@@ -217,7 +217,7 @@ class Servers:
         return redis.Redis.from_url(self.redis_url)
 
     def engine(self, **kwargs):
-        from searchjobs.models import db
+        from searchjobs.db import engine as db
 
         return db.make_engine(self.database_url, **kwargs)
 

@@ -25,7 +25,10 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.perturb import perturb  # noqa: E402
-from searchjobs.jobs import demo_catalog, features  # noqa: E402
+from searchjobs.catalog import (
+    demo,
+    descriptor,  # noqa: E402
+)
 
 # Ranks reported (recall@k).
 TOP_KS = (1, 5)
@@ -41,13 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    items = list(demo_catalog.generate_items(args.size, seed=args.seed))
+    items = list(demo.generate_items(args.size, seed=args.seed))
     render_s = time.perf_counter() - started
     images = [_decode(item.image_png) for item in items]
     categories = np.array([item.category for item in items])
 
     started = time.perf_counter()
-    catalog = features.describe_many(images)
+    catalog = descriptor.describe_many(images)
     describe_s = time.perf_counter() - started
 
     rng = np.random.default_rng(args.seed)
@@ -55,12 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     chosen = np.sort(rng.choice(args.size, size=count, replace=False))
     queries = [perturb(images[i], rng) for i in chosen]
     started = time.perf_counter()
-    query_vectors = features.describe_many(queries)
+    query_vectors = descriptor.describe_many(queries)
     query_s = time.perf_counter() - started
 
     hits = {k: 0 for k in TOP_KS}
     misses: list[tuple[str, str, list[str]]] = []
-    per_category: dict[str, list[int]] = {c: [0, 0] for c in demo_catalog.DEMO_CATEGORIES}
+    per_category: dict[str, list[int]] = {c: [0, 0] for c in demo.DEMO_CATEGORIES}
     for index, vector in zip(chosen, query_vectors, strict=True):
         category = categories[index]
         pool = np.flatnonzero(categories == category)
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         if rank >= 5:
             misses.append((items[index].sku, items[index].name, [items[j].sku for j in ranked[:3]]))
 
-    print(f"descriptor {features.DESCRIPTOR_VERSION}, dim {features.DESCRIPTOR_DIM}")
+    print(f"descriptor {descriptor.DESCRIPTOR_VERSION}, dim {descriptor.DESCRIPTOR_DIM}")
     print(f"catalog {args.size} items (seed {args.seed}), {count} perturbed queries, search within category")
     for k in TOP_KS:
         print(f"recall@{k}: {hits[k] / count:.3f}")

@@ -67,8 +67,8 @@ def prepare_data(servers: Servers, cold_jobs: int) -> str:
     """Catalog categories, one cached job, `cold_jobs` jobs only in Postgres. Returns the cached job id."""
     import psycopg2
 
-    from searchjobs.jobs.demo_catalog import DEMO_CATEGORIES
-    from searchjobs.jobs.submit import submit
+    from searchjobs.catalog.demo import DEMO_CATEGORIES
+    from searchjobs.service import submit
 
     servers.truncate_jobs()
     conn = psycopg2.connect(servers.database_url)
@@ -228,7 +228,7 @@ def profile_inprocess(servers: Servers, job_id: str, n: int, rate_limits: str) -
         "db_read": lambda i: client.get(f"/api/search-jobs/cold-{i}"),
         "submit": lambda i: client.post("/api/search-jobs", data=SUBMIT_BODY, content_type="application/json"),
     }
-    from searchjobs.models import jobs as job_queries
+    from searchjobs.jobs import store as job_queries
 
     rt.redis.flushall()
     with rt.db.connect() as conn:

@@ -94,8 +94,8 @@ def set_processing(servers: Servers, size: int, low: int = 0) -> list[list]:
 
 
 def measure(servers: Servers, rt, size: int, samples: int) -> dict:
-    from searchjobs.cache import read_through
-    from searchjobs.models import jobs as job_queries
+    from searchjobs.jobs.cache import read_through
+    from searchjobs.jobs import store as job_queries
 
     processing = set_processing(servers, size)
     rt.redis.flushall()
@@ -148,7 +148,7 @@ def measure(servers: Servers, rt, size: int, samples: int) -> dict:
 def cleanup_phase(servers: Servers, rt, size: int, count: int, samples_thread: bool = True) -> dict:
     import psycopg2
 
-    from searchjobs.models import jobs as job_queries
+    from searchjobs.jobs import store as job_queries
     from searchjobs.worker.scheduler import cleanup
 
     count = min(count, size - PROCESSING)

@@ -3,10 +3,10 @@
 
     python bench/search_quality.py [--size 3000] [--queries 0 (= every item)] [--seed 0]
 
-Loads the demo catalog (`searchjobs.jobs.catalog_load.load_demo`, default 3000 items, procedurally
+Loads the demo catalog (`searchjobs.catalog.load.load_demo`, default 3000 items, procedurally
 rendered; a DEMO catalog), then for every item (or --queries of them) takes its stored PNG,
 perturbs it (bench/perturb.py: random crop 80-95% per side, resize 60-140%, brightness +-20%,
-JPEG quality 60), describes it with searchjobs.jobs.features and asks PgVectorBackend.search for
+JPEG quality 60), describes it with searchjobs.catalog.descriptor and asks PgVectorBackend.search for
 the item's category (HNSW index, ef_search and iterative scan as in the product, k = 12).
 recall@k = share of queries whose own item is in the top k. "exact" repeats the ranking by
 brute force over the stored embeddings of the category, to tell descriptor misses from index misses.
@@ -47,9 +47,9 @@ def main() -> None:
     import sqlalchemy as sa
 
     from searchjobs import defaults
-    from searchjobs.jobs import features
-    from searchjobs.jobs.backends import EF_SEARCH, PgVectorBackend
-    from searchjobs.jobs.catalog_load import load_demo
+    from searchjobs.catalog import descriptor
+    from searchjobs.catalog.backends import EF_SEARCH, PgVectorBackend
+    from searchjobs.catalog.load import load_demo
 
     with Servers(pg_stat_statements=False) as servers:
         engine = servers.engine()
@@ -78,7 +78,7 @@ def main() -> None:
         for sku, category, data, _ in chosen:
             image = perturb_bytes(data, rng)
             t = time.perf_counter()
-            vector = features.describe(image)
+            vector = descriptor.describe(image)
             describe_ms.append((time.perf_counter() - t) * 1000)
             t = time.perf_counter()
             hits = backend.search(category, vector, defaults.DEFAULT_TOP_K)

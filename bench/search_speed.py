@@ -44,11 +44,12 @@ def base_items(n: int):
     """n rendered demo items: (category, PIL image, descriptor). Also returns embedding throughput."""
     from PIL import Image
 
-    from searchjobs.jobs import demo_catalog, features
+    from searchjobs.catalog import demo
+    from searchjobs.catalog import descriptor
 
     items, pngs = [], []
     t = time.perf_counter()
-    for item in demo_catalog.generate_items(n, seed=3):
+    for item in demo.generate_items(n, seed=3):
         pngs.append((item.category, item.image_png))
     render_s = time.perf_counter() - t
     t = time.perf_counter()
@@ -59,7 +60,7 @@ def base_items(n: int):
     decode_s = time.perf_counter() - t
     t = time.perf_counter()
     for category, image in images:
-        items.append((category, image, features.describe(image)))
+        items.append((category, image, descriptor.describe(image)))
     describe_s = time.perf_counter() - t
     rates = {"render_per_s": n / render_s, "decode_per_s": n / decode_s, "describe_per_s": n / describe_s,
              "decode_and_describe_per_s": n / (decode_s + describe_s)}
@@ -128,10 +129,10 @@ def main() -> None:
 
     import sqlalchemy as sa
 
-    from searchjobs.jobs import features
-    from searchjobs.jobs.backends import EF_SEARCH, PgVectorBackend
-    from searchjobs.jobs.catalog_load import load_demo
-    from searchjobs.models import catalog
+    from searchjobs.catalog import descriptor
+    from searchjobs.catalog.backends import EF_SEARCH, PgVectorBackend
+    from searchjobs.catalog.load import load_demo
+    from searchjobs.catalog import store as catalog
 
     rng = np.random.default_rng(7)
     log(f"rendering and describing {args.base} base demo items")
@@ -139,7 +140,7 @@ def main() -> None:
     queries = []
     for _ in range(args.queries):
         category, image, _ = base[int(rng.integers(len(base)))]
-        queries.append((category, features.describe(perturb(image, rng))))
+        queries.append((category, descriptor.describe(perturb(image, rng))))
     results = []
     with Servers(pg_stat_statements=False) as servers:
         engine = servers.engine()

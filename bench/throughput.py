@@ -5,7 +5,7 @@
                                [--sync-off] [--profile]
 
 What runs:
-- ours: N jobs created as the API creates them (searchjobs.jobs.submit.submit with a tiny
+- ours: N jobs created as the API creates them (searchjobs.service.submit with a tiny
   uploaded PNG: image row + job row + 'created' event in one transaction, enqueue, cache write),
   then `python -m searchjobs worker --burst` processes (1 and 2) with the search stage replaced by
   bench.trivial_backend (fixed hits, no catalog). Each job still does: claim, load the image from
@@ -63,8 +63,8 @@ def tiny_png() -> bytes:
 
 def submit_jobs(servers: Servers, n: int) -> float:
     """Create n jobs exactly as POST /api/search-jobs does (after parsing). Returns jobs/s of submission."""
-    from searchjobs.jobs import intake
-    from searchjobs.jobs.submit import submit
+    from searchjobs import intake
+    from searchjobs.service import submit
 
     rt = servers.runtime()
     image = intake.validate_image_bytes(tiny_png(), "image/png", intake.IntakeLimits())
@@ -182,9 +182,10 @@ def inprocess_steps(servers: Servers, n: int, *, sync_off: bool = False, profile
     With profile=True the same run is under cProfile (which inflates Python-side costs): use the
     timings of a run without it.
     """
-    from searchjobs.cache import JobCache
-    from searchjobs.jobs import features, lifecycle, search
-    from searchjobs.models import jobs as job_queries
+    from searchjobs.jobs.cache import JobCache
+    from searchjobs.catalog import descriptor
+    from searchjobs.jobs import lifecycle, search
+    from searchjobs.jobs import store as job_queries
     from searchjobs.worker.worker import run_worker
 
     r = servers.redis()
@@ -200,7 +201,7 @@ def inprocess_steps(servers: Servers, n: int, *, sync_off: bool = False, profile
     patches = [(job_queries, "claim", "claim"), (job_queries, "progress", "progress"),
                (job_queries, "complete", "complete"), (lifecycle, "_with_db_retry", "db_step_with_checkout"),
                (JobCache, "write", "cache_write"), (search, "load_query_image", "load_query_image"),
-               (features, "describe", "describe"), (search, "run", "job_function")]
+               (descriptor, "describe", "describe"), (search, "run", "job_function")]
     originals = [(owner, attr, getattr(owner, attr)) for owner, attr, _ in patches]
 
     def timed(name, func):
@@ -267,8 +268,8 @@ def statement_variants(servers: Servers, n: int = 400) -> list[dict]:
     import psycopg2
     import sqlalchemy as sa
 
-    from searchjobs.models import db
-    from searchjobs.models import jobs as job_queries
+    from searchjobs.db import engine as db
+    from searchjobs.jobs import store as job_queries
 
     servers.truncate_jobs()
     submit_jobs(servers, 50)

@@ -50,7 +50,7 @@ def resolve_settings() -> Settings:
 
 
 def _runtime(settings: Settings | None = None):
-    from searchjobs.jobs.runtime import Runtime
+    from searchjobs.runtime import Runtime
 
     return Runtime.from_settings(settings or resolve_settings())
 
@@ -86,8 +86,10 @@ def _secret_key(data_dir: Path) -> str:
               help="Demo catalog items to load when the catalog is empty (0: none).")
 def up(port: int, host: str, worker_count: int, demo_size: int) -> None:
     """Run the whole service: embedded PostgreSQL + Valkey, migrations, web, workers, scheduler."""
+    from searchjobs.catalog import store as catalog
+    from searchjobs.db import engine as db
+    from searchjobs.db import schema
     from searchjobs.embedded import EmbeddedStack
-    from searchjobs.models import catalog, db, schema
 
     settings = Settings.from_env()
     data_dir = settings.data_dir.resolve()
@@ -168,7 +170,7 @@ def _stop_children(children: list[subprocess.Popen]) -> None:
 def _load_demo_with_progress(engine, size: int) -> int:
     from rich.progress import Progress
 
-    from searchjobs.jobs.catalog_load import load_demo
+    from searchjobs.catalog.load import load_demo
 
     with Progress(transient=False) as progress:
         task = progress.add_task("Demo catalog", total=size)
@@ -231,7 +233,7 @@ def db() -> None:
 @click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
     """Apply migrations (the Procfile's release step)."""
-    from searchjobs.models import schema
+    from searchjobs.db import schema
 
     settings = resolve_settings()
     schema.upgrade(settings.database_url, revision)
@@ -241,7 +243,7 @@ def db_upgrade(revision: str) -> None:
 @db.command("current")
 def db_current() -> None:
     """Show the applied migration."""
-    from searchjobs.models import schema
+    from searchjobs.db import schema
 
     settings = resolve_settings()
     current = schema.current_revision(settings.database_url)
@@ -263,7 +265,7 @@ def catalog() -> None:
 @click.option("--seed", default=0, show_default=True, type=int)
 def catalog_demo(size: int, seed: int) -> None:
     """Build the demo catalog: procedurally generated product images (labelled "Demo catalog")."""
-    from searchjobs.models import db as dbm
+    from searchjobs.db import engine as dbm
 
     settings = resolve_settings()
     engine = dbm.make_engine(settings.database_url, pool_size=1)
@@ -278,9 +280,9 @@ def catalog_import(file: Path) -> None:
     """Import a CSV (sku,name,category,price,image); upserts by sku, skips bad rows with their line numbers."""
     from rich.progress import Progress
 
-    from searchjobs.jobs.catalog_load import import_csv
-    from searchjobs.jobs.intake import IntakeLimits
-    from searchjobs.models import db as dbm
+    from searchjobs.catalog.load import import_csv
+    from searchjobs.db import engine as dbm
+    from searchjobs.intake import IntakeLimits
 
     settings = resolve_settings()
     engine = dbm.make_engine(settings.database_url, pool_size=1)
@@ -342,10 +344,10 @@ def collect_status(runtime, failed_limit: int = 10) -> dict:
     """What `searchjobs status` shows, as one dict; a part whose server is unreachable is None."""
     from datetime import UTC, datetime, timedelta
 
-    from searchjobs.metrics import unfinished_summary
-    from searchjobs.models import jobs as job_queries
-    from searchjobs.models import notifications as outbox
-    from searchjobs.models.db import DB_ERRORS, is_outage
+    from searchjobs.db.engine import DB_ERRORS, is_outage
+    from searchjobs.jobs import store as job_queries
+    from searchjobs.jobs.store import unfinished_summary
+    from searchjobs.notifications import outbox
     from searchjobs.queue import REDIS_UNAVAILABLE, queue_overview, worker_overview
 
     now = datetime.now(UTC)
@@ -461,7 +463,7 @@ def keys() -> None:
 @click.option("--admin", is_flag=True, help="An admin key sees and changes every job.")
 def keys_create(name: str, admin: bool) -> None:
     """Create a key for client NAME and print it once."""
-    from searchjobs.models import clients
+    from searchjobs import clients
 
     runtime = _runtime()
     if not name.strip() or len(name) > 100:
@@ -477,7 +479,7 @@ def keys_create(name: str, admin: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def keys_list(as_json: bool) -> None:
     """List clients and their keys' prefixes."""
-    from searchjobs.models import clients
+    from searchjobs import clients
 
     runtime = _runtime()
     with runtime.engine.connect() as conn:
@@ -494,7 +496,7 @@ def keys_list(as_json: bool) -> None:
 @click.argument("prefix_or_name")
 def keys_revoke(prefix_or_name: str) -> None:
     """Revoke a key by its prefix (sjk_...) or its client's name."""
-    from searchjobs.models import clients
+    from searchjobs import clients
 
     runtime = _runtime()
     with runtime.engine.begin() as conn:
@@ -517,13 +519,13 @@ def jobs() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def jobs_list(status: str | None, limit: int, as_json: bool) -> None:
     """The newest jobs."""
-    from searchjobs.models import jobs as job_queries
+    from searchjobs.jobs import store as job_queries
 
     runtime = _runtime()
     with runtime.engine.connect() as conn:
         rows = job_queries.list_jobs(conn, status=status, limit=limit, before_id=None, client_id=None, admin=True)
     if as_json:
-        from searchjobs.cache import job_view
+        from searchjobs.jobs.cache import job_view
 
         click.echo(_json([{k: v for k, v in job_view(r).items() if k != "results"} for r in rows]))
         return
@@ -537,9 +539,9 @@ def jobs_list(status: str | None, limit: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def jobs_show(job_id: str, as_json: bool) -> None:
     """One job, its events and its SMS (phone numbers masked)."""
-    from searchjobs.cache import job_view
-    from searchjobs.models import jobs as job_queries
-    from searchjobs.models import notifications as outbox
+    from searchjobs.jobs import store as job_queries
+    from searchjobs.jobs.cache import job_view
+    from searchjobs.notifications import outbox
     from searchjobs.notifications.phone import mask
 
     runtime = _runtime()
@@ -572,12 +574,12 @@ def jobs_show(job_id: str, as_json: bool) -> None:
 @click.argument("job_id")
 def jobs_retry(job_id: str) -> None:
     """Requeue a failed or cancelled job."""
-    from searchjobs.jobs import control
-    from searchjobs.models.jobs import InvalidTransition
+    from searchjobs import service
+    from searchjobs.jobs.store import InvalidTransition
 
     runtime = _runtime()
     try:
-        _, enqueued = control.retry(runtime, job_id, by="operator")
+        _, enqueued = service.retry(runtime, job_id, by="operator")
     except NotFound:
         _fail(f"no job {job_id}", code=1)
     except InvalidTransition as exc:
@@ -590,12 +592,12 @@ def jobs_retry(job_id: str) -> None:
 @click.argument("job_id")
 def jobs_cancel(job_id: str) -> None:
     """Cancel a job: a queued one never starts; a running one stops at its next step."""
-    from searchjobs.jobs import control
-    from searchjobs.models.jobs import InvalidTransition
+    from searchjobs import service
+    from searchjobs.jobs.store import InvalidTransition
 
     runtime = _runtime()
     try:
-        row = control.cancel(runtime, job_id, by="operator")
+        row = service.cancel(runtime, job_id, by="operator")
     except NotFound:
         _fail(f"no job {job_id}", code=1)
     except InvalidTransition as exc:
@@ -612,7 +614,7 @@ def sms() -> None:
 
 
 def _sms_view(row: dict) -> dict:
-    from searchjobs.models import notifications as outbox
+    from searchjobs.notifications import outbox
     from searchjobs.notifications.phone import mask
 
     view = {k: row[k] for k in ("id", "job_id", "status", "attempts", "provider_sid", "provider_status",
@@ -630,7 +632,7 @@ def _sms_view(row: dict) -> dict:
 @click.option("--json", "as_json", is_flag=True)
 def sms_list(status: str | None, limit: int, as_json: bool) -> None:
     """The newest SMS outbox rows. `unknown (parked)`: an operator must decide (see `sms retry`)."""
-    from searchjobs.models import notifications as outbox
+    from searchjobs.notifications import outbox
 
     runtime = _runtime()
     with runtime.engine.connect() as conn:
@@ -650,7 +652,7 @@ def sms_list(status: str | None, limit: int, as_json: bool) -> None:
 def sms_retry(notification_id: int | None, all_failed: bool) -> None:
     """Send a failed SMS again, or a parked `unknown` one after checking the provider console that it is
     not there (the send that follows does not look it up first)."""
-    from searchjobs.models import notifications as outbox
+    from searchjobs.notifications import outbox
     from searchjobs.queue import REDIS_UNAVAILABLE, enqueue_notification
 
     if (notification_id is None) == (not all_failed):
@@ -712,7 +714,7 @@ def _table(headers: list[str], rows: list[list[str]], title: str | None = None) 
 def _unreachable(exc: BaseException) -> str | None:
     """A one-line reason when `exc` says Postgres or Redis cannot be reached, else None."""
 
-    from searchjobs.models.db import DB_ERRORS, is_outage
+    from searchjobs.db.engine import DB_ERRORS, is_outage
     from searchjobs.queue import REDIS_UNAVAILABLE
 
     if isinstance(exc, DB_ERRORS) and is_outage(exc):

@@ -5,7 +5,7 @@ SEARCH_QUEUE = "searches"  # RQ queue the web app enqueues search jobs on
 NOTIFICATION_QUEUE = "notifications"  # RQ queue of SMS sends, apart so a slow provider never delays searches
 ALL_QUEUES = (SEARCH_QUEUE, NOTIFICATION_QUEUE)  # what `searchjobs worker` listens on by default, in priority order
 SEARCH_JOB_FUNC = "searchjobs.jobs.search.run"  # enqueued by dotted path, with the job_id only
-NOTIFICATION_FUNC = "searchjobs.jobs.notify.send"  # likewise for an outbox row id
+NOTIFICATION_FUNC = "searchjobs.notifications.send.send"  # likewise for an outbox row id
 
 # -- jobs -----------------------------------------------------------------
 JOB_TIMEOUT = 120  # seconds a search may run before the worker stops it

@@ -1,5 +1,7 @@
-"""Prometheus metrics: the objects every process records into, the helpers that record, and the
-scrape-time collector of shared state (queue depth, workers alive, unfinished jobs, SMS outbox).
+"""Prometheus metrics: the objects every process records into, and the helpers that record.
+
+A leaf: it imports nothing of searchjobs, so any part can count. The gauges of
+shared state are computed at scrape time by searchjobs.overview.LiveStateCollector.
 
 No Flask here: workers, the scheduler and the web app all count through these.
 Under gunicorn (and whenever PROMETHEUS_MULTIPROC_DIR is set) prometheus-client
@@ -7,24 +9,11 @@ keeps each process's values in a file in that directory, and the web's /metrics
 adds them up; processes on one machine share the directory, so the counters of
 workers started with the same PROMETHEUS_MULTIPROC_DIR show up there too. The
 variable must be set before prometheus_client is first imported.
-
-Gauges that describe shared state (queue depth, workers alive, jobs waiting)
-are not recorded by any process but computed when scraped (LiveStateCollector),
-from Redis and Postgres, so they are right whichever machine the workers run on.
 """
 
 from __future__ import annotations
 
-import logging
-
-import sqlalchemy as sa
 from prometheus_client import Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
-
-from searchjobs.models import notifications as outbox
-from searchjobs.queue import REDIS_UNAVAILABLE, queue_overview, worker_overview
-
-log = logging.getLogger(__name__)
 
 # -- jobs -------------------------------------------------------------------
 
@@ -115,92 +104,3 @@ def lease_expired(row: dict) -> None:
         job_finished(row, "failed", row["error_code"])
     else:
         JOBS_RETRIED.labels("lease_expired").inc()
-
-
-# -- state read at scrape time ------------------------------------------------
-
-_UNFINISHED = sa.text(
-    "SELECT status, count(*) AS n, extract(epoch FROM now() - min(created_at)) AS oldest_s "
-    "FROM search_jobs WHERE status IN ('pending', 'processing') GROUP BY status"
-)
-
-
-def unfinished_summary(conn: sa.Connection) -> dict[str, dict]:
-    """{"pending"|"processing": {"count", "oldest_age_s"}} from Postgres (the truth about what is left to do)."""
-    found = {r["status"]: r for r in conn.execute(_UNFINISHED).mappings()}
-    return {status: {"count": found[status]["n"] if status in found else 0,
-                     "oldest_age_s": float(found[status]["oldest_s"]) if status in found else None}
-            for status in ("pending", "processing")}
-
-
-class LiveStateCollector:
-    """Gauges computed when scraped, from Redis (RQ's queues and workers) and Postgres.
-
-    A dependency that is down shows as searchjobs_redis_up / searchjobs_postgres_up 0
-    instead of failing the whole scrape.
-    """
-
-    def __init__(self, redis_connection, engine: sa.Engine):
-        self.redis = redis_connection
-        self.engine = engine
-
-    def collect(self):
-        yield from self._redis()
-        yield from self._postgres()
-
-    def _redis(self):
-        up = GaugeMetricFamily("searchjobs_redis_up", "1 if Redis answered this scrape.")
-        try:
-            queues = queue_overview(self.redis)
-            workers = worker_overview(self.redis)
-        except REDIS_UNAVAILABLE as exc:
-            log.warning("metrics: Redis unavailable (%s)", type(exc).__name__)
-            up.add_metric([], 0)
-            yield up
-            return
-        up.add_metric([], 1)
-        yield up
-        depth = GaugeMetricFamily("searchjobs_queue_depth", "RQ jobs waiting in each queue.", labels=["queue"])
-        oldest = GaugeMetricFamily("searchjobs_queue_oldest_job_age_seconds",
-                                   "Age of the oldest RQ job waiting in each queue (0 when empty).", labels=["queue"])
-        for q in queues:
-            depth.add_metric([q["queue"]], q["depth"])
-            oldest.add_metric([q["queue"]], q["oldest_age_s"] or 0)
-        yield depth
-        yield oldest
-        alive = GaugeMetricFamily("searchjobs_workers_alive", "RQ workers registered in Redis, by state.",
-                                  labels=["state"])
-        states: dict[str, int] = {"idle": 0, "busy": 0}
-        for w in workers:
-            states[w["state"]] = states.get(w["state"], 0) + 1
-        for state, n in sorted(states.items()):
-            alive.add_metric([state], n)
-        yield alive
-
-    def _postgres(self):
-        up = GaugeMetricFamily("searchjobs_postgres_up", "1 if Postgres answered this scrape.")
-        try:
-            with self.engine.connect() as conn:
-                unfinished = unfinished_summary(conn)
-                sms = outbox.counts_by_status(conn)
-        except sa.exc.DBAPIError as exc:
-            log.warning("metrics: database unavailable (%s)", type(exc.orig).__name__)
-            up.add_metric([], 0)
-            yield up
-            return
-        up.add_metric([], 1)
-        yield up
-        jobs = GaugeMetricFamily("searchjobs_jobs_unfinished", "Jobs pending or processing (Postgres).",
-                                 labels=["status"])
-        oldest = GaugeMetricFamily("searchjobs_jobs_unfinished_oldest_age_seconds",
-                                   "Age of the oldest pending / processing job (0 when none).", labels=["status"])
-        for status, summary in unfinished.items():
-            jobs.add_metric([status], summary["count"])
-            oldest.add_metric([status], summary["oldest_age_s"] or 0)
-        yield jobs
-        yield oldest
-        outbox_gauge = GaugeMetricFamily("searchjobs_sms_outbox", "SMS outbox rows by status (Postgres).",
-                                         labels=["status"])
-        for status, n in sorted(sms.items()):
-            outbox_gauge.add_metric([status], n)
-        yield outbox_gauge

@@ -12,6 +12,7 @@ flushed Redis cannot lose a scheduled retry, and workers need no RQ scheduler.
 from __future__ import annotations
 
 import logging
+import random
 import socket
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -291,3 +292,10 @@ def worker_overview(connection: redis.Redis) -> list[dict]:
             "heartbeat_age_s": (now() - beat).total_seconds() if beat else None,
         })
     return sorted(workers, key=lambda w: w["name"])
+
+
+def backoff_delay(attempt: int, base: float = defaults.RETRY_BACKOFF_BASE,
+                  cap: float = defaults.RETRY_BACKOFF_MAX) -> float:
+    """Exponential backoff with full jitter: uniform in [base/2, base * 2**(attempt-1)], capped."""
+    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
+    return random.uniform(min(base / 2, ceiling), ceiling)

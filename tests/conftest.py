@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from searchjobs.config import Settings
-from searchjobs.models.db import normalise_url
+from searchjobs.db.engine import normalise_url
 from tests import pgbouncer
 
 TEST_CATALOG_SIZE = 120  # demo items loaded once per session (12 per category)
@@ -28,9 +28,10 @@ JOB_TABLES = "search_job_events, notifications, search_jobs, images, api_clients
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory):
     """(database_url, redis_url, stack or None) for the whole session, migrated, with a small demo catalog."""
+    from searchjobs.catalog.load import load_demo
+    from searchjobs.db import engine as db
+    from searchjobs.db import schema
     from searchjobs.embedded import EmbeddedStack
-    from searchjobs.jobs.catalog_load import load_demo
-    from searchjobs.models import db, schema
 
     external = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
     stack = None
@@ -77,7 +78,7 @@ def settings(servers) -> Settings:
 @pytest.fixture
 def runtime(settings):
     """A Runtime on clean tables and an empty Redis, installed for job functions."""
-    from searchjobs.jobs.runtime import Runtime, install
+    from searchjobs.runtime import Runtime, install
 
     rt = Runtime.from_settings(settings)
     with rt.engine.begin() as conn:
@@ -136,9 +137,9 @@ def fake_twilio():
 
 def demo_image_bytes(index: int = 0, category: str | None = None) -> bytes:
     """The PNG of one item of the session's demo catalog (seed 7)."""
-    from searchjobs.jobs import demo_catalog
+    from searchjobs.catalog import demo
 
-    for item in demo_catalog.generate_items(TEST_CATALOG_SIZE, seed=7):
+    for item in demo.generate_items(TEST_CATALOG_SIZE, seed=7):
         if category is None or item.category == category:
             if index == 0:
                 return item.image_png

@@ -16,7 +16,6 @@ Postgres all the same.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 import uuid
@@ -25,11 +24,11 @@ from collections.abc import Callable
 import sqlalchemy as sa
 
 from searchjobs import defaults, metrics
+from searchjobs.db.engine import DB_ERRORS, is_outage
 from searchjobs.errors import SearchJobsError
-from searchjobs.jobs.runtime import Runtime
-from searchjobs.models import jobs as job_queries
-from searchjobs.models.db import DB_ERRORS, is_outage
-from searchjobs.queue import REDIS_UNAVAILABLE, enqueue_notification, enqueue_search
+from searchjobs.jobs import store as job_queries
+from searchjobs.queue import REDIS_UNAVAILABLE, backoff_delay, enqueue_notification, enqueue_search
+from searchjobs.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +57,6 @@ class Released(AttemptOver):
     """The worker is shutting down; the job went back to the queue at its last persisted stage."""
 
     code = "released"
-
-
-def backoff_delay(attempt: int, base: float = defaults.RETRY_BACKOFF_BASE,
-                  cap: float = defaults.RETRY_BACKOFF_MAX) -> float:
-    """Exponential backoff with full jitter: uniform in [base/2, base * 2**(attempt-1)], capped."""
-    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
-    return random.uniform(min(base / 2, ceiling), ceiling)
 
 
 def _with_db_retry(write: Callable[[sa.Connection], dict | None], engine: sa.Engine, what: str,

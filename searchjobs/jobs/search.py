@@ -13,15 +13,15 @@ import time
 import sqlalchemy as sa
 from rq.timeouts import JobTimeoutException
 
-from searchjobs import defaults
+from searchjobs import defaults, intake, links
+from searchjobs.catalog import descriptor
+from searchjobs.db.engine import is_outage
 from searchjobs.errors import ConfigError, DependencyUnavailable
-from searchjobs.jobs import features, intake, links
+from searchjobs.intake import store as image_queries
 from searchjobs.jobs.lifecycle import AttemptOver, JobAttempt
-from searchjobs.jobs.runtime import Runtime, get_runtime
-from searchjobs.models import images as image_queries
-from searchjobs.models.db import is_outage
 from searchjobs.notifications.messages import result_message
 from searchjobs.queue import REDIS_UNAVAILABLE
+from searchjobs.runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,8 @@ def execute(runtime: Runtime, job: JobAttempt) -> None:
     image = load_query_image(runtime, job.row)
     job.step(15, "image_loaded", {"width": image.width, "height": image.height})
 
-    vector = features.describe(image)
-    job.step(30, "features", {"descriptor": features.DESCRIPTOR_VERSION})
+    vector = descriptor.describe(image)
+    job.step(30, "features", {"descriptor": descriptor.DESCRIPTOR_VERSION})
 
     backend = runtime.search_backend
     categories = job.row["categories"]

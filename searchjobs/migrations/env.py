@@ -3,8 +3,8 @@
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from searchjobs.models.db import normalise_url
-from searchjobs.models.tables import metadata
+from searchjobs.db.engine import normalise_url
+from searchjobs.db.tables import metadata
 
 config = context.config
 target_metadata = metadata

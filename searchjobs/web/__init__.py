@@ -8,8 +8,8 @@ from flask import Flask
 
 from searchjobs import defaults
 from searchjobs.config import Settings
-from searchjobs.jobs.runtime import Runtime
-from searchjobs.jobs.runtime import install as install_runtime
+from searchjobs.runtime import Runtime
+from searchjobs.runtime import install as install_runtime
 from searchjobs.web import api, errors, events, health, limits, media, openapi, pages, security, webhooks
 from searchjobs.web import metrics as web_metrics
 from searchjobs.web import runtime as web_runtime

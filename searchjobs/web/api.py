@@ -7,16 +7,15 @@ import binascii
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from searchjobs import defaults
-from searchjobs.cache import job_view, read_through, read_through_token
-from searchjobs.jobs import control, links
-from searchjobs.jobs.intake import IntakeLimits
-from searchjobs.jobs.submit import submit
-from searchjobs.models import catalog
-from searchjobs.models import jobs as job_queries
-from searchjobs.models.db import translate_errors
-from searchjobs.models.jobs import InvalidTransition
-from searchjobs.models.tables import JOB_STATUSES
+from searchjobs import defaults, links, service
+from searchjobs.catalog import store as catalog
+from searchjobs.db.engine import translate_errors
+from searchjobs.db.tables import JOB_STATUSES
+from searchjobs.intake import IntakeLimits
+from searchjobs.jobs import store as job_queries
+from searchjobs.jobs.cache import job_view, read_through, read_through_token
+from searchjobs.jobs.store import InvalidTransition
+from searchjobs.service import submit
 from searchjobs.web.auth import Caller, current_caller, require_submitter
 from searchjobs.web.errors import ApiError
 from searchjobs.web.runtime import runtime
@@ -157,7 +156,7 @@ def cancel_job(job_id: str):
     caller = current_caller()
     _owned_job(job_id, caller)
     try:
-        row = control.cancel(runtime(), job_id, by="client")
+        row = service.cancel(runtime(), job_id, by="client")
     except InvalidTransition as exc:
         raise ApiError(409, "job_finished", exc.message,
                        job=present(job_view(exc.current), with_results=False)) from exc
@@ -172,7 +171,7 @@ def retry_job(job_id: str):
     if caller.anonymous:
         raise ApiError(403, "forbidden", "retrying a job needs its owner's or an admin API key")
     try:
-        row, _ = control.retry(runtime(), view["job_id"], by="client")
+        row, _ = service.retry(runtime(), view["job_id"], by="client")
     except InvalidTransition as exc:
         raise ApiError(409, "job_not_failed", exc.message,
                        job=present(job_view(exc.current), with_results=False)) from exc

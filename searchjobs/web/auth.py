@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from flask import g, request
 
-from searchjobs.models import clients
+from searchjobs import clients
 from searchjobs.web.errors import ApiError
 from searchjobs.web.runtime import runtime
 

@@ -9,8 +9,8 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from searchjobs import defaults
+from searchjobs.db.engine import is_outage
 from searchjobs.errors import Conflict, DependencyUnavailable, NotFound, SearchJobsError, ValidationError
-from searchjobs.models.db import is_outage
 
 log = logging.getLogger(__name__)
 

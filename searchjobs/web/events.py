@@ -45,13 +45,13 @@ from threading import BoundedSemaphore
 
 from flask import Blueprint, Response, current_app, request
 
-from searchjobs.cache import TOMBSTONE_VERSION, events_channel
+from searchjobs.db.engine import translate_errors
+from searchjobs.db.tables import FINISHED_STATUSES
 from searchjobs.errors import DependencyUnavailable
-from searchjobs.jobs.runtime import Runtime
-from searchjobs.models import jobs as job_queries
-from searchjobs.models.db import translate_errors
-from searchjobs.models.tables import FINISHED_STATUSES
+from searchjobs.jobs import store as job_queries
+from searchjobs.jobs.cache import TOMBSTONE_VERSION, events_channel
 from searchjobs.queue import REDIS_UNAVAILABLE
+from searchjobs.runtime import Runtime
 from searchjobs.web.api import result_job, visible_job
 from searchjobs.web.auth import current_caller
 from searchjobs.web.errors import ApiError

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from flask import Blueprint, jsonify
 
 from searchjobs import defaults
-from searchjobs.models.db import DB_ERRORS
+from searchjobs.db.engine import DB_ERRORS
 from searchjobs.queue import REDIS_UNAVAILABLE
 from searchjobs.web.runtime import runtime
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, redirect
 
-from searchjobs.models import catalog
-from searchjobs.models import images as image_queries
-from searchjobs.models.db import translate_errors
+from searchjobs.catalog import store as catalog
+from searchjobs.db.engine import translate_errors
+from searchjobs.intake import store as image_queries
 from searchjobs.web.errors import ApiError
 from searchjobs.web.runtime import runtime
 

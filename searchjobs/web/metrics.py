@@ -6,7 +6,7 @@ address (a scraper on the same machine, or a proxy there that adds its own
 rules). Under gunicorn the values of every process sharing
 PROMETHEUS_MULTIPROC_DIR are added up (searchjobs.web.gunicorn_conf sets it),
 followed by the state read from Redis and Postgres at scrape time
-(searchjobs.metrics.LiveStateCollector).
+(searchjobs.overview.LiveStateCollector).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from flask import Blueprint, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
 from searchjobs import metrics
+from searchjobs.overview import LiveStateCollector
 from searchjobs.web.errors import error_response
 from searchjobs.web.runtime import runtime
 
@@ -57,7 +58,7 @@ def scrape():
         base = REGISTRY
     live = CollectorRegistry()
     rt = runtime()
-    live.register(metrics.LiveStateCollector(rt.redis, rt.db))
+    live.register(LiveStateCollector(rt.redis, rt.db))
     return Response(generate_latest(base) + generate_latest(live), content_type=CONTENT_TYPE_LATEST)
 
 

@@ -14,8 +14,8 @@ import copy
 from flask import Blueprint, jsonify, render_template
 
 from searchjobs import __version__, defaults
-from searchjobs.jobs.intake import ALLOWED_CONTENT_TYPES, MAX_IMAGE_BYTES
-from searchjobs.models.tables import JOB_STATUSES
+from searchjobs.db.tables import JOB_STATUSES
+from searchjobs.intake import ALLOWED_CONTENT_TYPES, MAX_IMAGE_BYTES
 from searchjobs.web.api import DEFAULT_PAGE, MAX_PAGE
 from searchjobs.web.submission import MAX_FIELD_LENGTH, MAX_IDEMPOTENCY_KEY
 

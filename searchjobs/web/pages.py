@@ -14,11 +14,11 @@ from decimal import Decimal, InvalidOperation
 from flask import Blueprint, render_template
 
 from searchjobs import defaults
+from searchjobs.catalog import store as catalog
+from searchjobs.catalog.demo import DEMO_LABEL, SKU_PREFIX
+from searchjobs.db.engine import translate_errors
 from searchjobs.errors import DependencyUnavailable
-from searchjobs.jobs.demo_catalog import DEMO_LABEL, SKU_PREFIX
-from searchjobs.jobs.intake import ALLOWED_CONTENT_TYPES, MAX_IMAGE_BYTES
-from searchjobs.models import catalog
-from searchjobs.models.db import translate_errors
+from searchjobs.intake import ALLOWED_CONTENT_TYPES, MAX_IMAGE_BYTES
 from searchjobs.web.api import result_job
 from searchjobs.web.runtime import runtime
 

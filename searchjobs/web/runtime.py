@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, current_app
 
-from searchjobs.jobs.runtime import Runtime
+from searchjobs.runtime import Runtime
 
 EXTENSION = "searchjobs"
 

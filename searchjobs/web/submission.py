@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 from flask import Request
 
-from searchjobs import defaults
+from searchjobs import defaults, intake
 from searchjobs.errors import ValidationError
-from searchjobs.jobs import intake
 from searchjobs.notifications.phone import InvalidPhoneNumber, normalize
 
 JSON_FIELDS = {"image_url", "categories", "phone_number", "country_code"}

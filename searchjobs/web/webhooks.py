@@ -15,8 +15,8 @@ from flask import Blueprint, jsonify, request
 from twilio.request_validator import RequestValidator
 
 from searchjobs import metrics
-from searchjobs.models import notifications as outbox
-from searchjobs.models.db import translate_errors
+from searchjobs.db.engine import translate_errors
+from searchjobs.notifications import outbox
 from searchjobs.web.errors import error_response
 from searchjobs.web.runtime import runtime
 

@@ -10,7 +10,7 @@ Postgres here, every few seconds:
 - the cached views of rows changed since the last pass are re-written (version-checked),
   so a view whose write Redis refused is repaired within one pass;
 - SMS outbox rows that are due, or left `sending` by a killed sender, are enqueued.
-Several schedulers may run: a lock row in Postgres (searchjobs.models.locks) lets one pass at a
+Several schedulers may run: a lock row in Postgres (searchjobs.worker.locks) lets one pass at a
 time work; it needs no session, so it holds through PgBouncer's transaction pooling.
 """
 
@@ -25,13 +25,13 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from searchjobs import defaults, metrics
-from searchjobs.jobs.notify import STALE_SENDING_SECONDS
-from searchjobs.jobs.runtime import Runtime
-from searchjobs.models import jobs as job_queries
-from searchjobs.models import locks
-from searchjobs.models import notifications as outbox
-from searchjobs.models.db import DB_ERRORS, STATEMENT_TIMEOUT_MS, is_outage
+from searchjobs.db.engine import DB_ERRORS, STATEMENT_TIMEOUT_MS, is_outage
+from searchjobs.jobs import store as job_queries
+from searchjobs.notifications import outbox
+from searchjobs.notifications.send import STALE_SENDING_SECONDS
 from searchjobs.queue import REDIS_UNAVAILABLE, enqueue_notification, enqueue_searches, rq_job_id, waiting
+from searchjobs.runtime import Runtime
+from searchjobs.worker import locks
 
 log = logging.getLogger(__name__)
 

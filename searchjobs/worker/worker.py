@@ -24,10 +24,10 @@ import time
 from rq import SimpleWorker
 
 from searchjobs import defaults
-from searchjobs.jobs import notify, search  # noqa: F401  imported before the work loop, not per job
-from searchjobs.jobs.runtime import Runtime, install
-from searchjobs.models import jobs as job_queries
+from searchjobs.jobs import store as job_queries
+from searchjobs.notifications import send  # noqa: F401  imported before the work loop, not per job
 from searchjobs.queue import REDIS_UNAVAILABLE, connect
+from searchjobs.runtime import Runtime, install
 
 log = logging.getLogger(__name__)
 

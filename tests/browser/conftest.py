@@ -42,7 +42,7 @@ def live_server(settings, runtime):
     from werkzeug.serving import make_server
 
     from searchjobs.embedded import free_port
-    from searchjobs.jobs.runtime import Runtime, install
+    from searchjobs.runtime import Runtime, install
     from searchjobs.web import create_app
 
     port = free_port()

@@ -25,9 +25,10 @@ import redis
 import requests
 import sqlalchemy as sa
 
+from searchjobs import links
+from searchjobs.catalog import demo
+from searchjobs.db.engine import normalise_url
 from searchjobs.embedded import EmbeddedStack, free_port
-from searchjobs.jobs import demo_catalog, links
-from searchjobs.models.db import normalise_url
 from searchjobs.queue import is_waiting, rq_job_id
 from searchjobs.worker.worker import RESTART_PAUSE_MAX
 from tests import pgbouncer
@@ -117,7 +118,7 @@ class Cluster:
         self.http = requests.Session()
         self.jobs: dict[str, str | None] = {}  # every job submitted: job_id -> phone (E.164) or None
         self.responses: list[tuple[str, int, str | None]] = []  # (what, status, Retry-After) of every request
-        self.images = [item.image_png for item in demo_catalog.generate_items(10, seed=3)]
+        self.images = [item.image_png for item in demo.generate_items(10, seed=3)]
         self.counter = itertools.count()
         self.hostname = socket.gethostname()
 
@@ -318,8 +319,9 @@ class Cluster:
 @contextlib.contextmanager
 def running_cluster(base: Path, workers: int = WORKERS, **env):
     """A private stack, the fake Twilio and the processes: web, `workers` workers, one scheduler."""
-    from searchjobs.jobs.catalog_load import load_demo
-    from searchjobs.models import db, schema
+    from searchjobs.catalog.load import load_demo
+    from searchjobs.db import engine as db
+    from searchjobs.db import schema
 
     # fsync stays on: with fast_unsafe (synchronous_commit off) an immediate stop loses acknowledged commits
     stack = EmbeddedStack(base / "servers", persist_redis=False).start()

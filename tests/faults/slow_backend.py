@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 
-from searchjobs.jobs.backends import PgVectorBackend
+from searchjobs.catalog.backends import PgVectorBackend
 
 DEFAULT_SLOW_SEARCH_SECONDS = 0.3  # seconds a category search sleeps unless told otherwise
 

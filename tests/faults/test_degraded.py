@@ -22,9 +22,9 @@ import sqlalchemy as sa
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from searchjobs.cache import cache_key
+from searchjobs import clients
 from searchjobs.embedded import free_port
-from searchjobs.models import clients
+from searchjobs.jobs.cache import cache_key
 from tests.faults.cluster import (
     FAST_SECONDS,
     FINISH_TIMEOUT,

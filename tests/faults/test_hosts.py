@@ -152,8 +152,9 @@ def cluster(tmp_path_factory):
     reason = hosts.unavailable()
     if reason:
         pytest.skip(f"simulated hosts unavailable: {reason}")
-    from searchjobs.jobs.catalog_load import load_demo
-    from searchjobs.models import db, schema
+    from searchjobs.catalog.load import load_demo
+    from searchjobs.db import engine as db
+    from searchjobs.db import schema
 
     base = tmp_path_factory.mktemp("hosts")
     net = hosts.Network(["web", *WORKER_HOSTS]).start()
@@ -317,7 +318,7 @@ def test_latency_between_workers_and_postgres(cluster, tmp_path):
 _SILENT_PEER = """
 import sys, threading, time
 import sqlalchemy as sa
-from searchjobs.models.db import make_engine
+from searchjobs.db.engine import make_engine
 from searchjobs.queue import connect
 
 redis_url, database_url = sys.argv[1:3]

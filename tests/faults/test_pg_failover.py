@@ -20,8 +20,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from searchjobs.db.engine import normalise_url
 from searchjobs.embedded import PG_SYSTEM_USER, EmbeddedPostgres, EmbeddedStack, _pg_bin, _run_as
-from searchjobs.models.db import normalise_url
 from tests.fake_twilio import FakeTwilio
 from tests.faults.cluster import Cluster, record, wait_for
 
@@ -49,8 +49,9 @@ def _make_standby(primary: EmbeddedPostgres, root) -> EmbeddedPostgres:
 
 @pytest.fixture(scope="module")
 def failover(tmp_path_factory):
-    from searchjobs.jobs.catalog_load import load_demo
-    from searchjobs.models import db, schema
+    from searchjobs.catalog.load import load_demo
+    from searchjobs.db import engine as db
+    from searchjobs.db import schema
 
     base = tmp_path_factory.mktemp("pgfailover")
     stack = EmbeddedStack(base / "primary", persist_redis=False).start()

@@ -123,8 +123,9 @@ class Valkeys:
 
 @pytest.fixture(scope="module")
 def sentinel_cluster(tmp_path_factory):
-    from searchjobs.jobs.catalog_load import load_demo
-    from searchjobs.models import db, schema
+    from searchjobs.catalog.load import load_demo
+    from searchjobs.db import engine as db
+    from searchjobs.db import schema
 
     base = tmp_path_factory.mktemp("sentinel")
     postgres = EmbeddedPostgres(base / "servers")

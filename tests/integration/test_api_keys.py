@@ -14,10 +14,9 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from searchjobs.cache import cache_key, token_key
+from searchjobs import clients, links
 from searchjobs.cli import main
-from searchjobs.jobs import links
-from searchjobs.models import clients
+from searchjobs.jobs.cache import cache_key, token_key
 from tests.conftest import demo_image_bytes
 
 KEY_PATTERN = re.compile(r"^sjk_[0-9a-f]{8}_[A-Za-z0-9_-]{32}$")  # 32 url-safe chars = 192 random bits
@@ -159,7 +158,7 @@ def test_a_client_sees_and_changes_only_its_own_jobs(client, runtime):
 
 
 def test_anonymous_submits_are_allowed_by_default_and_can_be_turned_off(client, runtime, settings):
-    from searchjobs.jobs.runtime import Runtime
+    from searchjobs.runtime import Runtime
     from searchjobs.web import create_app
 
     submit(client)  # on by default

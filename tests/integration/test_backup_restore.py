@@ -16,9 +16,9 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import sqlalchemy as sa
 
+from searchjobs.db import engine as db
 from searchjobs.jobs.lifecycle import JobAttempt
-from searchjobs.jobs.runtime import Runtime, install
-from searchjobs.models import db
+from searchjobs.runtime import Runtime, install
 from searchjobs.worker.scheduler import reconcile
 from searchjobs.worker.worker import run_worker
 from tests.integration.test_core_loop import submit_upload

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from searchjobs.models import clients
+from searchjobs import clients
 
 
 def admin_headers(runtime) -> dict:

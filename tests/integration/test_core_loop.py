@@ -6,7 +6,7 @@ import io
 
 import sqlalchemy as sa
 
-from searchjobs.jobs import links
+from searchjobs import links
 from tests.conftest import TEST_SECRET, demo_image_bytes
 
 
@@ -78,10 +78,10 @@ def test_worker_persists_every_step_and_completes(client, runtime, run_jobs):
 
 
 def test_the_uploaded_catalog_image_finds_itself_first(client, runtime, run_jobs):
-    from searchjobs.jobs import demo_catalog
+    from searchjobs.catalog import demo
     from tests.conftest import TEST_CATALOG_SIZE
 
-    item = [i for i in demo_catalog.generate_items(TEST_CATALOG_SIZE, seed=7) if i.category == "shoes"][3]
+    item = [i for i in demo.generate_items(TEST_CATALOG_SIZE, seed=7) if i.category == "shoes"][3]
     job_id = submit_upload(client, categories="shoes", image=item.image_png).get_json()["job_id"]
     run_jobs()
     hits = row_of(runtime, job_id)["results"]["categories"]["shoes"]
@@ -161,7 +161,7 @@ def test_submit_while_redis_is_down_still_answers_202(client, runtime, monkeypat
     def down(*args, **kwargs):
         raise redis.exceptions.ConnectionError("down")
 
-    monkeypatch.setattr("searchjobs.jobs.submit.enqueue_search", down)
+    monkeypatch.setattr("searchjobs.service.enqueue_search", down)
     response = submit_upload(client)
     assert response.status_code == 202
     assert row_of(runtime, response.get_json()["job_id"])["status"] == "pending"

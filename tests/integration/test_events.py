@@ -10,8 +10,8 @@ import time
 import sqlalchemy as sa
 
 from searchjobs.embedded import free_port
-from searchjobs.jobs.runtime import Runtime
 from searchjobs.queue import connect
+from searchjobs.runtime import Runtime
 from tests.conftest import demo_image_bytes
 
 
@@ -162,7 +162,7 @@ def test_unknown_job_token_and_bad_cursor(client, runtime):
 
 
 def test_a_job_of_an_api_client_is_hidden_from_others(client, runtime):
-    from searchjobs.models import clients
+    from searchjobs import clients
 
     with runtime.engine.begin() as conn:
         _, key = clients.create(conn, "shop")

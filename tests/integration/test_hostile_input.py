@@ -13,7 +13,7 @@ import zlib
 import pytest
 import sqlalchemy as sa
 
-from searchjobs.models import clients
+from searchjobs import clients
 from tests.conftest import demo_image_bytes
 
 photo = functools.cache(demo_image_bytes)  # built on first use, not at collection
@@ -90,7 +90,7 @@ def assert_clean_error(response, status: int, code: str) -> dict:
 @pytest.fixture
 def strict_client(settings):
     """An app with the production image rules: loopback and private addresses refused."""
-    from searchjobs.jobs.runtime import Runtime
+    from searchjobs.runtime import Runtime
     from searchjobs.web import create_app
 
     rt = Runtime.from_settings(dataclasses.replace(settings, image_allow_loopback=False, image_allow_private=False))

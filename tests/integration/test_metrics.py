@@ -11,9 +11,9 @@ import dataclasses
 import pytest
 from prometheus_client import REGISTRY
 
-from searchjobs.cache import cache_key
 from searchjobs.embedded import free_port
-from searchjobs.jobs.runtime import Runtime, install
+from searchjobs.jobs.cache import cache_key
+from searchjobs.runtime import Runtime, install
 from searchjobs.web import create_app
 from tests.integration.test_core_loop import submit_upload
 

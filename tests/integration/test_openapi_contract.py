@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from searchjobs.models import clients
+from searchjobs import clients
 from searchjobs.web.openapi import DOCUMENT, ERROR_CODES, UNDOCUMENTED_ENDPOINTS
 from tests.conftest import demo_image_bytes
 

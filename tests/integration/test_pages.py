@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 import re
 
+from searchjobs.db import engine as db
 from searchjobs.embedded import free_port
-from searchjobs.jobs.runtime import Runtime
-from searchjobs.models import db
+from searchjobs.runtime import Runtime
 from searchjobs.web import create_app
 from tests.conftest import demo_image_bytes
 

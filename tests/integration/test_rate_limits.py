@@ -10,8 +10,8 @@ import socket
 import pytest
 import sqlalchemy as sa
 
+from searchjobs import clients
 from searchjobs.errors import ConfigError
-from searchjobs.models import clients
 
 SUBMIT = "/api/search-jobs"
 BODY = {"categories": ["dress"], "image_url": "https://images.example.com/a.png"}
@@ -25,7 +25,7 @@ def limited_settings(settings, **overrides):
 
 @pytest.fixture
 def make_app(settings):
-    from searchjobs.jobs.runtime import Runtime
+    from searchjobs.runtime import Runtime
     from searchjobs.web import create_app
 
     runtimes = []

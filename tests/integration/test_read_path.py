@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from searchjobs.cache import cache_key
+from searchjobs.db import engine as db
 from searchjobs.embedded import EmbeddedValkey, free_port
-from searchjobs.jobs.runtime import Runtime
-from searchjobs.models import db
-from searchjobs.models import jobs as job_queries
+from searchjobs.jobs import store as job_queries
+from searchjobs.jobs.cache import cache_key
 from searchjobs.queue import connect
+from searchjobs.runtime import Runtime
 from searchjobs.web import create_app
 from tests.conftest import demo_image_bytes
 from tests.integration.test_core_loop import submit_upload
@@ -136,7 +136,7 @@ def test_unfinished_views_live_one_lease_and_finished_ones_the_full_ttl(client, 
 
 
 def test_a_refill_that_read_the_row_before_a_delete_cannot_bring_the_job_back(client, runtime, run_jobs):
-    from searchjobs.models import jobs as job_queries
+    from searchjobs.jobs import store as job_queries
     from tests.integration.test_state_machine import api_key
 
     owner = api_key(runtime)
@@ -186,7 +186,7 @@ def test_a_tombstone_redis_refused_is_written_by_the_next_reconciler_pass(settin
 
 
 def test_a_job_id_naming_another_cache_key_is_only_not_found(client, runtime):
-    from searchjobs.jobs import links
+    from searchjobs import links
 
     job_id, token = submit(client)
     assert client.get(f"/api/results/{token}").status_code == 200  # caches the token's mapping

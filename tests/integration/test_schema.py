@@ -1,4 +1,4 @@
-"""The migrations and searchjobs.models.tables describe the same schema."""
+"""The migrations and searchjobs.db.tables describe the same schema."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from searchjobs.models import schema
-from searchjobs.models.tables import metadata
+from searchjobs.db import schema
+from searchjobs.db.tables import metadata
 
 
 def test_migrations_match_the_table_definitions(runtime):

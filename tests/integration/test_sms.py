@@ -23,12 +23,13 @@ import pytest
 import sqlalchemy as sa
 from twilio.request_validator import RequestValidator
 
-from searchjobs.jobs import links, notify
-from searchjobs.jobs.runtime import Runtime, install
+from searchjobs import links
 from searchjobs.logs import JsonFormatter, TextFormatter
-from searchjobs.models import notifications as outbox
+from searchjobs.notifications import outbox
+from searchjobs.notifications import send as notify
 from searchjobs.notifications.messages import body_sha256
 from searchjobs.queue import enqueue_notification, notification_queue
+from searchjobs.runtime import Runtime, install
 from searchjobs.worker.scheduler import reconcile
 from tests.conftest import TEST_SECRET
 from tests.fake_twilio import FakeTwilio
@@ -898,7 +899,7 @@ def test_failed_lookups_never_send_and_park_the_row_at_the_deadline(client, sms_
     assert len(posts(fake_twilio)) == 1  # never a second create
 
     # the deadline passes while the provider still cannot be asked: parked, no next attempt
-    caplog.set_level(logging.WARNING, logger="searchjobs.jobs.notify")
+    caplog.set_level(logging.WARNING, logger="searchjobs.notifications.send")
     time_passes(sms_runtime, notification_id, 25 * 3600)
     assert notify.send(notification_id) == "parked"
     row = the_row(sms_runtime, job_id)
@@ -1042,7 +1043,7 @@ def test_a_legit_resend_after_a_base_url_change_sends_the_current_link(client, s
 def test_a_link_this_secret_key_did_not_sign_is_never_sent(client, sms_runtime, run_jobs, fake_twilio, caplog):
     job_id, token = completed_job(client, sms_runtime, run_jobs)
     notification_id = the_row(sms_runtime, job_id)["id"]
-    caplog.set_level(logging.ERROR, logger="searchjobs.jobs.notify")
+    caplog.set_level(logging.ERROR, logger="searchjobs.notifications.send")
     with_settings(sms_runtime, secret_key="not-the-key-that-signed-it")
     assert notify.send(notification_id) == "paused"
     row = the_row(sms_runtime, job_id)

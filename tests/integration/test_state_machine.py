@@ -12,9 +12,8 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from searchjobs.jobs import control
+from searchjobs import clients, service
 from searchjobs.jobs.lifecycle import JobAttempt, JobCancelled, LostOwnership
-from searchjobs.models import clients
 from searchjobs.queue import is_waiting, rq_job_id
 from searchjobs.worker.scheduler import cleanup, reconcile
 from tests.conftest import demo_image_bytes
@@ -367,7 +366,7 @@ def test_a_manual_retry_that_resets_attempts_never_lets_the_old_attempt_write(cl
     job_id = new_job(client)
     old = JobAttempt.claim(runtime, job_id)
     old.fail("bad_image", "for the test")  # failed: an operator retries it, attempts go back to 0
-    control.retry(runtime, job_id, by="operator")
+    service.retry(runtime, job_id, by="operator")
     new = JobAttempt.claim(runtime, job_id)
     assert (new.attempt, new.rt.worker_name) == (old.attempt, old.rt.worker_name)  # only the token differs
     events_before = len(events_of(runtime, job_id))
@@ -380,7 +379,7 @@ def test_a_manual_retry_that_resets_attempts_never_lets_the_old_attempt_write(cl
 
 
 def test_a_lost_lease_stops_the_attempt_at_its_next_step_without_writing(client, runtime):
-    from searchjobs.models import jobs as job_queries
+    from searchjobs.jobs import store as job_queries
 
     job_id = new_job(client)
     attempt = JobAttempt.claim(runtime, job_id)
@@ -422,7 +421,7 @@ def test_the_lease_keeper_marks_a_lost_lease(client, runtime):
 
 
 def test_one_reconciler_pass_at_a_time_and_a_dead_holder_is_taken_over(runtime):
-    from searchjobs.models import locks
+    from searchjobs.worker import locks
     from searchjobs.worker.scheduler import RECONCILE_LOCK
 
     with runtime.db.connect() as conn:
@@ -434,7 +433,7 @@ def test_one_reconciler_pass_at_a_time_and_a_dead_holder_is_taken_over(runtime):
 
 
 def test_a_claim_whose_answer_was_lost_is_recognised_by_its_token(client, runtime, monkeypatch):
-    from searchjobs.models import jobs as job_queries
+    from searchjobs.jobs import store as job_queries
 
     job_id = new_job(client)
     real_claim, dropped = job_queries.claim, []

@@ -10,9 +10,9 @@ import fakeredis
 import pytest
 import sqlalchemy as sa
 
-from searchjobs.cache import JobCache, cache_key, events_channel, job_view, read_through
 from searchjobs.embedded import free_port
 from searchjobs.errors import DependencyUnavailable
+from searchjobs.jobs.cache import JobCache, cache_key, events_channel, job_view, read_through
 from searchjobs.queue import connect
 
 PHONE = "+33612345678"

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from searchjobs.catalog import demo
+from searchjobs.catalog.demo import DEMO_CATEGORIES, DemoItem, generate_items
 from searchjobs.errors import SearchJobsError
-from searchjobs.jobs import demo_catalog
-from searchjobs.jobs.demo_catalog import DEMO_CATEGORIES, DemoItem, generate_items
 
 SIZE = 120  # 12 per category
 SEED = 5
@@ -29,7 +29,7 @@ def test_categories_are_ten_lower_case_clothing_names():
     assert len(DEMO_CATEGORIES) == 10 == len(set(DEMO_CATEGORIES))
     assert all(c == c.lower() and c.isalpha() for c in DEMO_CATEGORIES)
     assert {"dress", "trousers", "shoes", "bag"} <= set(DEMO_CATEGORIES)
-    assert demo_catalog.DEMO_LABEL == "Demo catalog"
+    assert demo.DEMO_LABEL == "Demo catalog"
 
 
 def test_deterministic_for_a_seed(items):
@@ -61,7 +61,7 @@ def test_prices_are_positive_realistic_and_in_cents(items):
     for item in items:
         assert isinstance(item.price, decimal.Decimal)
         assert item.price.as_tuple().exponent == -2
-        low, high = demo_catalog.PRICE_RANGES[item.category]
+        low, high = demo.PRICE_RANGES[item.category]
         assert 0 < low <= item.price < high + 1
         assert item.currency == "EUR"
     by_category = {c: [i.price for i in items if i.category == c] for c in DEMO_CATEGORIES}
@@ -72,8 +72,8 @@ def test_prices_are_positive_realistic_and_in_cents(items):
 def test_names_and_attributes_describe_the_item(items):
     for item in items:
         colour = item.attributes["colour"]
-        assert colour in demo_catalog.PALETTE
-        assert item.attributes["pattern"] in demo_catalog.PATTERN_WORDS
+        assert colour in demo.PALETTE
+        assert item.attributes["pattern"] in demo.PATTERN_WORDS
         assert item.attributes["demo"] is True
         assert item.name.startswith(colour.title() + " ")
         assert len(item.name.split()) >= 2
@@ -85,7 +85,7 @@ def test_images_are_pngs_of_the_expected_size(items):
         assert item.image_png.startswith(b"\x89PNG\r\n\x1a\n")
         with Image.open(io.BytesIO(item.image_png)) as image:
             assert image.format == "PNG"
-            assert image.size == (demo_catalog.IMAGE_SIZE, demo_catalog.IMAGE_SIZE)
+            assert image.size == (demo.IMAGE_SIZE, demo.IMAGE_SIZE)
             assert image.mode == "RGB"
             pixels = np.asarray(image)
         # A light backdrop at the corners and a drawn (non-background) item in the middle.
@@ -100,17 +100,17 @@ def test_items_of_one_category_differ(items):
 
 def test_render_item_image_accepts_names_and_rgb_and_rejects_unknowns():
     rng = np.random.default_rng(0)
-    for pattern in demo_catalog.PATTERN_WORDS:
-        image = demo_catalog.render_item_image("bag", "navy", pattern, rng)
-        assert image.size == (demo_catalog.IMAGE_SIZE, demo_catalog.IMAGE_SIZE)
-    assert demo_catalog.render_item_image("hat", (200, 30, 40), "striped", rng).mode == "RGB"
+    for pattern in demo.PATTERN_WORDS:
+        image = demo.render_item_image("bag", "navy", pattern, rng)
+        assert image.size == (demo.IMAGE_SIZE, demo.IMAGE_SIZE)
+    assert demo.render_item_image("hat", (200, 30, 40), "striped", rng).mode == "RGB"
     for args in (("cape", "navy", "solid"), ("hat", "octarine", "solid"), ("hat", "navy", "paisley"),
                  ("hat", (300, 0, 0), "solid")):
-        with pytest.raises(demo_catalog.DemoCatalogError) as info:
-            demo_catalog.render_item_image(*args, rng)
+        with pytest.raises(demo.DemoCatalogError) as info:
+            demo.render_item_image(*args, rng)
         assert isinstance(info.value, SearchJobsError)
 
 
 def test_negative_size_is_rejected():
-    with pytest.raises(demo_catalog.DemoCatalogError):
+    with pytest.raises(demo.DemoCatalogError):
         list(generate_items(-1))

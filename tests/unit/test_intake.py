@@ -1,7 +1,7 @@
-"""Unit tests for searchjobs.jobs.intake: image validation and SSRF-safe fetching.
+"""Unit tests for searchjobs.intake: image validation and SSRF-safe fetching.
 
 Network tests only talk to a ThreadingHTTPServer on 127.0.0.1 started here;
-"public" hosts are faked by replacing intake._resolve (no DNS, no internet).
+"public" hosts are faked by replacing intake.fetch._resolve (no DNS, no internet).
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ from PIL import Image
 from urllib3.exceptions import ProtocolError
 
 from searchjobs.errors import SearchJobsError
-from searchjobs.jobs import intake
-from searchjobs.jobs.intake import (
+from searchjobs.intake import (
     ALLOWED_CONTENT_TYPES,
     ImageError,
     IntakeLimits,
@@ -36,6 +35,7 @@ from searchjobs.jobs.intake import (
     open_image,
     validate_image_bytes,
 )
+from searchjobs.intake import fetch as intake_fetch
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -294,7 +294,7 @@ def test_fetch_refuses_forbidden_addresses(url):
 )
 def test_address_policy(address, allowed_by_default, allowed_private, allowed_loopback):
     def allowed(limits):
-        return intake._address_problem(address, limits) is None
+        return intake_fetch._address_problem(address, limits) is None
 
     assert allowed(IntakeLimits()) is allowed_by_default
     assert allowed(IntakeLimits(allow_private=True)) is allowed_private
@@ -303,7 +303,7 @@ def test_address_policy(address, allowed_by_default, allowed_private, allowed_lo
 
 def test_every_resolved_address_is_checked(monkeypatch):
     # A host that resolves to a public and a loopback address is refused as a whole.
-    monkeypatch.setattr(intake, "_resolve", lambda host, port: [PUBLIC_IP, "127.0.0.1"])
+    monkeypatch.setattr(intake_fetch, "_resolve", lambda host, port: [PUBLIC_IP, "127.0.0.1"])
     with pytest.raises(ImageError) as info:
         fetch_image("http://images.test/a.png")
     assert info.value.code == "image_url_forbidden"
@@ -436,7 +436,7 @@ def test_fetch_good_image(server):
     path, host, user_agent = server.seen[0]
     assert path == "/good.png"
     assert host == f"127.0.0.1:{server.port}"
-    assert user_agent == intake.USER_AGENT
+    assert user_agent == intake_fetch.USER_AGENT
 
 
 def test_fetch_refuses_loopback_without_allow_loopback(server):
@@ -537,7 +537,7 @@ def test_fetch_connects_to_pinned_address_with_original_host(server, monkeypatch
         calls.append((host, port))
         return ["127.0.0.1"]
 
-    monkeypatch.setattr(intake, "_resolve", fake_resolve)
+    monkeypatch.setattr(intake_fetch, "_resolve", fake_resolve)
     result = fetch_image(f"http://images.test:{server.port}/good.png", LOCAL)
     assert result.data == PNG
     assert calls == [("images.test", server.port)]
@@ -563,9 +563,9 @@ class _RecordingPool:
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_fetch_pins_public_address_and_keeps_hostname_for_tls(monkeypatch, scheme):
     _RecordingPool.created = []
-    monkeypatch.setattr(intake, "_resolve", lambda host, port: [PUBLIC_IP])
-    monkeypatch.setattr(intake, "HTTPConnectionPool", _RecordingPool)
-    monkeypatch.setattr(intake, "HTTPSConnectionPool", _RecordingPool)
+    monkeypatch.setattr(intake_fetch, "_resolve", lambda host, port: [PUBLIC_IP])
+    monkeypatch.setattr(intake_fetch, "HTTPConnectionPool", _RecordingPool)
+    monkeypatch.setattr(intake_fetch, "HTTPSConnectionPool", _RecordingPool)
 
     error = fetch_error(f"{scheme}://Images.Test/p%C3%A4th/\u00e4.png?q=1", IntakeLimits())
     assert (error.code, error.transient) == ("image_fetch_failed", True)
@@ -615,9 +615,9 @@ def tls_server(tmp_path):
 
 def _trust_test_cert(monkeypatch, cert):
     monkeypatch.setattr(
-        intake, "HTTPSConnectionPool", functools.partial(urllib3.HTTPSConnectionPool, ca_certs=cert)
+        intake_fetch, "HTTPSConnectionPool", functools.partial(urllib3.HTTPSConnectionPool, ca_certs=cert)
     )
-    monkeypatch.setattr(intake, "_resolve", lambda host, port: ["127.0.0.1"])
+    monkeypatch.setattr(intake_fetch, "_resolve", lambda host, port: ["127.0.0.1"])
 
 
 def test_https_uses_original_hostname_for_sni_and_certificate(tls_server, monkeypatch):

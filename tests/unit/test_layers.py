@@ -1,13 +1,17 @@
-"""The import direction of ARCHITECTURE.md, checked on the source (and ruff's lint with it).
+"""The import rules of the layout, checked on the source (and ruff's lint with it).
 
-web and worker sit on top; jobs uses models, notifications, cache and queue;
-cache, queue and notifications use models at most; models imports none of the
-others. Nothing below web imports Flask.
+Every module of searchjobs sits in one tier. A module imports only modules of
+lower tiers, or modules of its own package in its own tier; so the domain
+packages (jobs, notifications, catalog, intake) never import each other at
+their own level, the entry points (web, worker) never import each other, and
+no import runs back up. Only searchjobs.web imports Flask. No module-level
+import cycle exists.
 """
 
 from __future__ import annotations
 
 import ast
+import fnmatch
 import shutil
 import subprocess
 import sys
@@ -18,47 +22,68 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "searchjobs"
 
-# part -> parts it may import (besides itself); leaf modules are listed as parts too
-ALLOWED = {
-    "errors": set(),
-    "defaults": set(),
-    "config": {"defaults", "errors"},
-    "logs": set(),
-    "embedded": {"errors"},
-    "models": {"errors", "defaults"},
-    "queue": {"models", "defaults", "errors"},
-    "cache": {"models", "defaults", "errors", "metrics", "queue"},  # metrics: a leaf; queue: REDIS_UNAVAILABLE
-    "metrics": {"models", "defaults", "errors", "queue"},
-    "notifications": {"models", "defaults", "errors", "config"},
-    "jobs": {"models", "notifications", "cache", "queue", "metrics", "config", "defaults", "errors"},
-    "worker": {"jobs", "models", "notifications", "cache", "queue", "metrics", "config", "defaults", "errors",
-               "logs"},
-    "web": {"jobs", "models", "notifications", "cache", "queue", "metrics", "config", "defaults", "errors",
-            "logs"},
-    "migrations": {"models"},
-    "cli": {"*"},
-    "__main__": {"cli"},
-    "__init__": set(),
-}
+# Bottom to top. Patterns are module names under searchjobs ("jobs.store"); a package's
+# __init__ is its own name ("intake"). Each module matches exactly one pattern.
+TIERS: list[tuple[str, list[str]]] = [
+    ("leaves", ["__init__", "errors", "defaults", "logs", "metrics", "links"]),
+    ("settings", ["config", "embedded"]),
+    ("plumbing", ["db", "db.*", "queue"]),
+    ("migrations", ["migrations", "migrations.*"]),
+    ("domain", ["jobs", "jobs.store", "jobs.cache",
+                "notifications", "notifications.outbox", "notifications.phone", "notifications.messages",
+                "notifications.base", "notifications.console", "notifications.twilio", "notifications.senders",
+                "catalog", "catalog.store", "catalog.descriptor", "catalog.demo", "catalog.backends",
+                "intake", "intake.*", "clients", "worker.locks"]),
+    ("process", ["runtime"]),
+    ("work", ["jobs.lifecycle", "jobs.search", "notifications.send", "catalog.load"]),
+    ("services", ["service", "overview"]),
+    ("entry points", ["web", "web.*", "worker", "worker.*"]),
+    ("commands", ["cli"]),
+    ("program", ["__main__"]),
+]
 
 
-def part_of(path: Path) -> str:
-    rel = path.relative_to(PACKAGE)
-    return rel.parts[0].removesuffix(".py")
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" and len(rel.parts) > 1 else rel.parts
+    return ".".join(parts)
 
 
-def imported_parts(path: Path) -> set[tuple[str, int]]:
+def tier_of(module: str) -> int:
+    found = [i for i, (_, patterns) in enumerate(TIERS) for p in patterns if fnmatch.fnmatchcase(module, p)]
+    # "worker.locks" matches both "worker.locks" and "worker.*": the explicit name wins
+    exact = [i for i, (_, patterns) in enumerate(TIERS) if module in patterns]
+    assert found, f"searchjobs.{module} is in no tier: add it to TIERS"
+    return exact[0] if exact else min(found)
+
+
+def package_of(module: str) -> str:
+    return module.split(".")[0]
+
+
+def _exists(module: str) -> bool:
+    base = PACKAGE.joinpath(*module.split("."))
+    return base.with_suffix(".py").exists() or (base / "__init__.py").exists()
+
+
+def imports_of(path: Path) -> set[tuple[str, int]]:
+    """(module under searchjobs, line) for each import of searchjobs, plus ("flask", line)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        names = []
+        targets = []
         if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
+            targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-        for name in names:
+            for alias in node.names:  # `from searchjobs.jobs import store` imports the module jobs.store
+                full = f"{node.module}.{alias.name}"
+                inner = full.split(".", 1)[1] if "." in full else ""
+                targets.append(full if full.startswith("searchjobs.") and _exists(inner) else node.module)
+        for name in targets:
             bits = name.split(".")
-            if bits[0] == "searchjobs" and len(bits) > 1:
-                found.add((bits[1], node.lineno))
+            if bits[0] == "searchjobs" and len(bits) > 1 and bits[1] != "__version__":
+                found.add((".".join(bits[1:]), node.lineno))
+            elif bits[0] == "searchjobs":
+                found.add(("__init__", node.lineno))
             if bits[0] == "flask":
                 found.add(("flask", node.lineno))
     return found
@@ -68,18 +93,44 @@ SOURCES = sorted(PACKAGE.rglob("*.py"))
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_imports_go_one_way(path: Path):
-    part = part_of(path)
-    allowed = ALLOWED[part]
-    for target, line in imported_parts(path):
-        if target == part or "*" in allowed:
-            continue
+def test_imports_go_down(path: Path):
+    module = module_name(path)
+    tier = tier_of(module)
+    for target, line in imports_of(path):
         if target == "flask":
-            assert part == "web", f"{path}:{line}: only searchjobs.web may import Flask"
+            assert package_of(module) == "web", f"{path}:{line}: only searchjobs.web may import Flask"
             continue
-        if target in ("__version__",):
-            continue
-        assert target in allowed, f"{path}:{line}: {part} must not import searchjobs.{target}"
+        if target == module or module.startswith(target + ".") and target == package_of(module):
+            continue  # a module may import its own package
+        target_tier = tier_of(target)
+        where = f"{path}:{line}: {module} ({TIERS[tier][0]}) imports {target} ({TIERS[target_tier][0]})"
+        if target_tier == tier:
+            assert package_of(target) == package_of(module), where + ": same tier, another package"
+        else:
+            assert target_tier < tier, where + ": upward"
+
+
+def test_no_import_cycles():
+    graph = {module_name(p): {t for t, _ in imports_of(p) if t != "flask"} for p in SOURCES}
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in graph.get(node, ()):
+            if state.get(nxt) == 1:
+                pytest.fail("import cycle: " + " -> ".join([*trail, node, nxt]))
+            if nxt not in state:
+                visit(nxt, [*trail, node])
+        state[node] = 2
+
+    for node in graph:
+        if node not in state:
+            visit(node, [])
+
+
+def test_every_module_has_one_tier():
+    for path in SOURCES:
+        tier_of(module_name(path))
 
 
 @pytest.mark.skipif(shutil.which("ruff") is None and not (Path(sys.executable).parent / "ruff").exists(),

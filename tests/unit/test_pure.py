@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from searchjobs.cache import job_view
+from searchjobs import links
 from searchjobs.config import Settings
 from searchjobs.errors import ConfigError
-from searchjobs.jobs import links
-from searchjobs.jobs.lifecycle import backoff_delay
+from searchjobs.jobs.cache import job_view
+from searchjobs.queue import backoff_delay
 
 
 def test_settings_from_env_defaults_and_overrides():

@@ -10,8 +10,8 @@ import pytest
 import requests
 from urllib3.exceptions import MaxRetryError, NameResolutionError, ProtocolError
 
+from searchjobs import links
 from searchjobs.errors import ConfigError
-from searchjobs.jobs import links
 from searchjobs.notifications.base import (
     LINK_UNREADABLE,
     CredentialsRejectedError,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from searchjobs.db.engine import make_engine, normalise_url
 from searchjobs.errors import ConfigError
-from searchjobs.models.db import make_engine, normalise_url
 
 
 def _connect_args(url: str) -> dict:
@@ -34,7 +34,7 @@ def test_the_query_form_of_several_hosts_works_too():
 
 
 def test_the_autocommit_engine_keeps_every_host():
-    from searchjobs.models.db import autocommit
+    from searchjobs.db.engine import autocommit
 
     engine = make_engine("postgresql://u@h1:5432,h2:5433/app?target_session_attrs=read-write")
     other = autocommit(engine)

@@ -1,7 +1,13 @@
-"""Submitting a job: commit the row (and its uploaded image) first, enqueue after the commit.
+"""What clients (HTTP API) and operators (CLI) do to search jobs: submit, cancel, retry.
 
-If the enqueue fails because Redis is down, the job stays pending and the
-reconciler enqueues it later; the caller still gets its job.
+One place for both, so the API and `searchjobs jobs ...` cannot drift apart.
+
+Submit commits the row (and its uploaded image) first and enqueues after the
+commit. If the enqueue fails because Redis is down, the job stays pending and
+the reconciler enqueues it later; the caller still gets its job.
+
+Cancel and retry raise jobs.store.InvalidTransition (with the current row) when
+the job's state does not allow it, and errors.NotFound for an unknown job.
 """
 
 from __future__ import annotations
@@ -9,14 +15,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from searchjobs import metrics
-from searchjobs.jobs import links
-from searchjobs.jobs.intake import ValidatedImage
-from searchjobs.jobs.runtime import Runtime
-from searchjobs.models import images as image_queries
-from searchjobs.models import jobs as job_queries
-from searchjobs.models.db import translate_errors
+from searchjobs import links, metrics
+from searchjobs.db.engine import translate_errors
+from searchjobs.intake import ValidatedImage
+from searchjobs.intake import store as image_queries
+from searchjobs.jobs import store as job_queries
+from searchjobs.jobs.store import InvalidTransition
 from searchjobs.queue import REDIS_UNAVAILABLE, enqueue_search
+from searchjobs.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -69,3 +75,32 @@ def submit(
                                      "sms": phone_number is not None, "enqueued": enqueued})
     metrics.JOBS_SUBMITTED.inc()
     return Submitted(row=row, created=True, token=token, enqueued=enqueued)
+
+
+@translate_errors
+def cancel(runtime: Runtime, job_id: str, *, by: str) -> dict:
+    """A pending job is cancelled at once (it never starts); a running one at its next progress step."""
+    try:
+        with runtime.db.connect() as conn:
+            row = job_queries.cancel(conn, job_id)
+    except InvalidTransition as exc:
+        runtime.cache.write_row(exc.current)  # the client is shown the state that won
+        raise
+    runtime.cache.write_row(row)
+    log.info("job cancel requested", extra={"job_id": job_id, "attempt": row["attempts"], "by": by,
+                                            "status": row["status"]})
+    return row
+
+
+@translate_errors
+def retry(runtime: Runtime, job_id: str, *, by: str) -> tuple[dict, bool]:
+    """A failed or cancelled job goes back to pending and is enqueued. Returns (row, enqueued)."""
+    with runtime.db.connect() as conn:
+        row = job_queries.retry_failed(conn, job_id)
+    runtime.cache.write_row(row)
+    log.info("job retried", extra={"job_id": job_id, "attempt": row["attempts"], "by": by})
+    try:
+        enqueue_search(runtime.redis, job_id, job_timeout=runtime.settings.job_timeout)
+    except REDIS_UNAVAILABLE:
+        return row, False  # pending in Postgres: the reconciler enqueues it
+    return row, True

@@ -30,7 +30,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 JOB_STATUSES = ("pending", "processing", "completed", "failed", "cancelled")
 FINISHED_STATUSES = ("completed", "failed", "cancelled")
-EMBEDDING_DIM = 256  # length of catalog embeddings (searchjobs.jobs.features.DESCRIPTOR_DIM; migration 0002)
+EMBEDDING_DIM = 256  # length of catalog embeddings (searchjobs.catalog.descriptor.DESCRIPTOR_DIM; migration 0002)
 NOTIFICATION_STATUSES = ("pending", "sending", "unknown", "sent", "delivered", "undelivered", "failed", "skipped")
 
 metadata = MetaData(
@@ -197,7 +197,7 @@ job_deletions = Table(
     Index("ix_job_deletions_deleted_at", "deleted_at"),
 )
 
-# One reconciler pass, one cleanup at a time across schedulers (searchjobs.models.locks).
+# One reconciler pass, one cleanup at a time across schedulers (searchjobs.worker.locks).
 scheduler_locks = Table(
     "scheduler_locks",
     metadata,

@@ -18,9 +18,10 @@ import redis
 import sqlalchemy as sa
 
 from searchjobs import defaults
-from searchjobs.cache import JobCache
+from searchjobs.catalog import store as catalog
 from searchjobs.config import Settings
-from searchjobs.models import catalog, db
+from searchjobs.db import engine as db
+from searchjobs.jobs.cache import JobCache
 from searchjobs.queue import check_sentinel_service, connect
 
 
@@ -53,7 +54,7 @@ class Runtime:
 
     @cached_property
     def search_backend(self):
-        from searchjobs.jobs.backends import load_backend
+        from searchjobs.catalog.backends import load_backend
 
         return load_backend(self.settings.search_backend, self)
 

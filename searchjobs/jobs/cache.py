@@ -23,9 +23,9 @@ from datetime import datetime
 import redis
 
 from searchjobs import defaults, metrics
-from searchjobs.models import jobs as job_queries
-from searchjobs.models.db import translate_errors
-from searchjobs.models.tables import FINISHED_STATUSES
+from searchjobs.db.engine import translate_errors
+from searchjobs.db.tables import FINISHED_STATUSES
+from searchjobs.jobs import store as job_queries
 from searchjobs.queue import REDIS_UNAVAILABLE
 
 log = logging.getLogger(__name__)

@@ -1,60 +1,39 @@
-"""Safe image intake: validate uploaded bytes and fetch image URLs without SSRF.
+"""Fetching image URLs without SSRF.
 
-Two entry points feed the same check:
-
-* ``validate_image_bytes`` for uploads (and for every downloaded body);
-* ``fetch_image`` for ``image_url`` jobs. It resolves the host itself, refuses
-  any non-public address, and connects to the address it checked (so DNS
-  rebinding cannot swap it), following redirects by hand with the same checks.
-
-Every failure is an ``ImageError`` with a stable ``code`` and a ``transient``
-flag telling the worker whether a retry could help.
+``fetch_image`` resolves the host itself, refuses any non-public address, and
+connects to the address it checked (so DNS rebinding cannot swap it),
+following redirects by hand with the same checks. Every body goes through
+``image.validate_image_bytes``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import ipaddress
 import logging
 import socket
-import struct
 import time
 from dataclasses import dataclass
 from urllib.parse import quote, urljoin, urlsplit
 
-from PIL import Image, ImageOps, UnidentifiedImageError
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, Timeout
 from urllib3 import exceptions as urllib3_errors
 
-from searchjobs.errors import SearchJobsError
+from searchjobs.intake.image import (
+    DEFAULT_LIMITS,
+    ImageError,
+    IntakeLimits,
+    ValidatedImage,
+    validate_image_bytes,
+)
 
 log = logging.getLogger(__name__)
 
-MAX_IMAGE_BYTES = 10 * 1024 * 1024  # default size cap for uploads and downloads
-MAX_IMAGE_PIXELS = 40_000_000  # width * height above this is refused before decoding
-ALLOWED_CONTENT_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})  # what we accept
 
 MAX_URL_LENGTH = 2048  # longer image URLs are refused outright
 USER_AGENT = "searchjobs-image-fetcher/0.1"  # sent with every image request
 READ_CHUNK_BYTES = 64 * 1024  # upper bound of one body read while streaming
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})  # statuses whose Location we follow
 DEFAULT_PORTS = {"http": 80, "https": 443}  # also the set of allowed URL schemes
-WHITE = (255, 255, 255, 255)  # background that transparent pixels are flattened onto
-
-# Pillow format name -> content type we report. MPO (multi-picture JPEG, common
-# from phone cameras) is produced by Pillow's JPEG plugin and is a JPEG file.
-_FORMAT_CONTENT_TYPES = {
-    "JPEG": "image/jpeg",
-    "MPO": "image/jpeg",
-    "PNG": "image/png",
-    "WEBP": "image/webp",
-    "GIF": "image/gif",
-}
-# Pillow plugins we let parse untrusted bytes at all (smaller attack surface).
-_PIL_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
-# What Pillow and its plugins raise on malformed input.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
 
 # Cloud metadata endpoints: never reachable, whatever the limits say.
 _METADATA_ADDRESSES = frozenset(
@@ -75,131 +54,6 @@ _CGNAT_NETWORK = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT, nev
 _NAT64_NETWORK = ipaddress.ip_network("64:ff9b::/96")  # well-known NAT64 prefix, embeds an IPv4 address
 
 
-class ImageError(SearchJobsError):
-    """The image could not be accepted."""
-
-    code = "image_unreadable"
-
-    def __init__(self, message: str, *, code: str | None = None, transient: bool | None = None):
-        super().__init__(message, code=code)
-        # By default only a timeout is worth retrying; callers flag connection errors and 5xx.
-        self.transient = (self.code == "image_fetch_timeout") if transient is None else transient
-
-
-@dataclass(frozen=True)
-class IntakeLimits:
-    max_bytes: int = MAX_IMAGE_BYTES
-    max_pixels: int = MAX_IMAGE_PIXELS
-    connect_timeout: float = 3.0
-    read_timeout: float = 10.0  # also the total deadline for the whole download, redirects included
-    max_redirects: int = 3
-    allow_private: bool = False  # on-premise: allow RFC 1918 and ULA addresses
-    allow_loopback: bool = False  # tests / local development only
-
-
-@dataclass(frozen=True)
-class ValidatedImage:
-    data: bytes
-    content_type: str
-    width: int
-    height: int
-    sha256: str
-
-
-# --------------------------------------------------------------------------- bytes
-
-
-def validate_image_bytes(
-    data: bytes, declared_type: str | None = None, limits: IntakeLimits = IntakeLimits()
-) -> ValidatedImage:
-    """Check size, real format, dimensions and integrity of an image.
-
-    ``declared_type`` (upload or Content-Type header) is never trusted; the
-    returned ``content_type`` is what the bytes really are.
-    """
-    data = bytes(data)
-    if len(data) > limits.max_bytes:
-        raise ImageError(
-            f"image is {len(data)} bytes, the limit is {limits.max_bytes}", code="image_too_large"
-        )
-    if not data:
-        raise ImageError("image is empty", code="image_unreadable")
-
-    try:
-        # Header only: Image.open does not decode pixels, so the size check runs first.
-        with Image.open(io.BytesIO(data), formats=_PIL_FORMATS) as img:
-            image_format = img.format
-            width, height = img.size
-            _check_dimensions(width, height, limits)
-            img.verify()
-        # verify() leaves the image unusable and misses truncation; a full load catches it.
-        with Image.open(io.BytesIO(data), formats=_PIL_FORMATS) as img:
-            img.load()
-    except UnidentifiedImageError as exc:
-        raise _unidentified_error(data) from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(str(exc), code="image_dimensions_too_large") from exc
-    except _DECODE_ERRORS as exc:
-        raise ImageError(f"image cannot be decoded: {exc}", code="image_unreadable") from exc
-
-    content_type = _FORMAT_CONTENT_TYPES[image_format]
-    if declared_type and declared_type.split(";")[0].strip().lower() != content_type:
-        log.debug("declared type %r but image is %s", declared_type, content_type)
-    return ValidatedImage(
-        data=data,
-        content_type=content_type,
-        width=width,
-        height=height,
-        sha256=hashlib.sha256(data).hexdigest(),
-    )
-
-
-def open_image(validated: ValidatedImage) -> Image.Image:
-    """Decode a validated image to RGB, flattening any transparency onto white."""
-    try:
-        with Image.open(io.BytesIO(validated.data), formats=_PIL_FORMATS) as img:
-            img.load()
-            # phone cameras store the sensor's orientation in EXIF; show the photo as the person took it
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-                rgba = img.convert("RGBA")
-                flat = Image.new("RGBA", rgba.size, WHITE)
-                flat.alpha_composite(rgba)
-                return flat.convert("RGB")
-            return img.convert("RGB")
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(str(exc), code="image_dimensions_too_large") from exc
-    except _DECODE_ERRORS as exc:
-        raise ImageError(f"image cannot be decoded: {exc}", code="image_unreadable") from exc
-
-
-def _check_dimensions(width: int, height: int, limits: IntakeLimits) -> None:
-    if width <= 0 or height <= 0:
-        raise ImageError(f"image has invalid size {width}x{height}", code="image_unreadable")
-    # Never accept more than Pillow's own bomb limit either (its warning zone counts as too large).
-    max_pixels = limits.max_pixels
-    if Image.MAX_IMAGE_PIXELS:
-        max_pixels = min(max_pixels, Image.MAX_IMAGE_PIXELS)
-    if width * height > max_pixels:
-        raise ImageError(
-            f"image is {width}x{height} pixels, the limit is {max_pixels} pixels",
-            code="image_dimensions_too_large",
-        )
-
-
-def _unidentified_error(data: bytes) -> ImageError:
-    """Tell 'an image in a format we do not take' apart from 'not an image'."""
-    try:
-        # Header parsing only, to name the format in the error; nothing is decoded.
-        with Image.open(io.BytesIO(data)) as img:
-            other_format = img.format
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning, *_DECODE_ERRORS):
-        other_format = None
-    if other_format:
-        return ImageError(f"image format {other_format} is not supported", code="image_unsupported_type")
-    return ImageError("data is not a recognised image", code="image_unreadable")
-
-
 # --------------------------------------------------------------------------- URLs
 
 
@@ -215,7 +69,7 @@ class _Target:
     path: str  # path and query, percent-encoded
 
 
-def check_url(url: str, limits: IntakeLimits = IntakeLimits()) -> None:
+def check_url(url: str, limits: IntakeLimits = DEFAULT_LIMITS) -> None:
     """Syntactic checks (scheme, host, no credentials, length), and a host given as an IP
     literal or "localhost" must be allowed. Does not resolve names: the fetch checks every
     resolved address again, so this only answers obvious cases early (at submit time)."""
@@ -369,7 +223,7 @@ def _allowed_addresses(target: _Target, limits: IntakeLimits) -> list[str]:
 # --------------------------------------------------------------------------- fetching
 
 
-def fetch_image(url: str, limits: IntakeLimits = IntakeLimits()) -> ValidatedImage:
+def fetch_image(url: str, limits: IntakeLimits = DEFAULT_LIMITS) -> ValidatedImage:
     """Download an image URL within the limits and validate it.
 
     Redirects are followed by hand, at most ``limits.max_redirects``; every hop

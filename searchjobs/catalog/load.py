@@ -16,8 +16,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from searchjobs.jobs import demo_catalog, features, intake
-from searchjobs.jobs.backends import vector_literal
+from searchjobs import intake
+from searchjobs.catalog import demo, descriptor
+from searchjobs.catalog.backends import vector_literal
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +64,13 @@ _UPSERT = sa.text(
 
 
 def upsert_batch(engine: sa.Engine, rows: list[CatalogRow]) -> None:
-    vectors = features.describe_many([r.image for r in rows])
+    vectors = descriptor.describe_many([r.image for r in rows])
     params = [
         {
             "sku": r.sku, "name": r.name, "category": r.category, "price": r.price, "currency": r.currency,
             "image_url": r.image_url, "image_data": r.image_data, "image_content_type": r.image_content_type,
             "attributes": json.dumps(r.attributes), "embedding": vector_literal(v),
-            "embedding_version": features.DESCRIPTOR_VERSION,
+            "embedding_version": descriptor.DESCRIPTOR_VERSION,
         }
         for r, v in zip(rows, vectors, strict=True)
     ]
@@ -101,11 +102,11 @@ def load_rows(engine: sa.Engine, rows: Iterable[CatalogRow], on_batch: Callable[
 def demo_rows(size: int, seed: int = 0) -> Iterator[CatalogRow]:
     from PIL import Image
 
-    for item in demo_catalog.generate_items(size, seed):
+    for item in demo.generate_items(size, seed):
         yield CatalogRow(
             sku=item.sku, name=item.name, category=item.category, price=item.price, currency=item.currency,
             image_data=item.image_png, image_content_type="image/png", image_url=None,
-            attributes={**item.attributes, "demo": True, "source": demo_catalog.DEMO_LABEL},
+            attributes={**item.attributes, "demo": True, "source": demo.DEMO_LABEL},
             image=Image.open(io.BytesIO(item.image_png)).convert("RGB"),
         )
 

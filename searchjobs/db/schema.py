@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 
-from searchjobs.models.db import normalise_url, session_defaults
+from searchjobs.db.engine import normalise_url, session_defaults
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 

@@ -1,4 +1,4 @@
-"""The SMS send: what a worker runs for `searchjobs.jobs.notify.send(notification_id)`.
+"""The SMS send: what a worker runs for `searchjobs.notifications.send.send(notification_id)`.
 
 Exactly one SMS per completed job, through crashes and provider faults, never given up too early:
 - the outbox row is claimed atomically (pending -> sending). A claim is a lease: one older than
@@ -47,11 +47,8 @@ import time
 import weakref
 from datetime import datetime, timedelta
 
-from searchjobs import defaults, metrics
-from searchjobs.jobs import links
-from searchjobs.jobs.lifecycle import backoff_delay
-from searchjobs.jobs.runtime import Runtime, get_runtime
-from searchjobs.models import notifications as outbox
+from searchjobs import defaults, links, metrics
+from searchjobs.notifications import outbox
 from searchjobs.notifications.base import (
     CredentialsRejectedError,
     PermanentSendError,
@@ -63,6 +60,8 @@ from searchjobs.notifications.base import (
 )
 from searchjobs.notifications.messages import body_sha256, mask_link
 from searchjobs.notifications.phone import mask
+from searchjobs.queue import backoff_delay
+from searchjobs.runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import numpy as np
 import sqlalchemy as sa
 
 from searchjobs import defaults
+from searchjobs.catalog import store as catalog
 from searchjobs.errors import ConfigError
-from searchjobs.models import catalog
 
 EF_SEARCH = 100  # HNSW candidate list per query: recall vs. speed, measured in bench/search_speed.py
 

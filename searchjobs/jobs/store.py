@@ -630,3 +630,17 @@ def delete(conn: sa.Connection, job_id: str) -> dict[str, Any] | None:
     if row and row["image_id"] is not None:
         conn.execute(sa.text("DELETE FROM images WHERE id = :id"), {"id": row["image_id"]})
     return row
+
+
+_UNFINISHED = sa.text(
+    "SELECT status, count(*) AS n, extract(epoch FROM now() - min(created_at)) AS oldest_s "
+    "FROM search_jobs WHERE status IN ('pending', 'processing') GROUP BY status"
+)
+
+
+def unfinished_summary(conn: sa.Connection) -> dict[str, dict]:
+    """{"pending"|"processing": {"count", "oldest_age_s"}} from Postgres (the truth about what is left to do)."""
+    found = {r["status"]: r for r in conn.execute(_UNFINISHED).mappings()}
+    return {status: {"count": found[status]["n"] if status in found else 0,
+                     "oldest_age_s": float(found[status]["oldest_s"]) if status in found else None}
+            for status in ("pending", "processing")}

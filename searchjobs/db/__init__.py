@@ -1,0 +1,1 @@
+"""Postgres plumbing: engines and their errors (engine), migrations (schema), the tables the migrations build (tables)."""

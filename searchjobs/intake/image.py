@@ -1,0 +1,173 @@
+"""Image bytes: the limits of intake, and the check every image goes through.
+
+``validate_image_bytes`` runs on uploads and on every downloaded body: it names
+the real format from the bytes (never from a header or a file name), refuses
+images too large in bytes or in pixels before decoding them, and decodes them
+fully once so a truncated or malicious file is refused here, not in a worker.
+
+Every failure is an ``ImageError`` with a stable ``code`` and a ``transient``
+flag telling the worker whether a retry could help.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import struct
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from searchjobs.errors import SearchJobsError
+
+log = logging.getLogger(__name__)
+
+MAX_IMAGE_BYTES = 10 * 1024 * 1024  # default size cap for uploads and downloads
+MAX_IMAGE_PIXELS = 40_000_000  # width * height above this is refused before decoding
+ALLOWED_CONTENT_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})  # what we accept
+
+WHITE = (255, 255, 255, 255)  # background that transparent pixels are flattened onto
+
+
+# Pillow format name -> content type we report. MPO (multi-picture JPEG, common
+# from phone cameras) is produced by Pillow's JPEG plugin and is a JPEG file.
+_FORMAT_CONTENT_TYPES = {
+    "JPEG": "image/jpeg",
+    "MPO": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+}
+# Pillow plugins we let parse untrusted bytes at all (smaller attack surface).
+_PIL_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
+# What Pillow and its plugins raise on malformed input.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
+
+
+class ImageError(SearchJobsError):
+    """The image could not be accepted."""
+
+    code = "image_unreadable"
+
+    def __init__(self, message: str, *, code: str | None = None, transient: bool | None = None):
+        super().__init__(message, code=code)
+        # By default only a timeout is worth retrying; callers flag connection errors and 5xx.
+        self.transient = (self.code == "image_fetch_timeout") if transient is None else transient
+
+
+@dataclass(frozen=True)
+class IntakeLimits:
+    max_bytes: int = MAX_IMAGE_BYTES
+    max_pixels: int = MAX_IMAGE_PIXELS
+    connect_timeout: float = 3.0
+    read_timeout: float = 10.0  # also the total deadline for the whole download, redirects included
+    max_redirects: int = 3
+    allow_private: bool = False  # on-premise: allow RFC 1918 and ULA addresses
+    allow_loopback: bool = False  # tests / local development only
+
+
+DEFAULT_LIMITS = IntakeLimits()
+
+
+@dataclass(frozen=True)
+class ValidatedImage:
+    data: bytes
+    content_type: str
+    width: int
+    height: int
+    sha256: str
+
+
+# --------------------------------------------------------------------------- bytes
+
+
+def validate_image_bytes(
+    data: bytes, declared_type: str | None = None, limits: IntakeLimits = DEFAULT_LIMITS
+) -> ValidatedImage:
+    """Check size, real format, dimensions and integrity of an image.
+
+    ``declared_type`` (upload or Content-Type header) is never trusted; the
+    returned ``content_type`` is what the bytes really are.
+    """
+    data = bytes(data)
+    if len(data) > limits.max_bytes:
+        raise ImageError(
+            f"image is {len(data)} bytes, the limit is {limits.max_bytes}", code="image_too_large"
+        )
+    if not data:
+        raise ImageError("image is empty", code="image_unreadable")
+
+    try:
+        # Header only: Image.open does not decode pixels, so the size check runs first.
+        with Image.open(io.BytesIO(data), formats=_PIL_FORMATS) as img:
+            image_format = img.format
+            width, height = img.size
+            _check_dimensions(width, height, limits)
+            img.verify()
+        # verify() leaves the image unusable and misses truncation; a full load catches it.
+        with Image.open(io.BytesIO(data), formats=_PIL_FORMATS) as img:
+            img.load()
+    except UnidentifiedImageError as exc:
+        raise _unidentified_error(data) from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(str(exc), code="image_dimensions_too_large") from exc
+    except _DECODE_ERRORS as exc:
+        raise ImageError(f"image cannot be decoded: {exc}", code="image_unreadable") from exc
+
+    content_type = _FORMAT_CONTENT_TYPES[image_format]
+    if declared_type and declared_type.split(";")[0].strip().lower() != content_type:
+        log.debug("declared type %r but image is %s", declared_type, content_type)
+    return ValidatedImage(
+        data=data,
+        content_type=content_type,
+        width=width,
+        height=height,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def open_image(validated: ValidatedImage) -> Image.Image:
+    """Decode a validated image to RGB, flattening any transparency onto white."""
+    try:
+        with Image.open(io.BytesIO(validated.data), formats=_PIL_FORMATS) as img:
+            img.load()
+            # phone cameras store the sensor's orientation in EXIF; show the photo as the person took it
+            img = ImageOps.exif_transpose(img)
+            if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+                rgba = img.convert("RGBA")
+                flat = Image.new("RGBA", rgba.size, WHITE)
+                flat.alpha_composite(rgba)
+                return flat.convert("RGB")
+            return img.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(str(exc), code="image_dimensions_too_large") from exc
+    except _DECODE_ERRORS as exc:
+        raise ImageError(f"image cannot be decoded: {exc}", code="image_unreadable") from exc
+
+
+def _check_dimensions(width: int, height: int, limits: IntakeLimits) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageError(f"image has invalid size {width}x{height}", code="image_unreadable")
+    # Never accept more than Pillow's own bomb limit either (its warning zone counts as too large).
+    max_pixels = limits.max_pixels
+    if Image.MAX_IMAGE_PIXELS:
+        max_pixels = min(max_pixels, Image.MAX_IMAGE_PIXELS)
+    if width * height > max_pixels:
+        raise ImageError(
+            f"image is {width}x{height} pixels, the limit is {max_pixels} pixels",
+            code="image_dimensions_too_large",
+        )
+
+
+def _unidentified_error(data: bytes) -> ImageError:
+    """Tell 'an image in a format we do not take' apart from 'not an image'."""
+    try:
+        # Header parsing only, to name the format in the error; nothing is decoded.
+        with Image.open(io.BytesIO(data)) as img:
+            other_format = img.format
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning, *_DECODE_ERRORS):
+        other_format = None
+    if other_format:
+        return ImageError(f"image format {other_format} is not supported", code="image_unsupported_type")
+    return ImageError("data is not a recognised image", code="image_unreadable")
