@@ -2,13 +2,18 @@
 
 Details travel in `extra={...}` (job_id, attempt, ...). Phone numbers and
 tokens are masked where they are logged; this formatter adds no data of its own.
+Every process type logs through here: the CLI commands (worker, scheduler, ...)
+call `configure`, and gunicorn takes `gunicorn_logconfig` (its own error and
+access lines included) from searchjobs/web/gunicorn_conf.py.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 # attributes every LogRecord has; anything else came from `extra=`
@@ -60,18 +65,83 @@ class StderrHandler(logging.StreamHandler):
         pass
 
 
+# a result link's token in a request path: /r/<token>, /api/results/<token>[/...]
+_TOKEN_IN_PATH = re.compile(r"(/r/|/api/results/)([^/?#]{0,4})[^/?#]*")
+
+
+def mask_path(path: str) -> str:
+    """A request path fit for a log line: a result token keeps its first 4 characters."""
+    return _TOKEN_IN_PATH.sub(lambda m: f"{m.group(1)}{m.group(2)}\u2026", path)
+
+
+class AccessLine(logging.Filter):
+    """Gunicorn's access record as our fields: method, path (tokens masked), status, duration_ms, remote_addr.
+
+    Gunicorn hands its access logger a dict of every request atom, headers included
+    (Authorization, X-API-Key): only the fields above are kept, and the query string is dropped.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not isinstance(record.args, Mapping):
+            return True
+        atoms = record.args
+        record.method, record.path = atoms["m"], mask_path(atoms["U"] or "")
+        status = str(atoms["s"])
+        record.status = int(status) if status.isdigit() else status
+        record.duration_ms = atoms["M"]
+        record.remote_addr = atoms["h"]
+        record.msg, record.args = "%s %s %s", (record.method, record.path, record.status)
+        return True
+
+
+def resolve_format(fmt: str) -> str:
+    """"json" or "text": "auto" is text on a terminal, JSON otherwise."""
+    if fmt not in ("auto", "json", "text"):
+        raise ValueError(f"log format must be auto, json or text, not {fmt!r}")
+    if fmt == "auto":
+        return "text" if sys.stderr.isatty() else "json"
+    return fmt
+
+
+def _formatter(fmt: str) -> logging.Formatter:
+    return JsonFormatter() if resolve_format(fmt) == "json" else TextFormatter()
+
+
+# loggers that are too talkative for us at INFO/DEBUG
+_QUIET = {
+    "urllib3": "INFO",  # full request URLs (phone numbers in Twilio look-ups) at DEBUG
+    "alembic.runtime.plugins": "WARNING",  # one line per plugin, every start
+}
+
+
+def gunicorn_logconfig(fmt: str = "auto", level: str = "INFO", access: bool = True) -> dict:
+    """A logging.config.dictConfig for gunicorn: the app's records and gunicorn's own error and
+    access lines all go through one handler and formatter, as in every other process type."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"searchjobs": {"()": _formatter, "fmt": fmt}},
+        "filters": {"access": {"()": AccessLine}},
+        "handlers": {"stderr": {"()": StderrHandler, "formatter": "searchjobs"}},
+        "root": {"handlers": ["stderr"], "level": level},
+        "loggers": {
+            "gunicorn.error": {"handlers": ["stderr"], "level": level, "propagate": False},
+            "gunicorn.access": {"handlers": ["stderr"], "filters": ["access"], "propagate": False,
+                                "level": "INFO" if access else "WARNING"},
+            **{name: {"level": quiet} for name, quiet in _QUIET.items()},
+        },
+    }
+
+
 def configure(fmt: str = "auto", level: str = "INFO") -> None:
     """Install our handler on the root logger (replacing an earlier one of ours, keeping others).
 
     fmt: "json", "text" or "auto" (text on a terminal).
     """
-    if fmt == "auto":
-        fmt = "text" if sys.stderr.isatty() else "json"
     handler = StderrHandler()
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.setFormatter(_formatter(fmt))
     root = logging.getLogger()
     root.handlers[:] = [h for h in root.handlers if not isinstance(h, StderrHandler)] + [handler]
     root.setLevel(level)
-    # these log full request URLs (phone numbers in Twilio look-ups) at DEBUG
-    logging.getLogger("urllib3").setLevel(logging.INFO)
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin, every start
+    for name, quiet in _QUIET.items():
+        logging.getLogger(name).setLevel(quiet)

@@ -8,6 +8,8 @@ import os
 import shutil
 import tempfile
 
+from searchjobs import logs
+
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
@@ -15,8 +17,14 @@ threads = int(os.environ.get("WEB_THREADS", "16"))
 timeout = 30  # a sync request that takes longer than this is killed
 graceful_timeout = 25
 keepalive = 5
-accesslog = os.environ.get("SEARCHJOBS_ACCESS_LOG") or None
 wsgi_app = "searchjobs.web:create_app()"
+# the app's lines and gunicorn's own (errors, one access line per request) in our format;
+# SEARCHJOBS_ACCESS_LOG=off drops the access lines
+logconfig_dict = logs.gunicorn_logconfig(os.environ.get("SEARCHJOBS_LOG_FORMAT", "auto"),
+                                         access=os.environ.get("SEARCHJOBS_ACCESS_LOG", "on") != "off")
+# gunicorn >= 25.1 opens a control socket at one path per user (~/.gunicorn/gunicorn.ctl): a second
+# instance would take over the first one's; nothing here uses gunicornc
+control_socket_disable = True
 
 # -- Prometheus multiprocess mode ----------------------------------------------
 # Each gunicorn worker keeps its metric values in files in PROMETHEUS_MULTIPROC_DIR
