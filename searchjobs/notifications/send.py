@@ -103,13 +103,18 @@ def send(notification_id: int) -> str:
     runtime = get_runtime()
     # built before the claim: a configuration error must not leave the row `sending` (and re-claimed forever)
     sender = runtime.sender
-    settings = runtime.settings
-    with runtime.db.connect() as conn:
-        row = outbox.claim(conn, notification_id, STALE_SENDING_SECONDS,
-                           give_up_after=settings.sms_give_up_hours * 3600, retention_days=settings.retention_days)
+    row = _claim(runtime, notification_id)
     if row is None:
         return "skipped"
     return _Try(runtime, sender, row).run()
+
+
+def _claim(runtime: Runtime, notification_id: int) -> dict | None:
+    """The row, claimed for this try (pending -> sending, or a stale claim taken over); None if not ours."""
+    settings = runtime.settings
+    with runtime.db.connect() as conn:
+        return outbox.claim(conn, notification_id, STALE_SENDING_SECONDS,
+                            give_up_after=settings.sms_give_up_hours * 3600, retention_days=settings.retention_days)
 
 
 class _Try:
@@ -123,14 +128,20 @@ class _Try:
                         "attempt": self.attempt}
 
     def run(self) -> str:
-        settings = self.runtime.settings
-        token = links.result_token(settings.secret_key, self.row["job_id"])
-        link = links.result_url(settings.public_base_url, token)
-        body = self.row["body"].replace(links.LINK_PLACEHOLDER, link)
+        token, link, body = self._render()
         outcome = self._settle_earlier_request(token, body)
         if outcome is not None:
             return outcome
         return self._send_now(token, link, body)
+
+    def _render(self) -> tuple[str, str, str]:
+        """The job's result token, its link and the body with the link in, by this process's settings."""
+        settings = self.runtime.settings
+        token = links.result_token(settings.secret_key, self.row["job_id"])
+        link = links.result_url(settings.public_base_url, token)
+        return token, link, self.row["body"].replace(links.LINK_PLACEHOLDER, link)
+
+    # -- an earlier request: look it up before sending again -------------------------------------
 
     def _settle_earlier_request(self, token: str, body: str) -> str | None:
         """If an earlier request may have reached the provider, look it up first.
@@ -138,18 +149,14 @@ class _Try:
         Returns this try's outcome (waiting, paused, adopted, or a failed look-up), or None when nothing
         earlier can have landed: no earlier request, or a conclusive "not found".
         """
-        row = self.row
-        last_send = row["last_send_at"] or (row["first_attempt_at"] if row["previous_status"] == "unknown" else None)
-        if row["previous_status"] not in ("unknown", "sending") or last_send is None:
+        lookup_at = self._lookup_at()
+        if lookup_at is None:
             return None
-        # the later of what the sending process recorded and what this process's settings say
-        lookup_at = last_send + timedelta(seconds=settle_seconds(self.sender, self.runtime.settings))
-        if row["may_land_until"] is not None:
-            lookup_at = max(lookup_at, row["may_land_until"])
         if self.now < lookup_at:
             return self._wait_for_lookup(lookup_at)
         if self._refused():
             return self._pause("unknown", None)
+        row = self.row
         try:
             # the job's token, which any earlier request carried (a link it did not sign is never sent),
             # whatever the provider did to the rest of the body and whatever PUBLIC_BASE_URL was then;
@@ -163,6 +170,22 @@ class _Try:
             return self._lookup_failed(exc)
         if found is None:
             return None  # conclusive: no earlier request landed, and none can land any more
+        return self._adopt(found)
+
+    def _lookup_at(self) -> datetime | None:
+        """When the last earlier request can no longer land (a look-up is conclusive only then), or None
+        if no earlier request may have reached the provider."""
+        row = self.row
+        last_send = row["last_send_at"] or (row["first_attempt_at"] if row["previous_status"] == "unknown" else None)
+        if row["previous_status"] not in ("unknown", "sending") or last_send is None:
+            return None
+        # the later of what the sending process recorded and what this process's settings say
+        lookup_at = last_send + timedelta(seconds=settle_seconds(self.sender, self.runtime.settings))
+        if row["may_land_until"] is not None:
+            lookup_at = max(lookup_at, row["may_land_until"])
+        return lookup_at
+
+    def _adopt(self, found) -> str:
         with self.runtime.db.connect() as conn:
             outbox.mark_sent(conn, self.id, self.sender.name, found.sid, found.status)
         log.info("SMS found at the provider; adopted instead of sending again",
@@ -170,29 +193,20 @@ class _Try:
         metrics.SMS_SENDS.labels("adopted").inc()
         return "adopted"
 
+    # -- sending --------------------------------------------------------------------------------
+
     def _send_now(self, token: str, link: str, body: str) -> str:
         """Nothing sent earlier can land: send, unless the link would not open or sending is paused."""
-        row = self.row
-        # Past the job's retention the link no longer opens: give up without a try. (The deadline,
-        # give_up_at, is different: it is checked only after a try that failed, never instead of one.)
-        if self.now >= row["retention_ends_at"]:
-            return self._give_up(None, "the job's retention period is over: its result link no longer opens",
-                                 code="sms_link_expired")
-        if row["result_token_hash"] is not None and links.token_hash(token) != row["result_token_hash"]:
-            return self._link_mismatch()
-        if self._refused():
-            return self._pause("pending", None)
+        outcome = self._not_sendable(token)
+        if outcome is not None:
+            return outcome
+        recorded = self._record_send(body)
+        if recorded is None:
+            return "skipped"
         settings = self.runtime.settings
-        # read before the transaction whose now() becomes last_send_at: a slow commit eats into the grace
-        # instead of extending it
-        recorded = time.monotonic()
-        with self.runtime.db.connect() as conn:
-            if not outbox.mark_sending(conn, self.id, self.attempt, body_sha256(body),
-                                       may_land_for=settle_seconds(self.sender, settings)):
-                log.info("SMS claim taken over by a newer try; not sending", extra=self.context)
-                return "skipped"
         try:
-            message = self.sender.send(row["to_number"], body, status_callback=status_callback_url(self.runtime),
+            message = self.sender.send(self.row["to_number"], body,
+                                       status_callback=status_callback_url(self.runtime),
                                        start_by=recorded + SEND_START_GRACE)
         except SendNotStartedError as exc:
             # frozen past the grace: another sender may have re-claimed the row and looked it up already,
@@ -214,11 +228,36 @@ class _Try:
             # started late): `may_land_until` moves to now + timeouts + margin if that is later
             return self._retry("unknown", exc, may_land_for=lookup_wait(self.sender, settings))
         except PermanentSendError as exc:
-            with self.runtime.db.connect() as conn:
-                outbox.mark_failed(conn, self.id, self.attempt, _code(exc), exc.message)
-            log.info("SMS rejected by the provider; not retried", extra={**self.context, "error_code": _code(exc)})
-            metrics.SMS_SENDS.labels("failed").inc()
-            return "failed"
+            return self._rejected(exc)
+        return self._sent(message, link)
+
+    def _not_sendable(self, token: str) -> str | None:
+        """This try's outcome when it must not send (link expired or not ours, sending paused), else None."""
+        # Past the job's retention the link no longer opens: give up without a try. (The deadline,
+        # give_up_at, is different: it is checked only after a try that failed, never instead of one.)
+        if self.now >= self.row["retention_ends_at"]:
+            return self._give_up(None, "the job's retention period is over: its result link no longer opens",
+                                 code="sms_link_expired")
+        if self.row["result_token_hash"] is not None and links.token_hash(token) != self.row["result_token_hash"]:
+            return self._link_mismatch()
+        if self._refused():
+            return self._pause("pending", None)
+        return None
+
+    def _record_send(self, body: str) -> float | None:
+        """Commit that the request starts now (fenced by our claim); the monotonic time read before the
+        commit, which the request must start within SEND_START_GRACE of; None if the claim was taken over."""
+        # read before the transaction whose now() becomes last_send_at: a slow commit eats into the grace
+        # instead of extending it
+        recorded = time.monotonic()
+        with self.runtime.db.connect() as conn:
+            if not outbox.mark_sending(conn, self.id, self.attempt, body_sha256(body),
+                                       may_land_for=settle_seconds(self.sender, self.runtime.settings)):
+                log.info("SMS claim taken over by a newer try; not sending", extra=self.context)
+                return None
+        return recorded
+
+    def _sent(self, message, link: str) -> str:
         with self.runtime.db.connect() as conn:
             outbox.mark_sent(conn, self.id, self.sender.name, message.sid, message.status)
         log.info("SMS sent", extra={**self.context, "sid": message.sid, "link": mask_link(link)})
@@ -268,6 +307,14 @@ class _Try:
                     extra={**self.context, "error_code": _code(exc)})
         metrics.SMS_SENDS.labels("parked").inc()
         return "parked"
+
+    def _rejected(self, exc: PermanentSendError) -> str:
+        """A permanent refusal of this message: recorded, never retried; the job stays completed."""
+        with self.runtime.db.connect() as conn:
+            outbox.mark_failed(conn, self.id, self.attempt, _code(exc), exc.message)
+        log.info("SMS rejected by the provider; not retried", extra={**self.context, "error_code": _code(exc)})
+        metrics.SMS_SENDS.labels("failed").inc()
+        return "failed"
 
     def _give_up(self, exc: SendError | None, message: str, code: str | None = None) -> str:
         code = code or (_code(exc) if exc is not None else "sms_deadline_passed")

@@ -82,9 +82,9 @@ def test_job_submitted_over_http_completes_with_every_step_persisted(processes, 
         row = conn.execute(sa.text("SELECT * FROM search_jobs WHERE job_id = :j"), {"j": job_id}).mappings().one()
         events = conn.execute(sa.text("SELECT kind, status, progress, stage, version FROM search_job_events "
                                       "WHERE job_id = :j ORDER BY id"), {"j": job_id}).mappings().all()
+    # every step, once each and in order
     assert [e["stage"] for e in events] == ["queued", "claimed", "image_loaded", "features", "searched:dress",
                                             "searched:top", "ranked", "done"]
-    assert len(events) >= 6
     progress = [e["progress"] for e in events]
     assert progress == sorted(progress)
     assert row["status"] == "completed" and row["progress"] == 100 and row["attempts"] == 1

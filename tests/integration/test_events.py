@@ -124,7 +124,8 @@ def test_heartbeat_comment_while_idle(client, runtime):
         started = time.monotonic()
         assert next(chunks).decode() == ": keep-alive\n\n"
         assert 0.1 < time.monotonic() - started < 2
-        assert runtime.engine.pool.checkedout() == 0  # an idle stream holds no database connection
+        # an idle stream holds no database connection (streams read through runtime.db, its own pool)
+        assert runtime.db.pool.checkedout() == 0
     finally:
         response.close()
 

@@ -31,7 +31,7 @@ from searchjobs.notifications.messages import body_sha256
 from searchjobs.queue import enqueue_notification, notification_queue
 from searchjobs.runtime import Runtime, install
 from searchjobs.worker.scheduler import reconcile
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, wait_for
 from tests.fake_twilio import FakeTwilio
 from tests.integration.test_core_loop import row_of, submit_upload
 
@@ -129,16 +129,14 @@ def methods(fake) -> list[str]:
     return [method for method, _ in fake.requests]
 
 
-def wait_for(condition, what: str, timeout: float = WAIT_SECONDS, proc: subprocess.Popen | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def unless_exited(proc: subprocess.Popen, condition):
+    """`condition` for wait_for, failing at once if `proc` exits instead of waiting out the timeout."""
+    def check():
         value = condition()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            pytest.fail(f"process exited ({proc.returncode}) while waiting for {what}")
-        time.sleep(0.01)
-    pytest.fail(f"timed out waiting for {what}")
+        if not value and proc.poll() is not None:
+            pytest.fail(f"process exited ({proc.returncode}) while waited on")
+        return value
+    return check
 
 
 def expected_body(token: str) -> str:
@@ -228,7 +226,7 @@ def test_concurrent_runs_of_one_send_make_one_sms(client, sms_runtime, run_jobs,
     outcome = {}
     first = threading.Thread(target=lambda: outcome.setdefault("first", notify.send(notification_id)))
     first.start()
-    wait_for(lambda: posts(fake_twilio), "the first send to reach the fake")
+    wait_for(lambda: posts(fake_twilio), WAIT_SECONDS, "the first send to reach the fake", interval=0.01)
     assert notify.send(notification_id) == "skipped"  # the row is claimed: `sending`, not stale
     first.join(WAIT_SECONDS)
     assert outcome["first"] == "sent"
@@ -457,7 +455,8 @@ def test_worker_process_killed_while_the_provider_holds_the_send(client, sms_run
             env=env, cwd=Path(__file__).resolve().parents[2], stdout=log_file, stderr=subprocess.STDOUT,
         )
         try:
-            wait_for(lambda: posts(fake_twilio), "the worker's send to reach the fake", proc=worker)
+            wait_for(unless_exited(worker, lambda: posts(fake_twilio)), WAIT_SECONDS,
+                     "the worker's send to reach the fake", interval=0.01)
             assert the_row(sms_runtime, job_id)["status"] == "sending"
             worker.send_signal(signal.SIGKILL)
         finally:
@@ -466,7 +465,7 @@ def test_worker_process_killed_while_the_provider_holds_the_send(client, sms_run
             worker.wait(WAIT_SECONDS)
     assert worker.returncode == -signal.SIGKILL, log_path.read_text()
 
-    wait_for(lambda: fake_twilio.messages, "the provider to create the held message")
+    wait_for(lambda: fake_twilio.messages, WAIT_SECONDS, "the provider to create the held message")
     row = the_row(sms_runtime, job_id)
     assert row["status"] == "sending" and row["provider_sid"] is None  # exactly what the dead worker left
     # its TWILIO_TIMEOUT of 30 s is on the row: its request may land for longer than the claim's stale time
@@ -681,8 +680,8 @@ def test_late_landing_create_is_adopted_not_sent_twice(client, sms_runtime, run_
     assert (row["next_attempt_at"] - row["may_land_until"]).total_seconds() == pytest.approx(0, abs=0.05)
     assert (row["may_land_until"] - row["last_send_at"]).total_seconds() >= settle
 
-    wait_for(lambda: fake_twilio.messages, "the held request to land")
-    wait_for(lambda: reconcile(sms_runtime).notifications, "the look-up to be due", timeout=settle + 5)
+    wait_for(lambda: fake_twilio.messages, WAIT_SECONDS, "the held request to land", interval=0.01)
+    wait_for(lambda: reconcile(sms_runtime).notifications, settle + 5, "the look-up to be due", interval=0.01)
     run_jobs(["notifications"])
     [message] = fake_twilio.messages
     row = the_row(sms_runtime, job_id)
@@ -696,7 +695,7 @@ def test_late_landing_create_is_adopted_not_sent_twice(client, sms_runtime, run_
 
 def due_then_send(runtime, run_jobs, notification_id, timeout: float) -> None:
     """Wait (really) until the row is due, then run its send as the scheduler and a worker would."""
-    wait_for(lambda: reconcile(runtime).notifications, "the look-up to be due", timeout=timeout)
+    wait_for(lambda: reconcile(runtime).notifications, timeout, "the look-up to be due", interval=0.01)
     run_jobs(["notifications"])
 
 
@@ -1144,7 +1143,8 @@ def test_credentials_revoked_at_the_provider_then_restored(client, sms_runtime, 
     row = the_row(sms_runtime, job_id)
     assert row["status"] == "pending" and row["last_error_code"] == "20003"
     fake_twilio.accept_credentials()
-    wait_for(lambda: reconcile(sms_runtime).notifications, "the paused row to be due")
+    wait_for(lambda: reconcile(sms_runtime).notifications, WAIT_SECONDS, "the paused row to be due",
+             interval=0.01)
     time.sleep(0.3)  # this process's own pause
     run_jobs(["notifications"])
     assert the_row(sms_runtime, job_id)["status"] == "sent" and len(fake_twilio.messages) == 1

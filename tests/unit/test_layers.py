@@ -38,7 +38,7 @@ TIERS: list[tuple[str, list[str]]] = [
     ("work", ["jobs.lifecycle", "jobs.search", "notifications.send", "catalog.load"]),
     ("services", ["service", "overview"]),
     ("entry points", ["web", "web.*", "worker", "worker.*"]),
-    ("commands", ["cli"]),
+    ("commands", ["cli", "cli.*"]),
     ("program", ["__main__"]),
 ]
 

@@ -1,0 +1,152 @@
+"""`searchjobs up`: the whole service on one machine, on the embedded default."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from searchjobs.cli.catalog import DEMO_CATALOG_SIZE, load_demo_with_progress
+from searchjobs.config import Settings
+
+CHILD_STOP_TIMEOUT = 30  # seconds `up` waits for its processes after Ctrl-C before killing them
+
+
+@click.command()
+@click.option("--port", default=8000, show_default=True, help="Port of the web app (on 127.0.0.1).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the web app listens on.")
+@click.option("--workers", "worker_count", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="Worker processes.")
+@click.option("--demo-size", default=DEMO_CATALOG_SIZE, show_default=True, type=click.IntRange(0),
+              help="Demo catalog items to load when the catalog is empty (0: none).")
+def up(port: int, host: str, worker_count: int, demo_size: int) -> None:
+    """Run the whole service: embedded PostgreSQL + Valkey, migrations, web, workers, scheduler."""
+    settings = Settings.from_env()
+    data_dir = settings.data_dir.resolve()
+    stack = _start_embedded_stack(data_dir) if settings.embedded else None
+    env = _child_environment(data_dir, stack, host, port)
+    _empty_metrics_dir(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
+    children: list[subprocess.Popen] = []
+    try:
+        _migrate(env["DATABASE_URL"])
+        _load_demo_if_empty(env["DATABASE_URL"], demo_size)
+        # appended one by one, so that a failed start still stops those already running
+        for command in _child_commands(host, port, worker_count):
+            children.append(subprocess.Popen(command, env=env))
+        _announce(env["PUBLIC_BASE_URL"], data_dir, worker_count, children)
+        _wait_for_children(children)
+    finally:
+        _stop_children(children)
+        if stack is not None:
+            click.echo("Stopping embedded servers ...")
+            stack.stop()
+
+
+def _start_embedded_stack(data_dir: Path):
+    from searchjobs.embedded import EmbeddedStack
+
+    click.echo(f"Starting embedded PostgreSQL and Valkey (data in {data_dir}) ...")
+    return EmbeddedStack(data_dir).start()
+
+
+def _child_environment(data_dir: Path, stack, host: str, port: int) -> dict[str, str]:
+    """The environment of the child processes: this one's, plus what it leaves unset."""
+    env = dict(os.environ)
+    if stack is not None:
+        env.setdefault("DATABASE_URL", stack.postgres.url)
+        env.setdefault("REDIS_URL", stack.valkey.url)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env.setdefault("SECRET_KEY", _secret_key(data_dir))
+    public_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    env.setdefault("PUBLIC_BASE_URL", public_url)
+    env["SEARCHJOBS_DATA_DIR"] = str(data_dir)
+    # one metrics folder for web, workers and scheduler: /metrics then adds up every process's counters
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(data_dir / "metrics"))
+    return env
+
+
+def _secret_key(data_dir: Path) -> str:
+    """A random SECRET_KEY kept in the data dir, so result links survive restarts of `up`."""
+    path = data_dir / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _empty_metrics_dir(metrics_dir: Path) -> None:
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    for stale in metrics_dir.glob("*.db"):  # values of an earlier run's processes
+        stale.unlink()
+
+
+def _migrate(database_url: str) -> None:
+    from searchjobs.db import schema
+
+    click.echo("Migrating the database ...")
+    schema.upgrade(database_url)
+
+
+def _load_demo_if_empty(database_url: str, demo_size: int) -> None:
+    from searchjobs.catalog import store as catalog
+    from searchjobs.db import engine as db
+
+    engine = db.make_engine(database_url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            empty = catalog.count(conn) == 0
+        if empty and demo_size:
+            click.echo(f"Loading the demo catalog ({demo_size} generated items; label: Demo catalog) ...")
+            load_demo_with_progress(engine, demo_size)
+    finally:
+        engine.dispose()
+
+
+def _child_commands(host: str, port: int, worker_count: int) -> list[list[str]]:
+    """web, the workers and the scheduler, each as `python -m searchjobs ...`."""
+    exe = [sys.executable, "-m", "searchjobs"]
+    return ([exe + ["web", "--host", host, "--port", str(port)]]
+            + [exe + ["worker"] for _ in range(worker_count)]
+            + [exe + ["scheduler"]])
+
+
+def _announce(public_url: str, data_dir: Path, worker_count: int, children: list[subprocess.Popen]) -> None:
+    click.echo("")
+    click.echo(f"searchjobs is running at {public_url}")
+    click.echo(f"  data:      {data_dir}")
+    click.echo(f"  processes: web, {worker_count} worker(s), scheduler (pids "
+               f"{', '.join(str(c.pid) for c in children)})")
+    click.echo("Press Ctrl-C to stop.")
+
+
+def _wait_for_children(children: list[subprocess.Popen]) -> None:
+    """Until Ctrl-C or SIGTERM, or until one of the processes exits."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        for child in children:
+            if child.poll() is not None:
+                click.echo(f"A process exited (pid {child.pid}, code {child.returncode}); stopping.", err=True)
+                return
+
+
+def _stop_children(children: list[subprocess.Popen]) -> None:
+    """SIGTERM to each, then wait; a process still running after CHILD_STOP_TIMEOUT is killed."""
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + CHILD_STOP_TIMEOUT
+    for child in children:
+        try:
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
