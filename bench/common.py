@@ -125,6 +125,7 @@ class Servers:
             from searchjobs.embedded import EmbeddedStack
 
             self.tmp = tempfile.mkdtemp(prefix="searchjobs-bench-")
+            os.chmod(self.tmp, 0o711)  # as root the server's own user must pass through it
             started = time.monotonic()
             self.stack = EmbeddedStack(Path(self.tmp), fast_unsafe=False, persist_redis=True).start()
             self.database_url, self.redis_url = self.stack.postgres.url, self.stack.valkey.url

@@ -37,10 +37,12 @@ class Runtime:
     current_attempt: object | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, **kwargs) -> Runtime:
+    def from_settings(cls, settings: Settings, *, pre_ping: bool = False, **kwargs) -> Runtime:
+        """pre_ping: check each pooled connection at checkout (the web does; see db.engine.make_engine)."""
         database_url, redis_url = settings.require_urls()
         check_sentinel_service(redis_url)  # a misspelt service name is a configuration error, not an outage
-        engine = db.make_engine(database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout)
+        engine = db.make_engine(database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout,
+                                pre_ping=pre_ping)
         return cls(settings=settings, engine=engine, redis=connect(redis_url), **kwargs)
 
     @cached_property

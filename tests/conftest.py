@@ -9,7 +9,10 @@ talk to Postgres through PgBouncer in transaction pooling mode (tests/pgbouncer.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,8 +28,31 @@ TEST_SECRET = "test-secret-key"
 JOB_TABLES = "search_job_events, notifications, search_jobs, images, api_clients, job_deletions, scheduler_locks"
 
 
+@contextlib.contextmanager
+def server_folder(name: str):
+    """A folder for embedded servers (or PgBouncer), removed afterwards.
+
+    Not under pytest's temporary folders: pytest keeps those 0700, and closes its root again
+    whenever a session starts. As root the servers run as their own user, which must pass through
+    every parent of their folder, and searchjobs opens none for it; /tmp is open.
+    """
+    path = Path(tempfile.mkdtemp(prefix=f"searchjobs-{name}-"))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def server_folder_for(request, name: str) -> Path:
+    """server_folder for a fixture: removed after the fixture's own teardown."""
+    folders = contextlib.ExitStack()
+    request.addfinalizer(folders.close)
+    return folders.enter_context(server_folder(name))
+
+
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory):
+def servers():
     """(database_url, redis_url, stack or None) for the whole session, migrated, with a small demo catalog."""
     from searchjobs.catalog.load import load_demo
     from searchjobs.db import engine as db
@@ -35,11 +61,12 @@ def servers(tmp_path_factory):
 
     external = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
     stack = None
+    stack_folder = contextlib.ExitStack()
     if all(external):
         database_url, redis_url = external
     else:
-        stack = EmbeddedStack(Path(tmp_path_factory.mktemp("servers")), fast_unsafe=True,
-                              persist_redis=False).start()
+        folder = stack_folder.enter_context(server_folder("servers"))
+        stack = EmbeddedStack(folder, fast_unsafe=True, persist_redis=False).start()
         database_url, redis_url = stack.postgres.url, stack.valkey.url
     schema.upgrade(database_url)  # migrations go to Postgres itself, never through PgBouncer
     engine = db.make_engine(database_url, pool_size=1)
@@ -50,14 +77,16 @@ def servers(tmp_path_factory):
     bouncer = None
     if pgbouncer.wanted():
         direct = sa.engine.make_url(normalise_url(database_url))
-        bouncer = pgbouncer.PgBouncer(tmp_path_factory.mktemp("pgbouncer"), (direct.host, direct.port),
-                                      dbname=direct.database, user=direct.username).start()
+        bouncer = pgbouncer.PgBouncer(stack_folder.enter_context(server_folder("pgbouncer")), (direct.host, direct.port),
+                                      dbname=direct.database, user=direct.username,
+                                      password=direct.password).start()
         database_url = bouncer.url
     yield database_url, redis_url, stack
     if bouncer is not None:
         bouncer.stop()
     if stack is not None:
         stack.stop()
+    stack_folder.close()
 
 
 @pytest.fixture

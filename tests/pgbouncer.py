@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from searchjobs.embedded import PG_SYSTEM_USER, _run_as, free_port
+from searchjobs.embedded import PG_SYSTEM_USER, free_port, run_as_server_user
 
 ENV_FLAG = "SEARCHJOBS_TEST_PGBOUNCER"
 START_TIMEOUT = 15.0  # seconds for PgBouncer to accept connections
@@ -31,12 +31,13 @@ class PgBouncer:
     """One pgbouncer process serving database `dbname` of `target` (host, port) on 127.0.0.1:`port`."""
 
     def __init__(self, data_dir: Path, target: tuple[str, int], dbname: str = "searchjobs",
-                 user: str = "postgres", host: str = "127.0.0.1"):
+                 user: str = "postgres", host: str = "127.0.0.1", password: str | None = None):
         self.dir = Path(data_dir)
         self.target = target
         self.dbname = dbname
         self.user = user
         self.host = host
+        self.password = password  # what PgBouncer gives the server; its own clients are trusted (tests only)
         self.port = free_port(host)
         self.proc: subprocess.Popen | None = None
 
@@ -51,9 +52,10 @@ class PgBouncer:
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "userlist.txt").write_text(f'"{self.user}" ""\n')
         target_host, target_port = self.target
+        server_password = f" password={self.password}" if self.password else ""
         (self.dir / "pgbouncer.ini").write_text(f"""\
 [databases]
-{self.dbname} = host={target_host} port={target_port} dbname={self.dbname}
+{self.dbname} = host={target_host} port={target_port} dbname={self.dbname}{server_password}
 
 [pgbouncer]
 listen_addr = {self.host}
@@ -71,7 +73,7 @@ query_wait_timeout = 5
 logfile = {self.dir / "pgbouncer.log"}
 pidfile = {self.dir / "pgbouncer.pid"}
 """)
-        run_as = _run_as()
+        run_as = run_as_server_user()
         if run_as:
             shutil.chown(self.dir, PG_SYSTEM_USER)
             for path in self.dir.iterdir():

@@ -15,7 +15,7 @@ import os
 import click
 
 from searchjobs import __version__
-from searchjobs.cli import catalog, cleanup, db, jobs, keys, processes, sms, status, up
+from searchjobs.cli import catalog, cleanup, db, env, jobs, keys, processes, sms, status, up
 from searchjobs.cli.common import fail
 from searchjobs.errors import ConfigError, DependencyUnavailable, SearchJobsError
 
@@ -31,7 +31,7 @@ def main(log_format: str | None) -> None:
     logs.configure(log_format or os.environ.get("SEARCHJOBS_LOG_FORMAT", "auto"))
 
 
-for command in (up.up, processes.web, processes.worker, processes.scheduler, db.db, catalog.catalog,
+for command in (up.up, env.env, processes.web, processes.worker, processes.scheduler, db.db, catalog.catalog,
                 cleanup.cleanup, status.status, keys.keys, jobs.jobs, sms.sms):
     main.add_command(command)
 
@@ -56,7 +56,7 @@ def run() -> None:
     except DependencyUnavailable as exc:
         fail(exc.message, code=1)
     except (ConfigError, SearchJobsError) as exc:
-        fail(exc.message)
+        fail(exc.message, code=getattr(exc, "exit_code", 2))
     except Exception as exc:
         # an outage is an answer (exit 1), not a stack trace
         reason = _unreachable(exc)

@@ -5,18 +5,22 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import click
 
 from searchjobs.cli.catalog import DEMO_CATALOG_SIZE, load_demo_with_progress
+from searchjobs.cli.common import fail
 from searchjobs.config import Settings
 
 CHILD_STOP_TIMEOUT = 30  # seconds `up` waits for its processes after Ctrl-C before killing them
+WEB_START_TIMEOUT = 60  # seconds the web gets to answer /healthz before `up` gives up
 
 
 @click.command()
@@ -28,32 +32,64 @@ CHILD_STOP_TIMEOUT = 30  # seconds `up` waits for its processes after Ctrl-C bef
               help="Demo catalog items to load when the catalog is empty (0: none).")
 def up(port: int, host: str, worker_count: int, demo_size: int) -> None:
     """Run the whole service: embedded PostgreSQL + Valkey, migrations, web, workers, scheduler."""
+    from searchjobs.embedded import InstanceLock
+
     settings = Settings.from_env()
     data_dir = settings.data_dir.resolve()
-    stack = _start_embedded_stack(data_dir) if settings.embedded else None
-    env = _child_environment(data_dir, stack, host, port)
-    _empty_metrics_dir(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
+    _check_port_free(host, port)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = InstanceLock(data_dir).acquire()  # InstanceRunning: another `up` runs here; nothing touched
+    stack = None
     children: list[subprocess.Popen] = []
     try:
+        stack = _start_embedded_stack(data_dir, lock) if settings.embedded else None
+        env = _child_environment(data_dir, stack, host, port)
+        _empty_metrics_dir(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
         _migrate(env["DATABASE_URL"])
         _load_demo_if_empty(env["DATABASE_URL"], demo_size)
         # appended one by one, so that a failed start still stops those already running
         for command in _child_commands(host, port, worker_count):
             children.append(subprocess.Popen(command, env=env))
+        _wait_until_serving(env["PUBLIC_BASE_URL"], children[0])
+        lock.describe(web_url=env["PUBLIC_BASE_URL"])
         _announce(env["PUBLIC_BASE_URL"], data_dir, worker_count, children)
-        _wait_for_children(children)
+        exited = _wait_for_children(children)
     finally:
         _stop_children(children)
         if stack is not None:
             click.echo("Stopping embedded servers ...")
             stack.stop()
+        lock.release()
+    if exited is not None:
+        fail(f"a process exited on its own (pid {exited.pid}, code {exited.returncode}); everything was stopped",
+             code=1)
 
 
-def _start_embedded_stack(data_dir: Path):
+def _check_port_free(host: str, port: int) -> None:
+    """Before anything starts or prints: the web's port must be free (as gunicorn binds it)."""
+    if _port_free(host, port):
+        return
+    suggestion = next((p for p in range(port + 1, port + 50) if _port_free(host, p)), None)
+    hint = f"; try --port {suggestion}" if suggestion else ""
+    fail(f"port {port} is in use{hint}", code=1)
+
+
+def _port_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn: a TIME_WAIT port is free
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _start_embedded_stack(data_dir: Path, lock):
     from searchjobs.embedded import EmbeddedStack
 
     click.echo(f"Starting embedded PostgreSQL and Valkey (data in {data_dir}) ...")
-    return EmbeddedStack(data_dir).start()
+    return EmbeddedStack(data_dir, lock=lock).start()
 
 
 def _child_environment(data_dir: Path, stack, host: str, port: int) -> dict[str, str]:
@@ -62,7 +98,6 @@ def _child_environment(data_dir: Path, stack, host: str, port: int) -> dict[str,
     if stack is not None:
         env.setdefault("DATABASE_URL", stack.postgres.url)
         env.setdefault("REDIS_URL", stack.valkey.url)
-    data_dir.mkdir(parents=True, exist_ok=True)
     env.setdefault("SECRET_KEY", _secret_key(data_dir))
     public_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     env.setdefault("PUBLIC_BASE_URL", public_url)
@@ -126,8 +161,25 @@ def _announce(public_url: str, data_dir: Path, worker_count: int, children: list
     click.echo("Press Ctrl-C to stop.")
 
 
-def _wait_for_children(children: list[subprocess.Popen]) -> None:
-    """Until Ctrl-C or SIGTERM, or until one of the processes exits."""
+def _wait_until_serving(public_url: str, web: subprocess.Popen, timeout: float = WEB_START_TIMEOUT) -> None:
+    """Until our web answers /healthz, so the URL we print is ours; a web that exits or never answers
+    stops `up` with an error."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if web.poll() is not None:
+            fail(f"the web process exited at start (code {web.returncode}); see its lines above", code=1)
+        try:
+            with urllib.request.urlopen(f"{public_url}/healthz", timeout=1) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    fail(f"the web process did not answer at {public_url} within {timeout:.0f}s", code=1)
+
+
+def _wait_for_children(children: list[subprocess.Popen]) -> subprocess.Popen | None:
+    """Until Ctrl-C or SIGTERM (None), or until one of the processes exits (that one)."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -135,7 +187,8 @@ def _wait_for_children(children: list[subprocess.Popen]) -> None:
         for child in children:
             if child.poll() is not None:
                 click.echo(f"A process exited (pid {child.pid}, code {child.returncode}); stopping.", err=True)
-                return
+                return child
+    return None
 
 
 def _stop_children(children: list[subprocess.Popen]) -> None:

@@ -59,18 +59,20 @@ def _hosts_to_query(url: str) -> str:
 
 
 def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, echo: bool = False,
-                autocommit: bool = False, pool_timeout: float = defaults.DB_POOL_TIMEOUT) -> sa.Engine:
+                autocommit: bool = False, pool_timeout: float = defaults.DB_POOL_TIMEOUT,
+                pre_ping: bool = False) -> sa.Engine:
     engine = sa.create_engine(
         normalise_url(url),
         pool_size=pool_size,
         max_overflow=max_overflow,
         # more concurrent requests than connections: wait briefly, then answer 503, not a 500 after 30 s
         pool_timeout=pool_timeout,
-        # no ping per checkout (it would double a progress step's round trips): after a Postgres restart
-        # the first statement on an old connection fails as a disconnect and SQLAlchemy recycles every
-        # older connection of the pool; workers retry that statement (lifecycle._with_db_retry), the web
-        # answers that one request 503 + Retry-After (tests/faults measured none once Postgres was back)
-        pool_pre_ping=False,
+        # workers: no ping per checkout (it would double a progress step's round trips). After a Postgres
+        # restart the first statement on an old connection fails as a disconnect, SQLAlchemy recycles
+        # every older connection of the pool, and the worker retries it (lifecycle._with_db_retry).
+        # The web pings (pre_ping): otherwise each web process answers its first request after the
+        # restart 503, though Postgres is back (tests/faults saw one)
+        pool_pre_ping=pre_ping,
         pool_recycle=1800,
         echo=echo,
         # an autocommit engine's connections stay in autocommit for life: no BEGIN/COMMIT around a

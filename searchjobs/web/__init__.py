@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         MAX_CONTENT_LENGTH=defaults.MAX_CONTENT_LENGTH,
         JSON_SORT_KEYS=False,
     )
-    rt = runtime or Runtime.from_settings(settings)
+    rt = runtime or Runtime.from_settings(settings, pre_ping=True)
     install_runtime(rt)
     web_runtime.init_app(app, rt)
     errors.init_app(app)

@@ -32,6 +32,7 @@ from searchjobs.embedded import EmbeddedStack, free_port
 from searchjobs.queue import is_waiting, rq_job_id
 from searchjobs.worker.worker import RESTART_PAUSE_MAX
 from tests import pgbouncer
+from tests.conftest import server_folder
 from tests.fake_twilio import FakeTwilio
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -323,8 +324,10 @@ def running_cluster(base: Path, workers: int = WORKERS, **env):
     from searchjobs.db import engine as db
     from searchjobs.db import schema
 
+    folders = contextlib.ExitStack()
+    servers = folders.enter_context(server_folder("cluster"))
     # fsync stays on: with fast_unsafe (synchronous_commit off) an immediate stop loses acknowledged commits
-    stack = EmbeddedStack(base / "servers", persist_redis=False).start()
+    stack = EmbeddedStack(servers / "servers", persist_redis=False).start()
     fake = FakeTwilio().start()
     cluster = bouncer = None
     try:
@@ -333,7 +336,8 @@ def running_cluster(base: Path, workers: int = WORKERS, **env):
         load_demo(engine, 60)
         engine.dispose()
         if pgbouncer.wanted():  # the processes talk to PgBouncer; the test's own reads go to Postgres
-            bouncer = pgbouncer.PgBouncer(base / "pgbouncer", ("127.0.0.1", stack.postgres.port)).start()
+            bouncer = pgbouncer.PgBouncer(servers / "pgbouncer", ("127.0.0.1", stack.postgres.port),
+                                          password=stack.postgres.password).start()
             env = {**env, "DATABASE_URL": bouncer.url}
         (base / "logs").mkdir()
         cluster = Cluster(stack, fake, base / "logs", **env)
@@ -350,6 +354,7 @@ def running_cluster(base: Path, workers: int = WORKERS, **env):
         if bouncer is not None:
             bouncer.stop()
         stack.stop()
+        folders.close()
         if FIGURES:
             submitted = len(cluster.jobs) if cluster is not None else 0
             print(f"\n[faults] {submitted} jobs submitted; recovery figures: "

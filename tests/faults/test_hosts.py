@@ -33,6 +33,7 @@ import redis
 import requests
 
 from searchjobs.embedded import EmbeddedStack
+from tests.conftest import server_folder_for
 from tests.fake_twilio import FakeTwilio
 from tests.faults import hosts
 from tests.faults.cluster import (
@@ -148,7 +149,7 @@ class RedisMonitor(threading.Thread):
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(request):
     reason = hosts.unavailable()
     if reason:
         pytest.skip(f"simulated hosts unavailable: {reason}")
@@ -156,7 +157,7 @@ def cluster(tmp_path_factory):
     from searchjobs.db import engine as db
     from searchjobs.db import schema
 
-    base = tmp_path_factory.mktemp("hosts")
+    base = server_folder_for(request, "hosts")
     net = hosts.Network(["web", *WORKER_HOSTS]).start()
     stack = fake = cluster = None
     try:

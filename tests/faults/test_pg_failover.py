@@ -15,13 +15,15 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from urllib.parse import quote
 
 import pytest
 import requests
 import sqlalchemy as sa
 
 from searchjobs.db.engine import normalise_url
-from searchjobs.embedded import PG_SYSTEM_USER, EmbeddedPostgres, EmbeddedStack, _pg_bin, _run_as
+from searchjobs.embedded import PG_SYSTEM_USER, EmbeddedPostgres, EmbeddedStack, run_as_server_user
+from tests.conftest import server_folder_for
 from tests.fake_twilio import FakeTwilio
 from tests.faults.cluster import Cluster, record, wait_for
 
@@ -35,25 +37,27 @@ RECOVERY_BAR = 15.0  # seconds from the promotion to every in-flight job writing
 def _make_standby(primary: EmbeddedPostgres, root) -> EmbeddedPostgres:
     standby = EmbeddedPostgres(root)
     standby.pgdata.parent.mkdir(parents=True, exist_ok=True)
-    if _run_as():
+    standby.password_file.write_text(primary.password_file.read_text())  # a copy of the cluster: same roles
+    standby.password_file.chmod(0o600)
+    if run_as_server_user():
         shutil.chown(standby.pgdata.parent, PG_SYSTEM_USER, PG_SYSTEM_USER)
+    conninfo = f"host={primary.host} port={primary.port} user=postgres password={primary.password}"
     # as the servers' user when we are root
-    primary._pg(_pg_bin("pg_basebackup"), "-h", primary.host, "-p", str(primary.port), "-U", "postgres",
-                "-D", str(standby.pgdata), "-R", "-X", "stream", "-c", "fast")
+    primary._pg(primary.bin("pg_basebackup"), "-d", conninfo, "-D", str(standby.pgdata), "-R", "-X", "stream",
+                "-c", "fast")
     with (standby.pgdata / "postgresql.auto.conf").open("a") as conf:  # name it, for synchronous_standby_names
-        conf.write(f"primary_conninfo = 'host={primary.host} port={primary.port} user=postgres "
-                   f"application_name={STANDBY_NAME}'\n")
+        conf.write(f"primary_conninfo = '{conninfo} application_name={STANDBY_NAME}'\n")
     standby.start()
     return standby
 
 
 @pytest.fixture(scope="module")
-def failover(tmp_path_factory):
+def failover(request):
     from searchjobs.catalog.load import load_demo
     from searchjobs.db import engine as db
     from searchjobs.db import schema
 
-    base = tmp_path_factory.mktemp("pgfailover")
+    base = server_folder_for(request, "pgfailover")
     stack = EmbeddedStack(base / "primary", persist_redis=False).start()
     fake = FakeTwilio().start()
     standby = cluster = None
@@ -78,7 +82,8 @@ def failover(tmp_path_factory):
         wait_for(synchronous, 20, "the standby to be synchronous")
         admin.dispose()
 
-        url = (f"postgresql://postgres@{primary.host}:{primary.port},{standby.host}:{standby.port}"
+        url = (f"postgresql://postgres:{quote(primary.password, safe='')}@{primary.host}:{primary.port},"
+               f"{standby.host}:{standby.port}"
                "/searchjobs?target_session_attrs=read-write")
         (base / "logs").mkdir()
         cluster = Cluster(stack, fake, base / "logs", DATABASE_URL=url)
@@ -129,7 +134,7 @@ def test_synchronous_standby_promoted_mid_run(failover):
     time.sleep(PROMOTE_AFTER)
     during = cluster.submit()  # no writable server: 503 + Retry-After, never 500
     assert during.status_code == 503 and during.headers["Retry-After"], during.text
-    standby._pg(_pg_bin("pg_ctl"), "-D", str(standby.pgdata), "-w", "promote")
+    standby._pg(standby.bin("pg_ctl"), "-D", str(standby.pgdata), "-w", "promote")
     promoted = time.time()
 
     def next_events():

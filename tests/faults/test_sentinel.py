@@ -27,6 +27,7 @@ from searchjobs.embedded import EmbeddedPostgres, free_port
 from searchjobs.errors import ConfigError
 from searchjobs.queue import check_sentinel_service, connect
 from searchjobs.worker.scheduler import REDIS_MARKER
+from tests.conftest import server_folder_for
 from tests.fake_twilio import FakeTwilio
 from tests.faults.cluster import WORKERS, Cluster, record, wait_for
 
@@ -122,12 +123,12 @@ class Valkeys:
 
 
 @pytest.fixture(scope="module")
-def sentinel_cluster(tmp_path_factory):
+def sentinel_cluster(request):
     from searchjobs.catalog.load import load_demo
     from searchjobs.db import engine as db
     from searchjobs.db import schema
 
-    base = tmp_path_factory.mktemp("sentinel")
+    base = server_folder_for(request, "sentinel")
     postgres = EmbeddedPostgres(base / "servers")
     postgres.start()
     valkeys = Valkeys(base / "valkey")

@@ -31,7 +31,7 @@ def pg_tool(servers, name: str) -> tuple[str, dict]:
     from searchjobs import embedded
 
     if servers[2] is not None:
-        return str(embedded._pg_install() / "bin" / name), embedded._run_as()
+        return servers[2].postgres.bin(name), embedded.run_as_server_user()
     found = shutil.which(name)  # external servers: the client tools on PATH must match their version
     if found is None:
         pytest.skip(f"{name} not found for the external DATABASE_URL")

@@ -3,26 +3,41 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
 import requests
 
 from searchjobs.embedded import free_port
-from tests.conftest import demo_image_bytes
+from tests.conftest import demo_image_bytes, server_folder
 
 pytestmark = pytest.mark.slow
 
 
-def run_up(tmp_path, env_extra: dict, *args: str):
-    port = free_port()
+@pytest.fixture
+def tmp_path():
+    """`up`'s folder: one its PostgreSQL's own user can reach when we run as root (see server_folder)."""
+    with server_folder("up") as folder:
+        yield folder
+
+
+def up_env(tmp_path, env_extra: dict | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")}
-    env.update({"SEARCHJOBS_DATA_DIR": str(tmp_path / "data"), "SEARCHJOBS_LOG_FORMAT": "json", **env_extra})
-    log = open(tmp_path / "up.log", "wb")  # noqa: SIM115 - closed by the caller's `finish`
+    env.update({"SEARCHJOBS_DATA_DIR": str(tmp_path / "data"), "SEARCHJOBS_LOG_FORMAT": "json", **(env_extra or {})})
+    return env
+
+
+def run_up(tmp_path, env_extra: dict, *args: str, port: int | None = None, log_name: str = "up.log"):
+    port = port or free_port()
+    env = up_env(tmp_path, env_extra)
+    log = open(tmp_path / log_name, "wb")  # noqa: SIM115 - closed by the caller's `finish`
     proc = subprocess.Popen([sys.executable, "-m", "searchjobs", "up", "--port", str(port), "--workers", "1", *args],
                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     base = f"http://127.0.0.1:{port}"
@@ -35,7 +50,7 @@ def run_up(tmp_path, env_extra: dict, *args: str):
         finally:
             log.close()
         gone, alive = psutil.wait_procs([c for c in children if c.is_running()], timeout=10)
-        output = (tmp_path / "up.log").read_text(errors="replace")
+        output = (tmp_path / log_name).read_text(errors="replace")
         assert proc.returncode == 0, output[-3000:]
         data = tmp_path / "data"
         assert not (data / "postgres" / "postmaster.pid").exists(), "the embedded PostgreSQL is still running"
@@ -97,3 +112,58 @@ def test_up_with_external_servers_starts_nothing_embedded(tmp_path, settings, ru
     assert body["status"] == "completed" and body["progress"] == 100
     output = finish()
     assert "Starting embedded" not in output and not (tmp_path / "data" / "postgres").exists()
+
+
+def searchjobs(tmp_path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "searchjobs", *args], env=up_env(tmp_path), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_second_up_on_the_same_data_folder_is_refused_and_the_first_is_unharmed(tmp_path):
+    proc, base, finish = run_up(tmp_path, {}, "--demo-size", "20")
+    wait_ready(proc, base, 120, tmp_path)
+    state = (tmp_path / "data" / "servers.json").read_text()
+
+    second = searchjobs(tmp_path, "up", "--port", str(free_port()), "--demo-size", "0")
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert f"pid {proc.pid}" in second.stderr and base in second.stderr, second.stderr
+    assert "Starting embedded" not in second.stdout and "running at" not in second.stdout
+
+    # the first instance: still serving, its state file untouched, and it stops cleanly (finish checks)
+    assert complete_one_job(base, "dress")["status"] == "completed"
+    assert (tmp_path / "data" / "servers.json").read_text() == state
+    finish()
+
+
+def test_up_on_a_busy_port_is_refused_before_anything_starts(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        refused = searchjobs(tmp_path, "up", "--port", str(port))
+    assert refused.returncode == 1
+    assert re.search(rf"port {port} is in use; try --port \d+", refused.stderr), refused.stderr
+    assert "running at" not in refused.stdout and not (tmp_path / "data" / "postgres").exists()
+
+
+def test_env_gives_a_shell_the_running_instance_and_rq_info_reads_it(tmp_path):
+    missing = searchjobs(tmp_path, "env")
+    assert missing.returncode == 1 and "no `searchjobs up`" in missing.stderr
+
+    proc, base, finish = run_up(tmp_path, {}, "--demo-size", "0")
+    wait_ready(proc, base, 120, tmp_path)
+    try:
+        printed = searchjobs(tmp_path, "env")
+        assert printed.returncode == 0, printed.stderr
+        assert [line.split("=", 1)[0] for line in printed.stdout.splitlines()] == [
+            "export DATABASE_URL", "export REDIS_URL"]
+        # as the README has it, in a real shell
+        rq_info = Path(sys.executable).parent / "rq"
+        shell = subprocess.run(["bash", "-c", f'eval "$({sys.executable} -m searchjobs env)" && '
+                                              f'{rq_info} info --url "$REDIS_URL" && echo "db=$DATABASE_URL"'],
+                               env=up_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert shell.returncode == 0, shell.stderr
+        assert "searches" in shell.stdout and "worker" in shell.stdout
+        assert "db=postgresql://postgres:" in shell.stdout
+    finally:
+        finish()

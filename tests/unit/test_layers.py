@@ -26,7 +26,7 @@ PACKAGE = ROOT / "searchjobs"
 # __init__ is its own name ("intake"). Each module matches exactly one pattern.
 TIERS: list[tuple[str, list[str]]] = [
     ("leaves", ["__init__", "errors", "defaults", "logs", "metrics", "links"]),
-    ("settings", ["config", "embedded"]),
+    ("settings", ["config", "embedded", "embedded.*"]),
     ("plumbing", ["db", "db.*", "queue"]),
     ("migrations", ["migrations", "migrations.*"]),
     ("domain", ["jobs", "jobs.store", "jobs.cache",
