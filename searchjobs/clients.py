@@ -8,6 +8,15 @@ import secrets
 
 import sqlalchemy as sa
 
+from searchjobs.db import sql
+
+QUERIES = sql.load(__file__)  # clients.sql
+_CREATE = QUERIES["create"]
+_BY_KEY_PREFIX = QUERIES["by_key_prefix"]
+_TOUCH = QUERIES["touch"]
+_LIST_ALL = QUERIES["list_all"]
+_REVOKE = QUERIES["revoke"]
+
 KEY_PREFIX = "sjk_"  # marks a searchjobs key in logs and secret scanners
 PREFIX_CHARS = 8  # random characters of the key that identify its row (not secret on their own)
 
@@ -21,10 +30,7 @@ def create(conn: sa.Connection, name: str, *, is_admin: bool = False) -> tuple[d
     ident = secrets.token_hex(PREFIX_CHARS // 2)
     key = f"{KEY_PREFIX}{ident}_{secrets.token_urlsafe(24)}"
     row = conn.execute(
-        sa.text(
-            "INSERT INTO api_clients (name, key_prefix, key_hash, is_admin) VALUES (:name, :prefix, :hash, :admin) "
-            "RETURNING id, name, key_prefix, is_admin, created_at, last_used_at, revoked_at"
-        ),
+        _CREATE,
         {"name": name, "prefix": KEY_PREFIX + ident, "hash": hash_key(key), "admin": is_admin},
     ).mappings().one()
     return dict(row), key
@@ -36,8 +42,7 @@ def authenticate(conn: sa.Connection, key: str) -> dict | None:
         return None
     prefix = key[: len(KEY_PREFIX) + PREFIX_CHARS]
     row = conn.execute(
-        sa.text("SELECT id, name, key_prefix, key_hash, is_admin, last_used_at, revoked_at FROM api_clients "
-                "WHERE key_prefix = :prefix"),
+        _BY_KEY_PREFIX,
         {"prefix": prefix},
     ).mappings().first()
     if row is None or row["revoked_at"] is not None or not hmac.compare_digest(row["key_hash"], hash_key(key)):
@@ -47,24 +52,15 @@ def authenticate(conn: sa.Connection, key: str) -> dict | None:
 
 def touch(conn: sa.Connection, client_id: int) -> None:
     """Record use, at most once a minute per client (no write per request)."""
-    conn.execute(
-        sa.text("UPDATE api_clients SET last_used_at = now() WHERE id = :id "
-                "AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')"),
-        {"id": client_id},
-    )
+    conn.execute(_TOUCH, {"id": client_id})
 
 
 def list_all(conn: sa.Connection) -> list[dict]:
-    rows = conn.execute(sa.text(
-        "SELECT id, name, key_prefix, is_admin, created_at, last_used_at, revoked_at FROM api_clients ORDER BY id"))
+    rows = conn.execute(_LIST_ALL)
     return [dict(r) for r in rows.mappings()]
 
 
 def revoke(conn: sa.Connection, ident: str) -> dict | None:
     """Revoke by key prefix or by name; None if no active client matches."""
-    row = conn.execute(
-        sa.text("UPDATE api_clients SET revoked_at = now() WHERE (key_prefix = :v OR name = :v) "
-                "AND revoked_at IS NULL RETURNING id, name, key_prefix"),
-        {"v": ident},
-    ).mappings().first()
+    row = conn.execute(_REVOKE, {"v": ident}).mappings().first()
     return dict(row) if row else None

@@ -43,19 +43,6 @@ class PgVectorBackend:
 
     name = "pgvector"
 
-    # One simple-query message: the SET LOCALs and the SELECT run in one implicit
-    # transaction and one round trip. Iterative scans (pgvector >= 0.8) keep
-    # walking the index until `k` rows of the category are found, instead of
-    # filtering ef_search candidates down to too few.
-    _QUERY = (
-        "SET LOCAL hnsw.ef_search = {ef};"
-        "SET LOCAL hnsw.iterative_scan = strict_order;"
-        "SELECT sku, name, price, currency, image_url, image_data IS NOT NULL AS has_image, "
-        "embedding <=> %(v)s::vector AS distance "
-        "FROM catalog_items WHERE category = %(category)s AND embedding IS NOT NULL "
-        "ORDER BY embedding <=> %(v)s::vector LIMIT %(k)s"
-    )
-
     def __init__(self, engine: sa.Engine, public_base_url: str, facts: catalog.CatalogFacts | None = None):
         self.engine = engine
         self.public_base_url = public_base_url.rstrip("/")
@@ -63,13 +50,7 @@ class PgVectorBackend:
 
     def search(self, category: str, vector: np.ndarray, k: int) -> list[dict]:
         with self.engine.connect() as conn:
-            cursor = conn.connection.dbapi_connection.cursor()
-            try:
-                cursor.execute(self._QUERY.format(ef=max(EF_SEARCH, k)),
-                               {"v": vector_literal(vector), "category": category, "k": k})
-                rows = cursor.fetchall()
-            finally:
-                cursor.close()
+            rows = catalog.nearest(conn, category, vector_literal(vector), k, ef_search=max(EF_SEARCH, k))
         return [self._hit(*row) for row in rows]
 
     def _hit(self, sku, name, price, currency, image_url, has_image, distance) -> dict:

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from searchjobs import intake
 from searchjobs.catalog import demo, descriptor
+from searchjobs.catalog import store as catalog
 from searchjobs.catalog.backends import vector_literal
 
 log = logging.getLogger(__name__)
@@ -48,21 +49,6 @@ class ImportReport:
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
 
 
-_UPSERT = sa.text(
-    """
-    INSERT INTO catalog_items (sku, name, category, price, currency, image_url, image_data, image_content_type,
-                               attributes, embedding, embedding_version)
-    VALUES (:sku, :name, :category, :price, :currency, :image_url, :image_data, :image_content_type,
-            CAST(:attributes AS jsonb), CAST(:embedding AS vector), :embedding_version)
-    ON CONFLICT (sku) DO UPDATE SET
-        name = EXCLUDED.name, category = EXCLUDED.category, price = EXCLUDED.price, currency = EXCLUDED.currency,
-        image_url = EXCLUDED.image_url, image_data = EXCLUDED.image_data,
-        image_content_type = EXCLUDED.image_content_type, attributes = EXCLUDED.attributes,
-        embedding = EXCLUDED.embedding, embedding_version = EXCLUDED.embedding_version, updated_at = now()
-    """
-)
-
-
 def upsert_batch(engine: sa.Engine, rows: list[CatalogRow]) -> None:
     vectors = descriptor.describe_many([r.image for r in rows])
     params = [
@@ -75,7 +61,7 @@ def upsert_batch(engine: sa.Engine, rows: list[CatalogRow]) -> None:
         for r, v in zip(rows, vectors, strict=True)
     ]
     with engine.begin() as conn:
-        conn.execute(_UPSERT, params)
+        catalog.upsert(conn, params)
 
 
 def _batches(rows: Iterable[CatalogRow], size: int) -> Iterator[list[CatalogRow]]:

@@ -1,4 +1,4 @@
-"""Queries on catalog_items (the products searched)."""
+"""Queries on catalog_items (the products searched); their SQL is in store.sql, beside this module."""
 
 from __future__ import annotations
 
@@ -6,11 +6,19 @@ import time
 
 import sqlalchemy as sa
 
+from searchjobs.db import sql
+
+QUERIES = sql.load(__file__)
+_CATEGORIES = QUERIES["categories"]
+_COUNT = QUERIES["count"]
+_CATALOG_VERSION = QUERIES["catalog_version"]
+_IMAGE = QUERIES["image"]
+_UPSERT = QUERIES["upsert"]
+_NEAREST = QUERIES["nearest"]
+
 
 def categories(conn: sa.Connection) -> list[dict]:
-    rows = conn.execute(
-        sa.text("SELECT category, count(*) AS items FROM catalog_items GROUP BY category ORDER BY category")
-    ).mappings()
+    rows = conn.execute(_CATEGORIES).mappings()
     return [dict(r) for r in rows]
 
 
@@ -19,25 +27,31 @@ def category_names(conn: sa.Connection) -> set[str]:
 
 
 def count(conn: sa.Connection) -> int:
-    return conn.execute(sa.text("SELECT count(*) FROM catalog_items")).scalar_one()
+    return conn.execute(_COUNT).scalar_one()
 
 
 def catalog_version(conn: sa.Connection) -> str:
     """Changes whenever the catalog does: item count, last update and descriptor version."""
-    row = conn.execute(
-        sa.text(
-            "SELECT count(*), coalesce(max(updated_at), 'epoch'::timestamptz), "
-            "coalesce(max(embedding_version), 'none') FROM catalog_items"
-        )
-    ).one()
+    row = conn.execute(_CATALOG_VERSION).one()
     return f"{row[2]}:{row[0]}:{int(row[1].timestamp())}"
 
 
 def image(conn: sa.Connection, sku: str) -> dict | None:
-    row = conn.execute(
-        sa.text("SELECT image_data, image_content_type, image_url FROM catalog_items WHERE sku = :sku"), {"sku": sku}
-    ).mappings().first()
+    row = conn.execute(_IMAGE, {"sku": sku}).mappings().first()
     return dict(row) if row else None
+
+
+def upsert(conn: sa.Connection, items: list[dict]) -> None:
+    """Insert or update items by sku, one executemany: each dict has every column of the `upsert` query
+    (`attributes` as JSON text, `embedding` as a vector literal "[x,y,...]")."""
+    conn.execute(_UPSERT, items)
+
+
+def nearest(conn: sa.Connection, category: str, vector: str, k: int, ef_search: int) -> list[sa.Row]:
+    """The `k` items of `category` nearest to `vector` (a vector literal), best first: rows of
+    (sku, name, price, currency, image_url, has_image, distance)."""
+    params = {"category": category, "vector": vector, "k": k, "ef_search": ef_search}
+    return list(conn.execute(_NEAREST, params).all())
 
 
 class CatalogFacts:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import functools
 import os
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from searchjobs import defaults
+from searchjobs.db import sql
 from searchjobs.errors import ConfigError, DependencyUnavailable
 
 CONNECT_TIMEOUT = 3  # seconds; an unreachable Postgres must fail fast, not hang a request
@@ -91,16 +93,20 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, echo: bo
     return engine
 
 
-# ALTER ROLE ... IN DATABASE ... SET: what every new session of our role in our database starts with,
-# whichever process and whichever pooler opens it. Any role may set its own defaults.
-_SESSION_DEFAULTS = sa.text(
-    """
-    DO $$ BEGIN
-      EXECUTE format('ALTER ROLE %I IN DATABASE %I SET statement_timeout = %L',
-                     current_user, current_database(), '{ms}ms');
-    END $$
-    """.replace("{ms}", str(int(STATEMENT_TIMEOUT_MS)))
-)
+QUERIES = sql.load(__file__)  # engine.sql: a probe, the clock, the session defaults
+_PING = QUERIES["ping"]
+_NOW = QUERIES["now"]
+_SESSION_DEFAULTS = QUERIES["session_defaults"]
+
+
+def ping(conn: sa.Connection) -> None:
+    """One round trip to Postgres (raises what the driver raises when it is out of reach)."""
+    conn.execute(_PING)
+
+
+def database_now(conn: sa.Connection) -> datetime:
+    """Postgres's clock, which every deadline is on."""
+    return conn.execute(_NOW).scalar_one()
 
 
 def session_defaults(conn: sa.Connection) -> None:
@@ -108,7 +114,7 @@ def session_defaults(conn: sa.Connection) -> None:
 
     They apply to sessions opened afterwards; pools pick them up as their connections are renewed.
     """
-    conn.execute(_SESSION_DEFAULTS)
+    conn.execute(_SESSION_DEFAULTS, {"statement_timeout": f"{int(STATEMENT_TIMEOUT_MS)}ms"})
 
 
 def autocommit(engine: sa.Engine) -> sa.Engine:

@@ -1,6 +1,10 @@
-"""The tables (SQLAlchemy Core). Alembic migrations create them; this module describes them for queries.
+"""A SQLAlchemy Core mirror of the schema the Alembic migrations create; no query is built from it.
 
-Keep it in step with searchjobs/migrations/versions: a test compares the two.
+It exists for two readers only: tests/integration/test_schema.py compares it with the migrated
+database, and `alembic revision --autogenerate` diffs against it to draft the next migration. Keep
+it in step with searchjobs/migrations/versions. The queries themselves are plain SQL in the `.sql`
+file beside each module that runs them (searchjobs/db/sql.py). The status vocabularies below are
+the Python side of the CHECK constraints that spell them out.
 """
 
 from __future__ import annotations

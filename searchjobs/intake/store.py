@@ -6,10 +6,12 @@ import secrets
 
 import sqlalchemy as sa
 
-_INSERT = sa.text(
-    "INSERT INTO images (public_id, content_type, size, width, height, sha256, data) "
-    "VALUES (:public_id, :content_type, :size, :width, :height, :sha256, :data) RETURNING id, public_id"
-)
+from searchjobs.db import sql
+
+QUERIES = sql.load(__file__)  # store.sql, beside this module
+_INSERT = QUERIES["insert"]
+_GET_BY_PUBLIC_ID = QUERIES["get_by_public_id"]
+_GET = QUERIES["get"]
 
 
 def new_public_id() -> str:
@@ -35,15 +37,10 @@ def insert(conn: sa.Connection, *, public_id: str, data: bytes, content_type: st
 
 
 def get_by_public_id(conn: sa.Connection, public_id: str) -> dict | None:
-    row = conn.execute(
-        sa.text("SELECT id, public_id, content_type, size, sha256, data, created_at FROM images WHERE public_id = :p"),
-        {"p": public_id},
-    ).mappings().first()
+    row = conn.execute(_GET_BY_PUBLIC_ID, {"p": public_id}).mappings().first()
     return dict(row) if row else None
 
 
 def get(conn: sa.Connection, image_id: int) -> dict | None:
-    row = conn.execute(
-        sa.text("SELECT id, public_id, content_type, size, sha256, data FROM images WHERE id = :id"), {"id": image_id}
-    ).mappings().first()
+    row = conn.execute(_GET, {"id": image_id}).mappings().first()
     return dict(row) if row else None

@@ -1,4 +1,4 @@
-"""Queries on search_jobs and search_job_events.
+"""Queries on search_jobs and search_job_events; their SQL is in store.sql, beside this module.
 
 Every state change is a single SQL statement: the job UPDATE and its event
 INSERT travel together in one CTE, so each step is atomic and costs one round
@@ -8,7 +8,8 @@ version it read, bumps it, and touches nothing if someone else moved first.
 Every write of a worker's attempt is also fenced: a claim draws a fresh
 `claim_token` (a UUID), and each write of that attempt names it. The reconciler
 and a manual retry clear it, so no later attempt (not even one with the same
-`attempts` count after a retry reset it) can be taken for this one.
+`attempts` count after a retry reset it) can be taken for this one. Each fenced
+statement in store.sql says so in its WHERE clause: `claim_token = CAST(:token AS uuid)`.
 """
 
 from __future__ import annotations
@@ -21,17 +22,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from searchjobs import defaults
+from searchjobs.db import sql
 from searchjobs.errors import Conflict, NotFound
 
-# Columns every statement returns: enough to build the cached public view.
-JOB_COLUMNS = (
-    "id, job_id, status, progress, stage, version, attempts, phone_number, country_code, categories, "
-    "original_image_url, image_id, results, meta, error, error_code, client_id, worker_name, "
-    "lease_expires_at, run_after, cancel_requested, created_at, updated_at, started_at, finished_at, "
-    "claim_token::text AS claim_token"
-)
-# The fence every write of an attempt carries (see the module docstring).
-_FENCE = "claim_token = CAST(:token AS uuid)"
+QUERIES = sql.load(__file__)
 
 
 class StaleWrite(Conflict):
@@ -74,42 +68,11 @@ def _row(result: sa.CursorResult) -> dict | None:
     return dict(row) if row is not None else None
 
 
-def _event_insert(kind: str, detail_param: str = ":detail") -> str:
-    """An INSERT of one event from the CTE `j` (the row just written)."""
-    return (
-        "INSERT INTO search_job_events (job_id, kind, status, progress, stage, version, attempt, detail) "
-        f"SELECT job_id, '{kind}', status, progress, stage, version, attempts, CAST({detail_param} AS jsonb) FROM j"
-    )
+_CREATE = QUERIES["create"]
 
+_RELEASE_EXPIRED_KEY = QUERIES["release_expired_key"]
 
-_CREATE = sa.text(
-    f"""
-    WITH j AS (
-        INSERT INTO search_jobs (job_id, status, progress, stage, categories, image_id, original_image_url,
-                                 phone_number, country_code, client_id, idempotency_key, request_hash,
-                                 result_token_hash, meta)
-        VALUES (:job_id, 'pending', 0, 'queued', :categories, :image_id, :original_image_url,
-                :phone_number, :country_code, :client_id, :idempotency_key, :request_hash,
-                :result_token_hash, CAST(:meta AS jsonb))
-        ON CONFLICT (coalesce(client_id, 0), idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-        RETURNING {JOB_COLUMNS}
-    ), e AS ({_event_insert('created')})
-    SELECT *, true AS created FROM j
-    """
-)
-
-# The unique index on (client, key) has no time limit: a key past the window is
-# cleared from its old job just before the insert, in the same transaction.
-_RELEASE_EXPIRED_KEY = sa.text(
-    "UPDATE search_jobs SET idempotency_key = NULL "
-    "WHERE coalesce(client_id, 0) = coalesce(:client_id, 0) AND idempotency_key = :key "
-    "AND created_at < now() - make_interval(hours => :hours)"
-)
-
-_BY_IDEMPOTENCY_KEY = sa.text(
-    f"SELECT {JOB_COLUMNS}, request_hash, false AS created FROM search_jobs "
-    "WHERE coalesce(client_id, 0) = coalesce(:client_id, 0) AND idempotency_key = :key"
-)
+_BY_IDEMPOTENCY_KEY = QUERIES["by_idempotency_key"]
 
 
 def create(conn: sa.Connection, job: NewJob) -> dict:
@@ -149,8 +112,8 @@ def create(conn: sa.Connection, job: NewJob) -> dict:
     return existing
 
 
-_GET = sa.text(f"SELECT {JOB_COLUMNS} FROM search_jobs WHERE job_id = :job_id")
-_GET_BY_TOKEN = sa.text(f"SELECT {JOB_COLUMNS} FROM search_jobs WHERE result_token_hash = :token_hash")
+_GET = QUERIES["get"]
+_GET_BY_TOKEN = QUERIES["get_by_token_hash"]
 
 
 def get(conn: sa.Connection, job_id: str) -> dict | None:
@@ -161,21 +124,7 @@ def get_by_token_hash(conn: sa.Connection, token_hash: str) -> dict | None:
     return _row(conn.execute(_GET_BY_TOKEN, {"token_hash": token_hash}))
 
 
-_CLAIM = sa.text(
-    f"""
-    WITH j AS (
-        UPDATE search_jobs
-           SET status = 'processing', attempts = attempts + 1, worker_name = :worker,
-               stage = 'claimed', progress = GREATEST(progress, :progress),
-               started_at = coalesce(started_at, now()), updated_at = now(),
-               lease_expires_at = now() + make_interval(secs => :lease), run_after = NULL,
-               claim_token = CAST(:token AS uuid), version = version + 1
-         WHERE job_id = :job_id AND status = 'pending' AND NOT cancel_requested
-        RETURNING {JOB_COLUMNS}
-    ), e AS ({_event_insert('claimed')})
-    SELECT * FROM j
-    """
-)
+_CLAIM = QUERIES["claim"]
 
 
 def claim(conn: sa.Connection, job_id: str, token: str, worker: str, lease_seconds: float,
@@ -197,23 +146,8 @@ def claim(conn: sa.Connection, job_id: str, token: str, worker: str, lease_secon
     )
 
 
-_PROGRESS = sa.text(
-    f"""
-    WITH j AS (
-        UPDATE search_jobs
-           SET progress = GREATEST(progress, :progress), stage = :stage, updated_at = now(),
-               lease_expires_at = now() + make_interval(secs => :lease), version = version + 1
-         WHERE job_id = :job_id AND version = :version AND status = 'processing' AND {_FENCE}
-        RETURNING {JOB_COLUMNS}
-    ), e AS ({_event_insert('progress')})
-    SELECT * FROM j
-    """
-)
-# The same step committed without waiting for the WAL flush (still one message, one round trip: the
-# SET LOCAL and the statement run as one implicit transaction). Visible at once, but a crash of the
-# Postgres host can lose the last ~0.6 s of such steps; terminal states, results and the SMS outbox
-# never use it. Opt-in: SEARCHJOBS_PROGRESS_COMMIT=fast (measured in bench/throughput.py).
-_PROGRESS_FAST = sa.text("SET LOCAL synchronous_commit = off; " + _PROGRESS.text)
+_PROGRESS = QUERIES["progress"]
+_PROGRESS_FAST = QUERIES["progress_fast"]  # the same step, its commit not waiting for the WAL flush
 
 
 def progress(
@@ -237,27 +171,7 @@ def progress(
     )
 
 
-_COMPLETE = sa.text(
-    f"""
-    WITH j AS (
-        UPDATE search_jobs
-           SET status = 'completed', progress = 100, stage = 'done', results = CAST(:results AS jsonb),
-               finished_at = now(), updated_at = now(), lease_expires_at = NULL, error = NULL,
-               error_code = NULL, version = version + 1
-         WHERE job_id = :job_id AND version = :version AND status = 'processing' AND NOT cancel_requested
-           AND {_FENCE}
-        RETURNING {JOB_COLUMNS}
-    ), e AS ({_event_insert('completed')}),
-    n AS (
-        INSERT INTO notifications (job_id, kind, channel, to_number, body, status, next_attempt_at)
-        SELECT job_id, 'results_ready', 'sms', phone_number, :sms_body, 'pending', now() FROM j
-         WHERE j.phone_number IS NOT NULL AND :sms_body IS NOT NULL
-        ON CONFLICT (job_id, kind) DO NOTHING
-        RETURNING id
-    )
-    SELECT j.*, (SELECT id FROM n) AS notification_id FROM j
-    """
-)
+_COMPLETE = QUERIES["complete"]
 
 
 def complete(conn: sa.Connection, job_id: str, token: str, version: int, results: dict,
@@ -278,21 +192,7 @@ def complete(conn: sa.Connection, job_id: str, token: str, version: int, results
     )
 
 
-_FINISH_WITHOUT_RESULTS = sa.text(
-    f"""
-    WITH j AS (
-        UPDATE search_jobs
-           SET status = :status, error = :error, error_code = :error_code, finished_at = now(),
-               updated_at = now(), lease_expires_at = NULL, version = version + 1
-         WHERE job_id = :job_id AND version = :version AND status = 'processing' AND {_FENCE}
-        RETURNING {JOB_COLUMNS}
-    ), e AS (
-        INSERT INTO search_job_events (job_id, kind, status, progress, stage, version, attempt, detail)
-        SELECT job_id, :status, status, progress, stage, version, attempts, CAST(:detail AS jsonb) FROM j
-    )
-    SELECT * FROM j
-    """
-)
+_FINISH_WITHOUT_RESULTS = QUERIES["finish_without_results"]
 
 
 def fail(conn: sa.Connection, job_id: str, token: str, version: int, error_code: str, error: str) -> dict | None:
@@ -331,19 +231,7 @@ def mark_cancelled(conn: sa.Connection, job_id: str, token: str, version: int) -
     )
 
 
-_REQUEUE = sa.text(
-    f"""
-    WITH j AS (
-        UPDATE search_jobs
-           SET status = 'pending', stage = 'queued', worker_name = NULL, lease_expires_at = NULL,
-               run_after = now() + make_interval(secs => :delay), updated_at = now(),
-               error = :error, error_code = :error_code, version = version + 1
-         WHERE job_id = :job_id AND version = :version AND status = 'processing' AND {_FENCE}
-        RETURNING {JOB_COLUMNS}
-    ), e AS ({_event_insert('retried')})
-    SELECT * FROM j
-    """
-)
+_REQUEUE = QUERIES["requeue"]
 
 
 def requeue(
@@ -371,10 +259,7 @@ def requeue(
     )
 
 
-_RENEW_LEASE = sa.text(
-    "UPDATE search_jobs SET lease_expires_at = now() + make_interval(secs => :lease) "
-    f"WHERE job_id = :job_id AND status = 'processing' AND {_FENCE}"
-)
+_RENEW_LEASE = QUERIES["renew_lease"]
 
 
 def renew_lease(conn: sa.Connection, job_id: str, token: str, lease_seconds: float) -> bool:
@@ -386,24 +271,8 @@ def renew_lease(conn: sa.Connection, job_id: str, token: str, lease_seconds: flo
     return result.rowcount == 1
 
 
-_CANCEL_PENDING = sa.text(
-    f"""
-    WITH j AS (
-        UPDATE search_jobs
-           SET status = 'cancelled', cancel_requested = true, finished_at = now(), updated_at = now(),
-               claim_token = NULL, version = version + 1
-         WHERE job_id = :job_id AND status = 'pending'
-        RETURNING {JOB_COLUMNS}
-    ), e AS ({_event_insert('cancelled')})
-    SELECT * FROM j
-    """
-)
-# The version moves so the cached view shows the request; the running attempt then
-# finds its version stale at its next write, sees cancel_requested and stops.
-_REQUEST_CANCEL = sa.text(
-    f"UPDATE search_jobs SET cancel_requested = true, updated_at = now(), version = version + 1 "
-    f"WHERE job_id = :job_id AND status = 'processing' RETURNING {JOB_COLUMNS}"
-)
+_CANCEL_PENDING = QUERIES["cancel_pending"]
+_REQUEST_CANCEL = QUERIES["request_cancel"]
 
 
 def cancel(conn: sa.Connection, job_id: str) -> dict:
@@ -422,19 +291,7 @@ def cancel(conn: sa.Connection, job_id: str) -> dict:
     return row
 
 
-_RETRY_FAILED = sa.text(
-    f"""
-    WITH j AS (
-        UPDATE search_jobs
-           SET status = 'pending', stage = 'queued', error = NULL, error_code = NULL, finished_at = NULL,
-               attempts = 0, run_after = NULL, cancel_requested = false, updated_at = now(),
-               claim_token = NULL, version = version + 1
-         WHERE job_id = :job_id AND status IN ('failed', 'cancelled')
-        RETURNING {JOB_COLUMNS}
-    ), e AS ({_event_insert('retried')})
-    SELECT * FROM j
-    """
-)
+_RETRY_FAILED = QUERIES["retry_failed"]
 
 
 def retry_failed(conn: sa.Connection, job_id: str) -> dict:
@@ -451,35 +308,7 @@ def retry_failed(conn: sa.Connection, job_id: str) -> dict:
 
 # -- reconciler -----------------------------------------------------------
 
-# A job whose worker is gone: cancelled if the client asked for it, failed once its
-# attempts are used up, else pending and due at once (run_after = now(), so the same
-# reconciler pass enqueues it instead of waiting out the pending grace).
-_EXPIRED_LEASES = sa.text(
-    f"""
-    WITH j AS (
-        UPDATE search_jobs
-           SET status = CASE WHEN cancel_requested THEN 'cancelled'
-                             WHEN attempts >= :max_attempts THEN 'failed' ELSE 'pending' END,
-               error_code = CASE WHEN cancel_requested THEN error_code
-                                 WHEN attempts >= :max_attempts THEN 'worker_lost' ELSE error_code END,
-               error = CASE WHEN cancel_requested THEN error
-                            WHEN attempts >= :max_attempts THEN 'the job lost its worker too many times'
-                            ELSE error END,
-               finished_at = CASE WHEN cancel_requested OR attempts >= :max_attempts THEN now() ELSE NULL END,
-               stage = CASE WHEN cancel_requested OR attempts >= :max_attempts THEN stage ELSE 'queued' END,
-               run_after = CASE WHEN cancel_requested OR attempts >= :max_attempts THEN NULL ELSE now() END,
-               worker_name = NULL, lease_expires_at = NULL, claim_token = NULL, updated_at = now(),
-               version = version + 1
-         WHERE status = 'processing' AND lease_expires_at < now()
-        RETURNING {JOB_COLUMNS}
-    ), e AS (
-        INSERT INTO search_job_events (job_id, kind, status, progress, stage, version, attempt, detail)
-        SELECT job_id, CASE WHEN status = 'pending' THEN 'retried' ELSE status END, status, progress, stage,
-               version, attempts, '{{"reason": "lease_expired"}}'::jsonb FROM j
-    )
-    SELECT * FROM j
-    """
-)
+_EXPIRED_LEASES = QUERIES["expire_leases"]
 
 
 def expire_leases(conn: sa.Connection, max_attempts: int) -> list[dict]:
@@ -487,16 +316,7 @@ def expire_leases(conn: sa.Connection, max_attempts: int) -> list[dict]:
     return [dict(r) for r in conn.execute(_EXPIRED_LEASES, {"max_attempts": max_attempts}).mappings()]
 
 
-_DUE_PENDING = sa.text(
-    """
-    SELECT id, job_id, attempts, run_after FROM search_jobs
-     WHERE status = 'pending' AND NOT cancel_requested AND id > :after_id
-       AND CASE WHEN run_after IS NULL THEN updated_at < now() - make_interval(secs => :grace)
-                ELSE run_after <= now() END
-     ORDER BY id
-     LIMIT :limit
-    """
-)
+_DUE_PENDING = QUERIES["due_pending"]
 
 
 def due_pending(conn: sa.Connection, grace_seconds: float, limit: int, after_id: int = 0) -> list[dict]:
@@ -508,9 +328,7 @@ def due_pending(conn: sa.Connection, grace_seconds: float, limit: int, after_id:
     return [dict(r) for r in conn.execute(_DUE_PENDING, params).mappings()]
 
 
-_CHANGED_SINCE = sa.text(
-    f"SELECT {JOB_COLUMNS} FROM search_jobs WHERE updated_at >= :since AND id > :after_id ORDER BY id LIMIT :limit"
-)
+_CHANGED_SINCE = QUERIES["changed_since"]
 
 
 def changed_since(conn: sa.Connection, since: datetime, limit: int, after_id: int = 0) -> list[dict]:
@@ -519,35 +337,33 @@ def changed_since(conn: sa.Connection, since: datetime, limit: int, after_id: in
     return [dict(r) for r in conn.execute(_CHANGED_SINCE, params).mappings()]
 
 
+_DELETED_SINCE = QUERIES["deleted_since"]
+_FORGET_DELETIONS = QUERIES["forget_deletions"]
+
+
 def deleted_since(conn: sa.Connection, since: datetime) -> list[dict]:
     """Jobs deleted at or after `since`: (job_id, result_token_hash), for the reconciler's tombstones."""
-    rows = conn.execute(sa.text("SELECT job_id, result_token_hash FROM job_deletions WHERE deleted_at >= :since"),
-                        {"since": since})
+    rows = conn.execute(_DELETED_SINCE, {"since": since})
     return [dict(r) for r in rows.mappings()]
 
 
 def forget_deletions(conn: sa.Connection, older_than_seconds: float) -> int:
     """Drop deletion records older than a cache lifetime: no view of those jobs can be left in Redis."""
-    result = conn.execute(
-        sa.text("DELETE FROM job_deletions WHERE deleted_at < now() - make_interval(secs => :age)"),
-        {"age": float(older_than_seconds)})
+    result = conn.execute(_FORGET_DELETIONS, {"age": float(older_than_seconds)})
     return result.rowcount
 
 
 # -- reads ----------------------------------------------------------------
 
-_EVENTS_AFTER = sa.text(
-    "SELECT id, job_id, kind, status, progress, stage, version, attempt, detail, created_at "
-    "FROM search_job_events WHERE job_id = :job_id AND id > :after ORDER BY id LIMIT :limit"
-)
+_EVENTS_AFTER = QUERIES["events"]
 
 
 def events(conn: sa.Connection, job_id: str, after: int = 0, limit: int = 1000) -> list[dict]:
     return [dict(r) for r in conn.execute(_EVENTS_AFTER, {"job_id": job_id, "after": after, "limit": limit}).mappings()]
 
 
-# the oldest transaction still running, as the bigint `tx_id` holds (xid8 without its epoch games)
-_XMIN = "(pg_snapshot_xmin(pg_current_snapshot())::text)::bigint"
+_CHANGES = QUERIES["changes"]
+_CHANGES_AFTER_EVENT_ID = QUERIES["changes_after_event_id"]
 
 
 def changes(conn: sa.Connection, after: tuple[int, int] | int, limit: int, client_id: int | None,
@@ -563,23 +379,15 @@ def changes(conn: sa.Connection, after: tuple[int, int] | int, limit: int, clien
     `after` as a bare event id is the earlier cursor form: it starts just before the oldest
     transaction of any later event, so nothing after it is skipped (a few events may come twice).
     """
-    where = "" if admin else (
-        "AND j.client_id = :client_id" if client_id is not None else "AND false"
-    )
+    params = {"admin": bool(admin), "client_id": client_id, "limit": limit}
     if isinstance(after, tuple):
-        position, params = "(e.tx_id, e.id) > (:after_tx, :after_id)", {"after_tx": after[0], "after_id": after[1]}
+        stmt, params = _CHANGES, params | {"after_tx": after[0], "after_id": after[1]}
     else:
-        position = ("(e.tx_id, e.id) > ((SELECT coalesce(min(tx_id), " + _XMIN + ") - 1 "
-                    "FROM search_job_events WHERE id > :after_id), 0)")
-        params = {"after_id": after}
-    stmt = sa.text(
-        "SELECT e.id, e.tx_id, e.job_id, e.kind, e.status, e.progress, e.stage, e.version, e.attempt, e.created_at "
-        "FROM search_job_events e JOIN search_jobs j ON j.job_id = e.job_id "
-        f"WHERE {position} {where} "
-        f"AND e.tx_id < {_XMIN} ORDER BY e.tx_id, e.id LIMIT :limit"
-    )
-    params |= {"limit": limit, "client_id": client_id}
+        stmt, params = _CHANGES_AFTER_EVENT_ID, params | {"after_id": after}
     return [dict(r) for r in conn.execute(stmt, params).mappings()]
+
+
+_LIST_JOBS = QUERIES["list_jobs"]
 
 
 def list_jobs(
@@ -587,55 +395,32 @@ def list_jobs(
     client_id: int | None, admin: bool,
 ) -> list[dict]:
     """Newest first, keyset-paginated on the primary key (no OFFSET)."""
-    clauses, params = [], {"limit": limit}
-    if not admin:
-        clauses.append("client_id = :client_id" if client_id is not None else "false")
-        params["client_id"] = client_id
-    if status:
-        clauses.append("status = :status")
-        params["status"] = status
-    if before_id is not None:
-        clauses.append("id < :before_id")
-        params["before_id"] = before_id
-    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-    stmt = sa.text(f"SELECT {JOB_COLUMNS} FROM search_jobs {where} ORDER BY id DESC LIMIT :limit")
-    return [dict(r) for r in conn.execute(stmt, params).mappings()]
+    params = {"admin": bool(admin), "client_id": client_id, "status": status or None, "before_id": before_id,
+              "limit": limit}
+    return [dict(r) for r in conn.execute(_LIST_JOBS, params).mappings()]
+
+
+_COUNTS_BY_STATUS = QUERIES["counts_by_status"]
 
 
 def counts_by_status(conn: sa.Connection, since: datetime) -> dict[str, int]:
-    rows = conn.execute(
-        sa.text("SELECT status, count(*) FROM search_jobs WHERE created_at >= :since GROUP BY status"),
-        {"since": since},
-    )
+    rows = conn.execute(_COUNTS_BY_STATUS, {"since": since})
     return {status: n for status, n in rows}
 
 
-# The deletion is remembered (job_deletions) so the reconciler can re-write a tombstone Redis refused.
-_DELETE = sa.text(
-    """
-    WITH gone AS (
-        DELETE FROM search_jobs WHERE job_id = :job_id RETURNING job_id, image_id, result_token_hash
-    ), remembered AS (
-        INSERT INTO job_deletions (job_id, result_token_hash) SELECT job_id, result_token_hash FROM gone
-        ON CONFLICT (job_id) DO NOTHING
-    )
-    SELECT * FROM gone
-    """
-)
+_DELETE = QUERIES["delete"]
+_DELETE_IMAGE = QUERIES["delete_image"]
 
 
 def delete(conn: sa.Connection, job_id: str) -> dict[str, Any] | None:
     """Delete a job with its events, outbox rows (cascade) and uploaded image; remember the deletion."""
     row = _row(conn.execute(_DELETE, {"job_id": job_id}))
     if row and row["image_id"] is not None:
-        conn.execute(sa.text("DELETE FROM images WHERE id = :id"), {"id": row["image_id"]})
+        conn.execute(_DELETE_IMAGE, {"id": row["image_id"]})
     return row
 
 
-_UNFINISHED = sa.text(
-    "SELECT status, count(*) AS n, extract(epoch FROM now() - min(created_at)) AS oldest_s "
-    "FROM search_jobs WHERE status IN ('pending', 'processing') GROUP BY status"
-)
+_UNFINISHED = QUERIES["unfinished_summary"]
 
 
 def unfinished_summary(conn: sa.Connection) -> dict[str, dict]:
@@ -644,3 +429,21 @@ def unfinished_summary(conn: sa.Connection) -> dict[str, dict]:
     return {status: {"count": found[status]["n"] if status in found else 0,
                      "oldest_age_s": float(found[status]["oldest_s"]) if status in found else None}
             for status in ("pending", "processing")}
+
+
+# -- cleanup --------------------------------------------------------------
+
+_COUNT_EXPIRED = QUERIES["count_expired"]
+_DELETE_EXPIRED_BATCH = QUERIES["delete_expired_batch"]
+
+
+def count_expired(conn: sa.Connection, cutoff: datetime) -> dict:
+    """What the retention period removes: finished jobs created before `cutoff`, with their events,
+    outbox rows and uploaded images ({"jobs", "events", "notifications", "images"})."""
+    return dict(conn.execute(_COUNT_EXPIRED, {"cutoff": cutoff}).mappings().one())
+
+
+def delete_expired_batch(conn: sa.Connection, cutoff: datetime, batch: int) -> dict:
+    """Delete up to `batch` of those jobs, oldest first, remembering each deletion: {"jobs", "images",
+    "job_ids", "token_hashes"} (the last two in the same order, for the cache's tombstones)."""
+    return dict(conn.execute(_DELETE_EXPIRED_BATCH, {"cutoff": cutoff, "batch": batch}).mappings().one())

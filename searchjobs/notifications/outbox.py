@@ -16,6 +16,8 @@ thinks it holds the row when another has re-claimed it. So every write of a try 
 fence, is bounded instead: `mark_sending` records `may_land_until`, the time after which the request
 it announces can no longer land, and the sender makes no request that would start later than the grace
 that time assumes. A look-up is conclusive only after `may_land_until`.
+
+The SQL is in outbox.sql, beside this module.
 """
 
 from __future__ import annotations
@@ -25,12 +27,9 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from searchjobs import defaults
+from searchjobs.db import sql
 
-COLUMNS = (
-    "id, job_id, kind, channel, to_number, body, status, provider, provider_sid, provider_status, attempts, "
-    "last_error_code, last_error_message, first_attempt_at, next_attempt_at, claimed_at, body_sha256, "
-    "give_up_at, last_send_at, may_land_until, created_at, updated_at, sent_at, delivered_at"
-)
+QUERIES = sql.load(__file__)
 
 # Delivery statuses from the provider, in the order they can only move forward.
 PROVIDER_STATUS_RANK = {"accepted": 1, "queued": 1, "sending": 2, "sent": 3, "delivered": 4, "undelivered": 4,
@@ -40,29 +39,7 @@ PROVIDER_STATUS_RANK = {"accepted": 1, "queued": 1, "sending": 2, "sent": 3, "de
 TERMINAL_PROVIDER_STATUSES = {"delivered": "delivered", "undelivered": "undelivered", "failed": "failed",
                               "canceled": "failed", "read": "delivered"}
 
-# due: pending rows whose time has come (NULL: never tried), unknown rows with a next look-up (NULL: parked),
-# and rows a killed sender left `sending`
-_DUE = (
-    "((n.status = 'pending' AND (n.next_attempt_at IS NULL OR n.next_attempt_at <= now())) "
-    "OR (n.status = 'unknown' AND n.next_attempt_at <= now()) "
-    "OR (n.status = 'sending' AND n.claimed_at < now() - make_interval(secs => :stale_after)))"
-)
-
-_CLAIM = sa.text(
-    f"""
-    WITH prev AS (SELECT id, status FROM notifications WHERE id = :id FOR UPDATE SKIP LOCKED)
-    UPDATE notifications n
-       SET status = 'sending', attempts = n.attempts + 1, claimed_at = now(), updated_at = now(),
-           first_attempt_at = coalesce(n.first_attempt_at, now()),
-           give_up_at = coalesce(n.give_up_at, least(n.created_at + make_interval(secs => :give_up_after),
-                                                     j.created_at + make_interval(days => :retention_days)))
-      FROM prev, search_jobs j
-     WHERE n.id = prev.id AND j.job_id = n.job_id AND {_DUE}
-    RETURNING {", ".join("n." + c.strip() for c in COLUMNS.split(","))}, prev.status AS previous_status,
-              j.result_token_hash, j.created_at + make_interval(days => :retention_days) AS retention_ends_at,
-              now() AS db_now
-    """
-)
+_CLAIM = QUERIES["claim"]
 
 
 def claim(conn: sa.Connection, notification_id: int, stale_after: float, *,
@@ -82,6 +59,9 @@ def claim(conn: sa.Connection, notification_id: int, stale_after: float, *,
     return dict(row) if row else None
 
 
+_MARK_SENDING = QUERIES["mark_sending"]
+
+
 def mark_sending(conn: sa.Connection, notification_id: int, attempt: int, body_sha256: str, *,
                  may_land_for: float) -> bool:
     """Just before a create request: record when it starts, until when it may land, and the body's hash.
@@ -94,14 +74,13 @@ def mark_sending(conn: sa.Connection, notification_id: int, attempt: int, body_s
     must not send.
     """
     result = conn.execute(
-        sa.text(
-            "UPDATE notifications SET last_send_at = now(), body_sha256 = :hash, updated_at = now(), "
-            "may_land_until = greatest(may_land_until, now() + make_interval(secs => :land)) "
-            "WHERE id = :id AND status = 'sending' AND attempts = :attempt"
-        ),
+        _MARK_SENDING,
         {"id": notification_id, "attempt": attempt, "hash": body_sha256, "land": float(may_land_for)},
     )
     return result.rowcount > 0
+
+
+_MARK_SENT = QUERIES["mark_sent"]
 
 
 def mark_sent(conn: sa.Connection, notification_id: int, provider: str, sid: str, provider_status: str) -> None:
@@ -115,24 +94,12 @@ def mark_sent(conn: sa.Connection, notification_id: int, provider: str, sid: str
     """
     status = TERMINAL_PROVIDER_STATUSES.get(provider_status, "sent")
     conn.execute(
-        sa.text(
-            """
-            WITH n AS (
-                UPDATE notifications SET status = :status, provider = :provider, provider_sid = :sid,
-                       provider_status = :pstatus, sent_at = coalesce(sent_at, now()), updated_at = now(),
-                       delivered_at = CASE WHEN :status = 'delivered' THEN now() ELSE delivered_at END,
-                       next_attempt_at = NULL, last_error_code = NULL, last_error_message = NULL
-                 WHERE id = :id AND status IN ('sending', 'unknown')
-                RETURNING job_id, channel
-            )
-            INSERT INTO search_job_events (job_id, kind, status, progress, stage, version, attempt, detail)
-            SELECT j.job_id, 'notified', j.status, j.progress, j.stage, j.version, j.attempts,
-                   jsonb_build_object('channel', n.channel, 'provider', CAST(:provider AS text))
-              FROM n JOIN search_jobs j ON j.job_id = n.job_id
-            """
-        ),
+        _MARK_SENT,
         {"id": notification_id, "status": status, "provider": provider, "sid": sid, "pstatus": provider_status},
     )
+
+
+_MARK_RETRY = QUERIES["mark_retry"]
 
 
 def mark_retry(conn: sa.Connection, notification_id: int, attempt: int, *, status: str, delay: float | None,
@@ -155,17 +122,7 @@ def mark_retry(conn: sa.Connection, notification_id: int, attempt: int, *, statu
     assert status in ("pending", "unknown")
     assert delay is not None or status == "unknown", "only an unknown outcome is parked"
     result = conn.execute(
-        sa.text(
-            "UPDATE notifications SET status = :status, "
-            "may_land_until = greatest(may_land_until, now() + make_interval(secs => CAST(:land AS float8))), "
-            "next_attempt_at = CASE WHEN CAST(:delay AS float8) IS NULL THEN NULL "
-            "  ELSE greatest(now() + make_interval(secs => CAST(:delay AS float8)), "
-            "                CASE WHEN :status = 'unknown' THEN greatest(may_land_until, "
-            "                     now() + make_interval(secs => CAST(:land AS float8))) END) END, "
-            "give_up_at = coalesce(CAST(:give_up_at AS timestamptz), give_up_at), "
-            "last_error_code = :code, last_error_message = :message, updated_at = now() "
-            "WHERE id = :id AND status = 'sending' AND attempts = :attempt"
-        ),
+        _MARK_RETRY,
         {"id": notification_id, "attempt": attempt, "status": status,
          "delay": None if delay is None else float(delay),
          "land": float(may_land_for) if may_land_for is not None else None,
@@ -174,17 +131,19 @@ def mark_retry(conn: sa.Connection, notification_id: int, attempt: int, *, statu
     return result.rowcount > 0
 
 
+_MARK_FAILED = QUERIES["mark_failed"]
+
+
 def mark_failed(conn: sa.Connection, notification_id: int, attempt: int, error_code: str | None,
                 error_message: str) -> None:
     """Nothing was sent and nothing will be: rejected, or given up. The job stays completed. Only for `attempt`."""
     conn.execute(
-        sa.text(
-            "UPDATE notifications SET status = 'failed', next_attempt_at = NULL, last_error_code = :code, "
-            "last_error_message = :message, updated_at = now() "
-            "WHERE id = :id AND status = 'sending' AND attempts = :attempt"
-        ),
+        _MARK_FAILED,
         {"id": notification_id, "attempt": attempt, "code": error_code, "message": error_message[:300]},
     )
+
+
+_APPLY_PROVIDER_STATUS = QUERIES["apply_provider_status"]
 
 
 def apply_provider_status(conn: sa.Connection, sid: str, provider_status: str, error_code: str | None) -> bool:
@@ -194,52 +153,48 @@ def apply_provider_status(conn: sa.Connection, sid: str, provider_status: str, e
         return False
     new_status = TERMINAL_PROVIDER_STATUSES.get(provider_status, "sent")
     result = conn.execute(
-        sa.text(
-            """
-            UPDATE notifications
-               SET provider_status = :pstatus, status = :status, updated_at = now(),
-                   delivered_at = CASE WHEN :status = 'delivered' THEN now() ELSE delivered_at END,
-                   last_error_code = coalesce(:code, last_error_code)
-             WHERE provider_sid = :sid
-               AND status IN ('sent', 'sending', 'unknown', 'delivered', 'undelivered', 'failed')
-               AND coalesce(CASE provider_status
-                     WHEN 'accepted' THEN 1 WHEN 'queued' THEN 1 WHEN 'sending' THEN 2 WHEN 'sent' THEN 3
-                     WHEN 'delivered' THEN 4 WHEN 'undelivered' THEN 4 WHEN 'failed' THEN 4
-                     WHEN 'canceled' THEN 4 WHEN 'read' THEN 5 END, 0) < :rank
-            """
-        ),
+        _APPLY_PROVIDER_STATUS,
         {"sid": sid, "pstatus": provider_status, "status": new_status, "rank": rank, "code": error_code},
     )
     return result.rowcount > 0
 
 
+_HAS_PROVIDER_SID = QUERIES["has_provider_sid"]
+
+
 def has_provider_sid(conn: sa.Connection, sid: str) -> bool:
     """True if an outbox row carries this provider message sid (tells an unknown sid from a stale report)."""
-    return conn.execute(sa.text("SELECT 1 FROM notifications WHERE provider_sid = :sid LIMIT 1"),
-                        {"sid": sid}).first() is not None
+    return conn.execute(_HAS_PROVIDER_SID, {"sid": sid}).first() is not None
+
+
+_DUE = QUERIES["due"]
 
 
 def due(conn: sa.Connection, stale_after: float, limit: int = 500) -> list[int]:
     """Rows the scheduler should (re-)enqueue: due pending/unknown ones (not parked ones), and sends left
     by a killed sender."""
     rows = conn.execute(
-        sa.text(f"SELECT n.id FROM notifications n WHERE {_DUE} ORDER BY n.id LIMIT :limit"),
+        _DUE,
         {"stale_after": float(stale_after), "limit": limit},
     )
     return [r[0] for r in rows]
 
 
+_GET = QUERIES["get"]
+
+
 def get(conn: sa.Connection, notification_id: int) -> dict | None:
-    row = conn.execute(sa.text(f"SELECT {COLUMNS} FROM notifications WHERE id = :id"),
-                       {"id": notification_id}).mappings().first()
+    row = conn.execute(_GET, {"id": notification_id}).mappings().first()
     return dict(row) if row else None
+
+
+_LIST_ROWS = QUERIES["list_rows"]
 
 
 def list_rows(conn: sa.Connection, status: str | None = None, limit: int = 50) -> list[dict]:
     """The newest outbox rows, optionally of one status."""
     rows = conn.execute(
-        sa.text(f"SELECT {COLUMNS} FROM notifications WHERE (CAST(:status AS text) IS NULL OR status = :status) "
-                "ORDER BY id DESC LIMIT :limit"),
+        _LIST_ROWS,
         {"status": status, "limit": limit},
     )
     return [dict(r) for r in rows.mappings()]
@@ -250,8 +205,7 @@ def is_parked(row: dict) -> bool:
     return row["status"] == "unknown" and row["next_attempt_at"] is None
 
 
-# what an operator may send again: nothing was sent (failed), or they checked the provider (parked unknown)
-_RETRYABLE = "(n.status = 'failed' OR (n.status = 'unknown' AND n.next_attempt_at IS NULL))"
+_REQUEUE = QUERIES["requeue"]
 
 
 def requeue(conn: sa.Connection, *, notification_id: int | None = None, all_failed: bool = False,
@@ -264,30 +218,24 @@ def requeue(conn: sa.Connection, *, notification_id: int | None = None, all_fail
     is retried by id only). The send that follows does not look the message up first.
     """
     assert (notification_id is None) != (not all_failed), "one row by id, or all_failed"
-    which = "n.id = :id" if notification_id is not None else "n.status = 'failed' AND n.provider_sid IS NULL"
     rows = conn.execute(
-        sa.text(
-            f"""
-            UPDATE notifications n
-               SET status = 'pending', next_attempt_at = now(), first_attempt_at = NULL,
-                   give_up_at = least(now() + make_interval(secs => :give_up_after),
-                                      j.created_at + make_interval(days => :retention_days)),
-                   provider = NULL, provider_sid = NULL, provider_status = NULL, sent_at = NULL,
-                   delivered_at = NULL, last_error_code = NULL, last_error_message = NULL, updated_at = now()
-              FROM search_jobs j
-             WHERE j.job_id = n.job_id AND {which} AND {_RETRYABLE}
-            RETURNING n.id
-            """
-        ),
-        {"id": notification_id, "give_up_after": float(give_up_after), "retention_days": int(retention_days)},
+        _REQUEUE,
+        {"id": notification_id, "all_failed": bool(all_failed), "give_up_after": float(give_up_after),
+         "retention_days": int(retention_days)},
     )
     return sorted(r[0] for r in rows)
 
 
+_FOR_JOB = QUERIES["for_job"]
+
+
 def for_job(conn: sa.Connection, job_id: str) -> list[dict]:
-    rows = conn.execute(sa.text(f"SELECT {COLUMNS} FROM notifications WHERE job_id = :j ORDER BY id"), {"j": job_id})
+    rows = conn.execute(_FOR_JOB, {"j": job_id})
     return [dict(r) for r in rows.mappings()]
 
 
+_COUNTS_BY_STATUS = QUERIES["counts_by_status"]
+
+
 def counts_by_status(conn: sa.Connection) -> dict[str, int]:
-    return dict(conn.execute(sa.text("SELECT status, count(*) FROM notifications GROUP BY status")).all())
+    return dict(conn.execute(_COUNTS_BY_STATUS).all())

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from flask import Blueprint, jsonify
 
 from searchjobs import defaults
-from searchjobs.db.engine import DB_ERRORS
+from searchjobs.db.engine import DB_ERRORS, ping
 from searchjobs.queue import REDIS_UNAVAILABLE
 from searchjobs.web.runtime import runtime
 
@@ -34,7 +33,7 @@ def readyz():
     checks = {}
     try:
         with rt.db.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+            ping(conn)
         checks["database"] = "ok"
     except DB_ERRORS as exc:
         checks["database"] = f"unavailable: {type(getattr(exc, 'orig', None) or exc).__name__}"

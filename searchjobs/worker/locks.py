@@ -9,17 +9,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-_ACQUIRE = sa.text(
-    """
-    INSERT INTO scheduler_locks (name, holder, expires_at)
-    VALUES (:name, :holder, now() + make_interval(secs => :seconds))
-    ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
-     WHERE scheduler_locks.expires_at < now() OR scheduler_locks.holder = EXCLUDED.holder
-    RETURNING holder
-    """
-)
+from searchjobs.db import sql
 
-_RELEASE = sa.text("DELETE FROM scheduler_locks WHERE name = :name AND holder = :holder")
+QUERIES = sql.load(__file__)  # locks.sql
+_ACQUIRE = QUERIES["acquire"]
+_RELEASE = QUERIES["release"]
 
 
 def acquire(conn: sa.Connection, name: str, holder: str, seconds: float) -> bool:

@@ -22,10 +22,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
-
 from searchjobs import defaults, metrics
-from searchjobs.db.engine import DB_ERRORS, STATEMENT_TIMEOUT_MS, is_outage
+from searchjobs.db.engine import DB_ERRORS, STATEMENT_TIMEOUT_MS, database_now, is_outage
 from searchjobs.jobs import store as job_queries
 from searchjobs.notifications import outbox
 from searchjobs.notifications.send import STALE_SENDING_SECONDS
@@ -148,7 +146,7 @@ def _refresh_changed_views(runtime: Runtime, state: ReconcilerState) -> int:
     views already current), and the tombstones of jobs deleted since: a write skipped while Redis
     refused it is repaired within one pass."""
     with runtime.db.connect() as conn:
-        now = conn.execute(sa.text("SELECT now()")).scalar_one()
+        now = database_now(conn)
     # a statement's updated_at is its start time: look back a little past the last pass for slow commits
     since = (state.views_since or now - timedelta(seconds=VIEW_REFRESH_FIRST_LOOKBACK)) - VIEW_REFRESH_OVERLAP
     repaired, after_id = 0, 0
@@ -191,53 +189,17 @@ class CleanupReport:
     skipped: bool = False  # another cleanup held the lock; nothing was deleted
 
 
-_COUNT_EXPIRED = sa.text(
-    """
-    SELECT count(*) AS jobs,
-           coalesce(sum((SELECT count(*) FROM search_job_events e WHERE e.job_id = j.job_id)), 0) AS events,
-           coalesce(sum((SELECT count(*) FROM notifications n WHERE n.job_id = j.job_id)), 0) AS notifications,
-           count(j.image_id) AS images
-      FROM search_jobs j
-     WHERE j.created_at < :cutoff AND j.status IN ('completed', 'failed', 'cancelled')
-    """
-)
-
-# One small batch: events and outbox rows go by ON DELETE CASCADE, uploaded images explicitly.
-_DELETE_BATCH = sa.text(
-    """
-    WITH doomed AS (
-        SELECT id FROM search_jobs
-         WHERE created_at < :cutoff AND status IN ('completed', 'failed', 'cancelled')
-         ORDER BY created_at
-         LIMIT :batch
-         FOR UPDATE SKIP LOCKED
-    ), gone AS (
-        DELETE FROM search_jobs j USING doomed WHERE j.id = doomed.id
-        RETURNING j.job_id, j.image_id, j.result_token_hash
-    ), remembered AS (
-        INSERT INTO job_deletions (job_id, result_token_hash) SELECT job_id, result_token_hash FROM gone
-        ON CONFLICT (job_id) DO NOTHING
-    ), imgs AS (
-        DELETE FROM images i USING gone WHERE i.id = gone.image_id RETURNING i.id
-    )
-    SELECT (SELECT count(*) FROM gone) AS jobs, (SELECT count(*) FROM imgs) AS images,
-           coalesce((SELECT array_agg(job_id ORDER BY job_id) FROM gone), '{}') AS job_ids,
-           coalesce((SELECT array_agg(result_token_hash ORDER BY job_id) FROM gone), '{}') AS token_hashes
-    """
-)
-
-
 def cleanup(runtime: Runtime, *, retention_days: int | None = None, dry_run: bool = False,
             batch: int = defaults.CLEANUP_BATCH, now: datetime | None = None) -> CleanupReport:
     """Delete finished jobs older than the retention period, in small batches (short locks)."""
     days = runtime.settings.retention_days if retention_days is None else retention_days
     if now is None:  # Postgres time, like every other deadline: the scheduler host's clock does not matter
         with runtime.db.connect() as conn:
-            now = conn.execute(sa.text("SELECT now()")).scalar_one()
+            now = database_now(conn)
     cutoff = now - timedelta(days=days)
     report = CleanupReport()
     with runtime.engine.connect() as conn:
-        counts = conn.execute(_COUNT_EXPIRED, {"cutoff": cutoff}).mappings().one()
+        counts = job_queries.count_expired(conn, cutoff)
     report.events, report.notifications = int(counts["events"]), int(counts["notifications"])
     if dry_run:
         report.jobs, report.images = int(counts["jobs"]), int(counts["images"])
@@ -248,7 +210,7 @@ def cleanup(runtime: Runtime, *, retention_days: int | None = None, dry_run: boo
         while True:
             started = time.perf_counter()
             with runtime.engine.begin() as conn:
-                row = conn.execute(_DELETE_BATCH, {"cutoff": cutoff, "batch": batch}).mappings().one()
+                row = job_queries.delete_expired_batch(conn, cutoff, batch)
             report.longest_batch_ms = max(report.longest_batch_ms, (time.perf_counter() - started) * 1000)
             if row["jobs"] == 0:
                 break

@@ -1,0 +1,48 @@
+-- Queries on catalog_items (the products searched), run by searchjobs/catalog/store.py.
+
+
+-- name: categories
+SELECT category, count(*) AS items FROM catalog_items GROUP BY category ORDER BY category;
+
+
+-- name: count
+SELECT count(*) FROM catalog_items;
+
+
+-- name: catalog_version
+-- What changes whenever the catalog does: item count, last update and descriptor version.
+SELECT count(*), coalesce(max(updated_at), 'epoch'::timestamptz), coalesce(max(embedding_version), 'none')
+  FROM catalog_items;
+
+
+-- name: image
+SELECT image_data, image_content_type, image_url FROM catalog_items WHERE sku = :sku;
+
+
+-- name: upsert
+-- One item of an import, by sku: running an import again updates items instead of duplicating them.
+INSERT INTO catalog_items (sku, name, category, price, currency, image_url, image_data, image_content_type,
+                           attributes, embedding, embedding_version)
+VALUES (:sku, :name, :category, :price, :currency, :image_url, :image_data, :image_content_type,
+        CAST(:attributes AS jsonb), CAST(:embedding AS vector), :embedding_version)
+ON CONFLICT (sku) DO UPDATE SET
+    name = EXCLUDED.name, category = EXCLUDED.category, price = EXCLUDED.price, currency = EXCLUDED.currency,
+    image_url = EXCLUDED.image_url, image_data = EXCLUDED.image_data,
+    image_content_type = EXCLUDED.image_content_type, attributes = EXCLUDED.attributes,
+    embedding = EXCLUDED.embedding, embedding_version = EXCLUDED.embedding_version, updated_at = now();
+
+
+-- name: nearest
+-- The :k items of :category nearest to :vector by cosine distance, through the HNSW index on
+-- embedding. One message: the settings and the SELECT run in one implicit transaction and one round
+-- trip, and both settings end with it. :ef_search is the candidate list per query (set_config, as a
+-- SET cannot take a parameter); iterative scans (pgvector >= 0.8) keep walking the index until :k rows
+-- of the category are found, instead of filtering ef_search candidates down to too few.
+SELECT set_config('hnsw.ef_search', CAST(:ef_search AS text), true);
+SET LOCAL hnsw.iterative_scan = strict_order;
+SELECT sku, name, price, currency, image_url, image_data IS NOT NULL AS has_image,
+       embedding <=> CAST(:vector AS vector) AS distance
+  FROM catalog_items
+ WHERE category = :category AND embedding IS NOT NULL
+ ORDER BY embedding <=> CAST(:vector AS vector)
+ LIMIT :k;
