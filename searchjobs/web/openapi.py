@@ -169,7 +169,6 @@ def component_schemas(categories: tuple[str, ...] | None) -> dict:
         if categories:
             # the document is as strict as the server: any other name is refused (422 unknown_category)
             entries["items"] = {"type": "string", "enum": list(categories)}
-            entries["maxItems"] = min(len(categories), defaults.MAX_CATEGORIES)
     return found
 
 

@@ -41,8 +41,11 @@ COUNTRY_CODES = ["", *sorted(phonenumbers.SUPPORTED_REGIONS), *CALLING_CODES, *(
 PHONE_FORMAT = "phone"  # a custom format: a number that is valid and can receive SMS (see the description)
 
 
+
+
 def known_country_code(value: str) -> bool:
     return value.upper() in phonenumbers.SUPPORTED_REGIONS or value.removeprefix("+") in CALLING_CODES
+
 
 # An http(s) URL whose host is a DNS name (letters in the last label, so never an IP literal or
 # "localhost"): what every public image URL looks like. The server's own rule (intake.check_url) also
@@ -118,7 +121,7 @@ class SubmitFields(RequestModel):
         description=f"1 to {defaults.MAX_CATEGORIES} catalog categories (GET /api/categories). An entry may "
                     "also hold several, comma-separated; case and spaces around names do not matter.")
     phone_number: Text | None = Field(**PHONE_FIELD)
-    country_code: Text | None = Field(**COUNTRY_FIELD)
+    country_code: Text | None = Field(**{**COUNTRY_FIELD, "json_schema_extra": {"enum": [*COUNTRY_CODES, None]}})
 
     @field_validator("categories")
     @classmethod
