@@ -39,7 +39,8 @@ DOCS_ASSET_MAX_AGE = 86400  # seconds: the files change only with the package
 # Every `error.code` an answer may carry, with what it means. The Error schema's enum is this list.
 ERROR_CODES = {
     # request shape
-    "bad_request": "The request could not be read (for example a broken multipart body).",
+    "bad_request": "The request could not be read (for example a broken multipart body), or an /api query "
+                   "parameter is given more than once.",
     "malformed_json": "The body is not valid JSON.",
     "malformed_multipart": "The multipart/form-data body has no boundary or no readable part.",
     "invalid_body": "The JSON body is not an object.",
@@ -51,7 +52,7 @@ ERROR_CODES = {
     "method_not_allowed": "The path exists but not with this method.",
     "not_found": "No such job, result link, image or path (or not visible to this caller).",
     # submissions
-    "categories_required": "No category was given.",
+    "categories_required": "No category was given, or a categories entry names none.",
     "too_many_categories": f"More than {defaults.MAX_CATEGORIES} distinct categories.",
     "unknown_category": "A category is not in the catalog (see GET /api/categories).",
     "image_required": "Neither an image file nor an image_url was given, or the file is empty.",
@@ -62,10 +63,11 @@ ERROR_CODES = {
     "image_dimensions_too_large": "The image has too many pixels (its header is checked before decoding).",
     "image_url_invalid": "The image_url is not an http(s) URL this service can fetch.",
     "image_url_forbidden": "The image_url points at a loopback, private or metadata address.",
-    "invalid_phone_number": "The phone number is not valid or cannot receive SMS.",
+    "invalid_phone_number": "The phone number is not valid or cannot receive SMS, or country_code is not a "
+                            "region or calling code (`field` says which).",
     "invalid_idempotency_key": f"The Idempotency-Key header is not 1-{MAX_IDEMPOTENCY_KEY} printable ASCII "
                                "characters.",
-    "idempotency_key_reused": "The Idempotency-Key was used earlier for a different request.",
+    "idempotency_key_reused": "The Idempotency-Key was used earlier for a different request (409).",
     # listings
     "invalid_limit": f"limit is not an integer from 1 to {MAX_PAGE}.",
     "invalid_status": "status is not a job status.",

@@ -330,7 +330,8 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: Literal["ready", "unavailable"]
+    status: Literal["ready", "degraded", "unavailable"] = Field(
+        description="degraded: Postgres answers but Redis does not (submits still work, reads come from Postgres).")
     checks: dict[str, str] = Field(description="Each dependency (database, redis) and how it answered.")
 
 

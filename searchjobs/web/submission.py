@@ -33,9 +33,15 @@ CODE_STATUS = {
     "invalid_phone_number": 422, "image_unreadable": 422, "image_dimensions_too_large": 422,
     "image_too_large": 413, "image_unsupported_type": 415,
 }
-# pydantic's own error types, as the API's codes
-PYDANTIC_CODES = {"string_too_long": "field_too_long", "too_short": "categories_required",
-                  "too_long": "too_many_categories"}
+# The codes schemas.py's validators raise as their error type.
+OWN_CODES = frozenset({"categories_required", "field_too_long", "image_conflict", "image_required",
+                       "invalid_field", *CODE_STATUS})
+# pydantic's own error types, by field ("*": any field), as the API's codes; any other is invalid_field.
+PYDANTIC_CODES = {
+    ("string_too_long", "*"): "field_too_long",
+    ("too_short", "categories"): "categories_required",
+    ("too_long", "categories"): "too_many_categories",
+}
 
 
 @dataclass(frozen=True)
@@ -103,23 +109,16 @@ def _first_error(exc: pydantic.ValidationError) -> ValidationError:
         shown = [name[:MAX_CATEGORY_LENGTH] for name in unknown[:5]]  # names come from the caller: cut short
         return ValidationError(f"unknown fields: {', '.join(shown)}", code="unknown_field", field=shown[0])
     error = errors[0]
-    field = str(error["loc"][0]) if error["loc"] else None
+    field = str(error["loc"][0]) if error["loc"] else (error.get("ctx") or {}).get("field")
     kind = error["type"]
     if field == "image_url" and (kind == "missing" or error.get("input") in (None, "")):
         return ValidationError("image_url is required (or upload an image as multipart/form-data)",
                                code="image_required", field="image_url")
-    if kind in CODE_STATUS or kind in ("categories_required", "field_too_long", "image_conflict",
-                                       "image_required", "invalid_field"):
-        code = kind
-    elif kind in PYDANTIC_CODES and (kind == "string_too_long" or field == "categories"):
-        code = PYDANTIC_CODES[kind]
+    if kind in OWN_CODES:
+        code, message = kind, error["msg"]
     else:
-        code = "invalid_field"
-    if field is None:  # a check of the whole body names its field
-        field = (error.get("ctx") or {}).get("field")
-    message = error["msg"] if code != "invalid_field" or kind == "invalid_field" else f"{field} has the wrong type"
-    if code == "too_many_categories":
-        message = error["msg"] if kind == code else "too many categories"
+        code = PYDANTIC_CODES.get((kind, field)) or PYDANTIC_CODES.get((kind, "*")) or "invalid_field"
+        message = f"{field} has the wrong type" if code == "invalid_field" else f"{field}: {error['msg']}"
     return ValidationError(message, code=code, status=CODE_STATUS.get(code, 400), field=field)
 
 

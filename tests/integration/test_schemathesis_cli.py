@@ -24,8 +24,8 @@ from tests.conftest import TEST_SECRET, wait_for
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-MAX_EXAMPLES = 15  # per operation and phase: the whole run stays around a minute on two cores
-SEED = 15  # one reproducible run; change it locally to explore further
+MAX_EXAMPLES = int(os.environ.get("ST_MAX_EXAMPLES", "15"))  # per operation and phase: about a minute here
+SEED = int(os.environ.get("ST_SEED", "15"))  # one reproducible run; ST_SEED=... explores further
 
 
 @pytest.fixture
