@@ -27,6 +27,18 @@ PUBLIC_FIELDS = ("job_id", "status", "progress", "stage", "version", "attempts",
                  "cancel_requested", "error", "created_at", "updated_at", "started_at", "finished_at")
 MAX_PAGE = 200  # rows per page of a listing or the change feed
 DEFAULT_PAGE = 50
+MAX_BIGINT = 2**63 - 1  # ids and transaction ids are bigint
+MAX_ID_DIGITS = 18  # a list cursor or an earliest-form feed cursor: any such number fits a bigint
+ID_WIDTH = 19  # digits of the event id in a feed cursor, zero-padded
+
+
+@bp.before_app_request
+def _one_value_per_query_parameter():
+    """`?limit=1&limit=500` would be read as its first value: refuse it rather than guess (every /api path)."""
+    if request.path.startswith("/api/"):
+        repeated = [name for name, values in request.args.lists() if len(values) > 1]
+        if repeated:
+            raise ApiError(400, "bad_request", f"the query parameter {repeated[0][:40]} is given more than once")
 
 
 def present(view: dict, *, with_results: bool) -> dict:
@@ -85,11 +97,13 @@ def create_job():
         request_hash=submission.request_hash() if submission.idempotency_key else None,
     )
     if not result.created and result.row.get("request_hash") != submission.request_hash():
-        raise ApiError(422, "idempotency_key_reused",
+        # 409: the key is already bound to another request, a state no request body can be checked against
+        raise ApiError(409, "idempotency_key_reused",
                        "this Idempotency-Key was used for a different request")
     view = job_view(result.row)
     body = present(view, with_results=False)
     body["result_url"] = links.result_url(rt.settings.public_base_url, result.token)
+    body["result_token"] = result.token
     response = jsonify(body)
     response.status_code = 202
     response.headers["Location"] = body["status_url"]
@@ -118,17 +132,24 @@ def _encode_cursor(value: int) -> str:
     return base64.urlsafe_b64encode(str(value).encode()).rstrip(b"=").decode()
 
 
+def _cursor_digits(raw: str, name: str) -> str:
+    """The digits inside a cursor (unpadded URL-safe base64 of a decimal string: CURSOR_PATTERN)."""
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        text = ""
+    if not text.isascii() or not text.isdigit() or len(raw) > 60:
+        raise ApiError(400, "invalid_cursor", f"{name} is not a cursor this API gave out")
+    return text
+
+
 def _decode_cursor(raw: str | None, name: str) -> int | None:
     if raw in (None, ""):
         return None
-    try:
-        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
-        value = int(text)
-        if value < 0 or len(raw) > 40:
-            raise ValueError
-        return value
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ApiError(400, "invalid_cursor", f"{name} is not a cursor this API gave out") from None
+    digits = _cursor_digits(raw, name)
+    if len(digits) > MAX_ID_DIGITS:
+        raise ApiError(400, "invalid_cursor", f"{name} is not a cursor this API gave out")
+    return int(digits)
 
 
 @bp.get("/search-jobs")
@@ -217,23 +238,29 @@ def changes():
 
 
 def _encode_feed_cursor(position: tuple[int, int] | int) -> str:
-    """The feed's cursor: the (transaction, event id) of the last event seen, opaque to clients."""
-    text = f"{position[0]}.{position[1]}" if isinstance(position, tuple) else str(position)
+    """The feed's cursor, opaque to clients: the transaction of the last event seen, then its id padded to
+    19 digits, as one decimal string (a bare id, of at most 18 digits, is the earliest form)."""
+    text = f"{position[0]}{position[1]:019d}" if isinstance(position, tuple) else str(position)
     return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
 
 
 def _decode_feed_cursor(raw: str | None) -> tuple[int, int] | int:
-    """(tx_id, id) from this API's cursor; a bare event id from the earlier form; the start without one."""
+    """(tx_id, id) from this API's cursor; a bare event id from the earliest form; the start without one.
+    Every string of FEED_CURSOR_PATTERN is a position: numbers past bigint's range mean "after all"."""
     if raw in (None, ""):
         return (0, 0)
-    try:
-        pieces = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode().split(".")
-        if len(raw) > 60 or len(pieces) > 2 or not all(p.isdigit() for p in pieces):
-            raise ValueError
-        numbers = [int(p) for p in pieces]
-        return (numbers[0], numbers[1]) if len(numbers) == 2 else numbers[0]
+    try:  # the "tx.id" form this API gave out before
+        tx, dot, event = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode().partition(".")
+        if dot and len(raw) <= 60 and tx.isdigit() and event.isdigit() and tx.isascii() and event.isascii():
+            return (min(int(tx), MAX_BIGINT), min(int(event), MAX_BIGINT))
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ApiError(400, "invalid_cursor", "since is not a cursor this API gave out") from None
+        pass
+    digits = _cursor_digits(raw, "since")
+    if len(digits) <= MAX_ID_DIGITS:
+        return int(digits)
+    if len(digits) > 2 * ID_WIDTH + 1:
+        raise ApiError(400, "invalid_cursor", "since is not a cursor this API gave out")
+    return (min(int(digits[:-ID_WIDTH] or "0"), MAX_BIGINT), min(int(digits[-ID_WIDTH:]), MAX_BIGINT))
 
 
 @bp.get("/results/<token>")

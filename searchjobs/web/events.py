@@ -92,10 +92,11 @@ def _gate() -> BoundedSemaphore:
 
 
 def _cursor() -> int:
-    raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or "0"
-    if not raw.isdigit() or len(raw) > 18:
+    given = request.headers.getlist("Last-Event-ID") + request.args.getlist("last_event_id")
+    if any(not raw.isascii() or not raw.isdigit() or len(raw) > 18 for raw in given) or \
+            len(request.args.getlist("last_event_id")) > 1:  # every value is checked, not only the one used
         raise ApiError(400, "invalid_last_event_id", "Last-Event-ID must be an event id this API sent")
-    return int(raw)
+    return int(given[0]) if given else 0
 
 
 @bp.get("/search-jobs/<job_id>/events")

@@ -1,33 +1,46 @@
 """The OpenAPI 3.1 description of every route, served at /openapi.json, and a /docs page that renders it.
 
-The document is a plain Python structure kept beside the code it describes.
+The bodies are the pydantic models of web/schemas.py (their JSON Schemas are the
+components); the paths, parameters, responses and links are the table below.
 tests/integration/test_openapi_contract.py holds it to the truth: every route
 of the app is described and nothing else is (the paths and methods are
 compared with `app.url_map`), and schemathesis runs generated requests
-against the live app and checks every answer against this document.
+against the live app and checks every answer against this document;
+tests/integration/test_schemathesis_cli.py runs schemathesis's own CLI, with
+its stateful phase following the links, against the real web process.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 
-from flask import Blueprint, jsonify, render_template
+from flask import Blueprint, abort, jsonify, make_response, render_template, send_from_directory
+from swagger_ui_bundle import swagger_ui_path
 
 from searchjobs import __version__, defaults
+from searchjobs.db.engine import translate_errors
 from searchjobs.db.tables import JOB_STATUSES
+from searchjobs.errors import DependencyUnavailable
 from searchjobs.intake import ALLOWED_CONTENT_TYPES, MAX_IMAGE_BYTES
+from searchjobs.web import schemas
 from searchjobs.web.api import DEFAULT_PAGE, MAX_PAGE
-from searchjobs.web.submission import MAX_FIELD_LENGTH, MAX_IDEMPOTENCY_KEY
+from searchjobs.web.runtime import runtime
+from searchjobs.web.schemas import CURSOR_PATTERN, FEED_CURSOR_PATTERN, MAX_IDEMPOTENCY_KEY
+from searchjobs.web.security import DOCS_CONTENT_SECURITY_POLICY
 
 bp = Blueprint("openapi", __name__)
 
-# Flask's own endpoint for files under /static: served, but not part of the API.
-UNDOCUMENTED_ENDPOINTS = frozenset({"static"})
+# Files, served but not part of the API: Flask's /static and Swagger UI's own (for /docs).
+UNDOCUMENTED_ENDPOINTS = frozenset({"static", "openapi.docs_asset"})
+DOCS_ASSETS = frozenset({"swagger-ui.css", "swagger-ui-bundle.js"})
+DOCS_ASSET_MAX_AGE = 86400  # seconds: the files change only with the package
 
 # Every `error.code` an answer may carry, with what it means. The Error schema's enum is this list.
 ERROR_CODES = {
     # request shape
-    "bad_request": "The request could not be read (for example a broken multipart body).",
+    "bad_request": "The request could not be read (for example a broken multipart body), or an /api query "
+                   "parameter is given more than once.",
     "malformed_json": "The body is not valid JSON.",
     "malformed_multipart": "The multipart/form-data body has no boundary or no readable part.",
     "invalid_body": "The JSON body is not an object.",
@@ -39,7 +52,7 @@ ERROR_CODES = {
     "method_not_allowed": "The path exists but not with this method.",
     "not_found": "No such job, result link, image or path (or not visible to this caller).",
     # submissions
-    "categories_required": "No category was given.",
+    "categories_required": "No category was given, or a categories entry names none.",
     "too_many_categories": f"More than {defaults.MAX_CATEGORIES} distinct categories.",
     "unknown_category": "A category is not in the catalog (see GET /api/categories).",
     "image_required": "Neither an image file nor an image_url was given, or the file is empty.",
@@ -50,10 +63,11 @@ ERROR_CODES = {
     "image_dimensions_too_large": "The image has too many pixels (its header is checked before decoding).",
     "image_url_invalid": "The image_url is not an http(s) URL this service can fetch.",
     "image_url_forbidden": "The image_url points at a loopback, private or metadata address.",
-    "invalid_phone_number": "The phone number is not valid or cannot receive SMS.",
+    "invalid_phone_number": "The phone number is not valid or cannot receive SMS, or country_code is not a "
+                            "region or calling code (`field` says which).",
     "invalid_idempotency_key": f"The Idempotency-Key header is not 1-{MAX_IDEMPOTENCY_KEY} printable ASCII "
                                "characters.",
-    "idempotency_key_reused": "The Idempotency-Key was used earlier for a different request.",
+    "idempotency_key_reused": "The Idempotency-Key was used earlier for a different request (409).",
     # listings
     "invalid_limit": f"limit is not an integer from 1 to {MAX_PAGE}.",
     "invalid_status": "status is not a job status.",
@@ -93,10 +107,12 @@ def _json(schema: dict) -> dict:
     return {"application/json": {"schema": schema}}
 
 
-def _ok(description: str, schema: dict, headers: dict | None = None) -> dict:
+def _ok(description: str, schema: dict, headers: dict | None = None, links: dict | None = None) -> dict:
     response = {"description": description, "content": _json(schema)}
     if headers:
         response["headers"] = headers
+    if links:
+        response["links"] = links
     return response
 
 
@@ -124,10 +140,10 @@ ERROR_DESCRIPTIONS = {
     403: "Not allowed for this caller.",
     404: "Not found, or not visible to this caller.",
     405: "Method not allowed.",
-    409: "The job's state does not allow this.",
+    409: "The job's state does not allow this, or the Idempotency-Key belongs to another request.",
     413: "The body (or the image) is too large.",
     415: "Unsupported body or image type.",
-    422: "Well formed but not acceptable (categories, image, URL, phone number, Idempotency-Key).",
+    422: "Well formed but not acceptable (categories, image, URL, phone number).",
     429: "Rate limited: see Retry-After.",
     503: "A dependency is unavailable: retry after Retry-After seconds.",
 }
@@ -142,205 +158,27 @@ RATE_LIMIT_HEADERS = {
 X_CACHE = {"description": "`hit` when served from Redis, `miss` when read from Postgres.",
            "schema": {"type": "string", "enum": ["hit", "miss"]}}
 
-NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 
-SCHEMAS = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "additionalProperties": False,
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {
-                    "code": {"type": "string", "enum": list(ERROR_CODES), "x-descriptions": ERROR_CODES,
-                             "description": "Stable and machine-readable; `x-descriptions` says what each means."},
-                    "message": {"type": "string", "description": "For people; may change."},
-                    "field": {"type": "string", "description": "The request field at fault, if one is."},
-                    "job": {**_ref("schemas", "Job"), "description": "The job as it is now (409 answers)."},
-                },
-            },
-        },
-    },
-    "JobError": {
-        "type": ["object", "null"],
-        "required": ["code", "message"],
-        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-    },
-    "Hit": {
-        "type": "object",
-        "properties": {
-            "sku": {"type": "string"},
-            "name": {"type": "string"},
-            "price": {"type": ["number", "string", "null"]},
-            "currency": {"type": ["string", "null"]},
-            "score": {"type": "number"},
-            "image_url": {"type": ["string", "null"]},
-        },
-    },
-    "Results": {
-        "type": ["object", "null"],
-        "properties": {
-            "categories": {"type": "object", "additionalProperties": {"type": "array", "items": _ref("schemas", "Hit")},
-                           "description": "Best matches per category, best first."},
-            "catalog_version": {"type": "string"},
-            "took_ms": {"type": "number"},
-        },
-    },
-    "Job": {
-        "type": "object",
-        "description": "A search job as the caller may see it. Never holds the phone number. `results` is "
-                       "present only for a completed job, and only to its owner, an admin, or the holder of "
-                       "its result link.",
-        "required": ["job_id", "status", "progress", "version", "attempts", "categories", "sms",
-                     "cancel_requested", "created_at", "updated_at", "status_url"],
-        "properties": {
-            "job_id": {"type": "string"},
-            "status": {"type": "string", "enum": list(JOB_STATUSES)},
-            "progress": {"type": "integer", "minimum": 0, "maximum": 100},
-            "stage": {"type": ["string", "null"], "description": "queued, claimed, image_loaded, features, "
-                      "searched:<category>, ranked, done"},
-            "version": {"type": "integer"},
-            "attempts": {"type": "integer", "minimum": 0},
-            "categories": {"type": "array", "items": {"type": "string"}},
-            "sms": {"type": "boolean", "description": "A phone number was given (it is never shown)."},
-            "cancel_requested": {"type": "boolean"},
-            "error": _ref("schemas", "JobError"),
-            "created_at": {"type": "string", "format": "date-time"},
-            "updated_at": {"type": "string", "format": "date-time"},
-            "started_at": NULLABLE_TIME,
-            "finished_at": NULLABLE_TIME,
-            "status_url": {"type": "string"},
-            "results": _ref("schemas", "Results"),
-        },
-    },
-    "SubmittedJob": {
-        "allOf": [_ref("schemas", "Job")],
-        "type": "object",
-        "required": ["result_url"],
-        "properties": {
-            "result_url": {"type": "string", "description": "The result page link (the one sent by SMS). "
-                           "Keep it: it is the only way to the results without an API key."},
-        },
-    },
-    "JobList": {
-        "type": "object",
-        "required": ["jobs", "next_cursor"],
-        "properties": {
-            "jobs": {"type": "array", "items": _ref("schemas", "Job")},
-            "next_cursor": {"type": ["string", "null"], "description": "Pass as `cursor` for the next page; "
-                            "null on the last page."},
-        },
-    },
-    "ChangeEvent": {
-        "type": "object",
-        "required": ["id", "job_id", "kind", "status", "progress", "version", "created_at"],
-        "properties": {
-            "id": {"type": "integer"},
-            "job_id": {"type": "string"},
-            "kind": {"type": "string", "description": "created, claimed, progress, retried, completed, failed, "
-                     "cancelled, notified, ..."},
-            "status": {"type": "string", "enum": list(JOB_STATUSES)},
-            "progress": {"type": "integer"},
-            "stage": {"type": ["string", "null"]},
-            "version": {"type": "integer"},
-            "attempt": {"type": ["integer", "null"]},
-            "created_at": {"type": "string", "format": "date-time"},
-        },
-    },
-    "Changes": {
-        "type": "object",
-        "required": ["events", "next_cursor", "has_more"],
-        "properties": {
-            "events": {"type": "array", "items": _ref("schemas", "ChangeEvent")},
-            "next_cursor": {"type": "string", "description": "Pass as `since` next time."},
-            "has_more": {"type": "boolean"},
-        },
-    },
-    "Categories": {
-        "type": "object",
-        "required": ["categories", "max_per_job"],
-        "properties": {
-            "categories": {"type": "array", "items": {
-                "type": "object", "required": ["category", "items"],
-                "properties": {"category": {"type": "string"}, "items": {"type": "integer"}}}},
-            "max_per_job": {"type": "integer"},
-        },
-    },
-    "SubmitJson": {
-        "type": "object",
-        "required": ["categories", "image_url"],
-        "additionalProperties": False,
-        "properties": {
-            "categories": {"type": "array", "minItems": 1,
-                           "items": {"type": "string", "maxLength": MAX_FIELD_LENGTH},
-                           "description": f"1 to {defaults.MAX_CATEGORIES} catalog categories (an item may "
-                                          "also hold several, comma-separated)."},
-            "image_url": {"type": "string", "minLength": 1, "maxLength": MAX_FIELD_LENGTH,
-                          "description": "A public http(s) URL of the photo; fetched by the worker."},
-            "phone_number": {"type": ["string", "null"], "maxLength": MAX_FIELD_LENGTH,
-                             "description": "For one SMS with the result link when the job completes."},
-            "country_code": {"type": ["string", "null"], "maxLength": MAX_FIELD_LENGTH,
-                             "description": "For a number in national form: a calling code (33) or region (FR)."},
-        },
-    },
-    "SubmitMultipart": {
-        "type": "object",
-        "required": ["categories"],
-        "additionalProperties": False,
-        "properties": {
-            "image": {"type": "string", "contentMediaType": "application/octet-stream",
-                      "description": f"The photo ({', '.join(IMAGE_TYPES)}; at most {MAX_IMAGE_BYTES} bytes). "
-                                     "Give this or image_url."},
-            "image_url": {"type": "string", "maxLength": MAX_FIELD_LENGTH},
-            "categories": {"type": "array", "items": {"type": "string", "maxLength": MAX_FIELD_LENGTH},
-                           "description": "Repeat the field, or give one comma-separated value."},
-            "phone_number": {"type": "string", "maxLength": MAX_FIELD_LENGTH},
-            "country_code": {"type": "string", "maxLength": MAX_FIELD_LENGTH},
-        },
-    },
-    "StepEvent": {
-        "type": "object",
-        "description": "One Server-Sent Event, as a client's SSE parser yields it (the schema describes each "
-                       "event of the stream).",
-        "required": ["event", "data"],
-        "properties": {
-            "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The event id: the resume cursor."},
-            "event": {"type": "string", "enum": ["progress", "completed", "failed", "cancelled"]},
-            "data": {"type": "string", "contentMediaType": "application/json",
-                     "contentSchema": _ref("schemas", "StepData")},
-            "retry": {"type": "integer", "description": "Reconnect delay in milliseconds."},
-        },
-    },
-    "StepData": {
-        "type": "object",
-        "required": ["kind", "status", "progress", "version", "at"],
-        "properties": {
-            "kind": {"type": "string"},
-            "status": {"type": "string", "enum": list(JOB_STATUSES)},
-            "progress": {"type": "integer", "minimum": 0, "maximum": 100},
-            "stage": {"type": ["string", "null"]},
-            "version": {"type": "integer"},
-            "at": {"type": "string", "format": "date-time"},
-        },
-    },
-    "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
-    "Readiness": {
-        "type": "object",
-        "required": ["status", "checks"],
-        "properties": {
-            "status": {"type": "string", "enum": ["ready", "unavailable"]},
-            "checks": {"type": "object", "additionalProperties": {"type": "string"},
-                       "properties": {"database": {"type": "string"}, "redis": {"type": "string"}}},
-        },
-    },
-}
+
+def component_schemas(categories: tuple[str, ...] | None) -> dict:
+    """The models' schemas (web/schemas.py), with what only this module knows: the error codes, and the
+    catalog's category names (when known) as the submit entries' enum."""
+    found = schemas.component_schemas()
+    code = found["ErrorDetail"]["properties"]["code"]
+    code.update({"enum": list(ERROR_CODES), "x-descriptions": ERROR_CODES})
+    for name in ("SubmitJson", "SubmitMultipart"):
+        entries = found[name]["properties"]["categories"]
+        if categories:
+            # the document is as strict as the server: any other name is refused (422 unknown_category)
+            entries["items"] = {"type": "string", "enum": list(categories)}
+    return found
+
 
 PARAMETERS = {
     "JobId": {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"},
               "description": "The `job_id` a submit returned."},
-    "Token": {"name": "token", "in": "path", "required": True, "schema": {"type": "string"},
+    "Token": {"name": "token", "in": "path", "required": True,
+              "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{43}$"},
               "description": "The result-link token (the last part of `result_url`)."},
     "Limit": {"name": "limit", "in": "query", "required": False,
               "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE}},
@@ -355,7 +193,7 @@ PARAMETERS = {
                                   "pattern": "^[!-~]+$"},
                        "description": "Repeat a submit safely: the same key with the same request within "
                                       f"{defaults.IDEMPOTENCY_WINDOW_HOURS} hours returns the first job "
-                                      "(with `Idempotent-Replayed: true`); with another request, 422."},
+                                      "(with `Idempotent-Replayed: true`); with another request, 409."},
 }
 
 SSE_STREAM = {
@@ -372,6 +210,15 @@ IMAGE_CONTENT = {content_type: {"schema": {"type": "string", "contentMediaType":
                  for content_type in IMAGE_TYPES}
 
 JOB_TAG, STREAM_TAG, OPS_TAG, PAGE_TAG = "jobs", "live progress", "operations", "pages"
+
+# OpenAPI links: from an answer that holds a job to the operations on that job (clients, and schemathesis's
+# stateful phase, follow them from a submit to real jobs).
+JOB_ID = "$response.body#/job_id"
+TOKEN = "$response.body#/result_token"
+JOB_LINKS = {
+    name: {"operationId": name, "parameters": {"job_id": JOB_ID}}
+    for name in ("getJob", "jobEvents", "cancelJob", "retryJob", "deleteJob")
+}
 
 PATHS = {
     "/api/search-jobs": {
@@ -395,13 +242,18 @@ PATHS = {
                 },
             },
             "responses": {
-                "202": _ok("Accepted: the job is recorded and queued.", _ref("schemas", "SubmittedJob"), headers={
+                "202": _ok("Accepted: the job is recorded and queued.", _ref("schemas", "SubmittedJob"), links={
+                    **JOB_LINKS,
+                    "getResults": {"operationId": "getResults", "parameters": {"token": TOKEN}},
+                    "resultEvents": {"operationId": "resultEvents", "parameters": {"token": TOKEN}},
+                    "resultPage": {"operationId": "resultPage", "parameters": {"token": TOKEN}},
+                }, headers={
                     "Location": {"description": "The job's status URL.", "required": True,
                                  "schema": {"type": "string"}},
                     "Idempotent-Replayed": {"description": "`true` when an Idempotency-Key replay returned an "
                                                            "earlier job.", "schema": {"type": "string"}},
                 }),
-                **_errors(400, 401, 413, 415, 422, 429, 503),
+                **_errors(400, 401, 409, 413, 415, 422, 429, 503),
             },
         },
         "get": {
@@ -414,7 +266,9 @@ PATHS = {
                 {"name": "status", "in": "query", "required": False,
                  "schema": {"type": "string", "enum": list(JOB_STATUSES)}},
                 _ref("parameters", "Limit"),
-                {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+                {"name": "cursor", "in": "query", "required": False,
+                 "schema": {"type": "string", "pattern": CURSOR_PATTERN},
+                 "description": "A `next_cursor` of an earlier page."},
             ],
             "responses": {
                 "200": _ok("A page of jobs.", _ref("schemas", "JobList")),
@@ -431,7 +285,7 @@ PATHS = {
             "description": "Its owner and admins see everything; anyone holding the id of an anonymous job "
                            "sees its status without results. Served from the Redis cache, else Postgres.",
             "responses": {
-                "200": _ok("The job.", _ref("schemas", "Job"), headers={"X-Cache": X_CACHE}),
+                "200": _ok("The job.", _ref("schemas", "Job"), headers={"X-Cache": X_CACHE}, links=JOB_LINKS),
                 **_errors(401, 404, 429, 503),
             },
         },
@@ -455,8 +309,8 @@ PATHS = {
             "description": "A pending job is cancelled at once (200); a running one is asked to stop and stops "
                            "at its next step (202).",
             "responses": {
-                "200": _ok("Cancelled.", _ref("schemas", "Job")),
-                "202": _ok("Cancellation requested.", _ref("schemas", "Job")),
+                "200": _ok("Cancelled.", _ref("schemas", "Job"), links=JOB_LINKS),
+                "202": _ok("Cancellation requested.", _ref("schemas", "Job"), links=JOB_LINKS),
                 **_errors(401, 404, 409, 429, 503),
             },
         },
@@ -469,7 +323,7 @@ PATHS = {
             "summary": "Run a failed job again",
             "description": "Owner or admin key.",
             "responses": {
-                "202": _ok("Queued again.", _ref("schemas", "Job")),
+                "202": _ok("Queued again.", _ref("schemas", "Job"), links=JOB_LINKS),
                 **_errors(401, 403, 404, 409, 429, 503),
             },
         },
@@ -497,11 +351,15 @@ PATHS = {
             "description": "Needs an API key (an admin key sees every job). Poll with `since` = the last "
                            "`next_cursor`.",
             "parameters": [
-                {"name": "since", "in": "query", "required": False, "schema": {"type": "string"}},
+                {"name": "since", "in": "query", "required": False,
+                 "schema": {"type": "string", "pattern": FEED_CURSOR_PATTERN},
+                 "description": "The `next_cursor` of the previous poll; without it, from the start."},
                 _ref("parameters", "Limit"),
             ],
             "responses": {
-                "200": _ok("Events after the cursor.", _ref("schemas", "Changes")),
+                "200": _ok("Events after the cursor.", _ref("schemas", "Changes"), links={
+                    "nextChanges": {"operationId": "changes", "parameters": {"since": "$response.body#/next_cursor"}},
+                }),
                 **_errors(400, 401, 429, 503),
             },
         },
@@ -627,16 +485,11 @@ PATHS = {
                             "schema": {"type": "string"}}],
             "requestBody": {
                 "required": True,
-                "content": {"application/x-www-form-urlencoded": {"schema": {
-                    "type": "object",
-                    "properties": {name: {"type": "string"} for name in
-                                   ("MessageSid", "MessageStatus", "SmsSid", "SmsStatus", "ErrorCode")},
-                }}},
+                "content": {"application/x-www-form-urlencoded": {"schema": _ref("schemas", "TwilioStatus")}},
             },
             "responses": {
                 "200": _ok("Recorded (or ignored as a duplicate, out of order, or for an unknown message).",
-                           {"type": "object", "required": ["recorded"],
-                            "properties": {"recorded": {"type": "boolean"}}}),
+                           _ref("schemas", "Recorded")),
                 **_errors(400, 403, 503),
             },
         },
@@ -683,7 +536,7 @@ PATHS = {
         "get": {
             "tags": [OPS_TAG],
             "operationId": "docs",
-            "summary": "A page that lists the operations of this document",
+            "summary": "This document, rendered (Swagger UI)",
             "security": [{}],
             "responses": {"200": {"description": "HTML page.", "content": HTML}},
         },
@@ -741,7 +594,9 @@ def _error_responses() -> dict:
     return responses
 
 
-def build_document() -> dict:
+@functools.lru_cache(maxsize=4)
+def build_document(categories: tuple[str, ...] | None = None) -> dict:
+    """The document; with the catalog's category names when known (the submit bodies' enum)."""
     return {
         "openapi": "3.1.0",
         "info": {
@@ -766,7 +621,7 @@ def build_document() -> dict:
                 "metricsToken": {"type": "http", "scheme": "bearer",
                                  "description": "SEARCHJOBS_METRICS_TOKEN."},
             },
-            "schemas": SCHEMAS,
+            "schemas": component_schemas(categories),
             "parameters": PARAMETERS,
             "responses": _error_responses(),
         },
@@ -776,13 +631,32 @@ def build_document() -> dict:
 DOCUMENT = build_document()
 
 
+@translate_errors
+def _catalog_categories() -> tuple[str, ...]:
+    return tuple(sorted(runtime().catalog_facts.category_names()))
+
+
 @bp.get("/openapi.json")
 def openapi_json():
-    response = jsonify(DOCUMENT)
+    try:
+        categories = _catalog_categories()
+    except DependencyUnavailable:  # still describe the API; the categories are in GET /api/categories
+        categories = None
+    response = jsonify(build_document(categories or None))
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
 
 
 @bp.get("/docs")
 def docs_page():
-    return render_template("docs.html")
+    response = make_response(render_template("docs.html"))
+    response.headers["Content-Security-Policy"] = DOCS_CONTENT_SECURITY_POLICY
+    return response
+
+
+@bp.get("/docs/assets/<path:filename>")
+def docs_asset(filename: str):
+    """Swagger UI's own files, from the installed package (only the two the page loads)."""
+    if filename not in DOCS_ASSETS:
+        abort(404)
+    return send_from_directory(str(swagger_ui_path), filename, max_age=DOCS_ASSET_MAX_AGE)

@@ -1,7 +1,8 @@
-"""Parse and check a job submission (multipart or JSON). Nothing here writes anything.
+"""Read and check a job submission (multipart or JSON). Nothing here writes anything.
 
-Every rejection is a ValidationError with a stable code, raised before any row
-is written.
+The body is read (`read_json_body`, `read_form_body`), validated by its pydantic model in web/schemas.py
+(the same model that documents it), and the first problem becomes a ValidationError with a stable code,
+raised before any row is written.
 """
 
 from __future__ import annotations
@@ -10,19 +11,37 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+import pydantic
 from flask import Request
 
-from searchjobs import defaults, intake
+from searchjobs import intake
 from searchjobs.errors import ValidationError
-from searchjobs.notifications.phone import InvalidPhoneNumber, normalize
+from searchjobs.web.schemas import (
+    MAX_CATEGORY_LENGTH,
+    MAX_FIELD_LENGTH,
+    MAX_IDEMPOTENCY_KEY,
+    SubmitFields,
+    SubmitJson,
+    SubmitMultipart,
+)
 
-JSON_FIELDS = {"image_url", "categories", "phone_number", "country_code"}
-FORM_FIELDS = JSON_FIELDS | {"image"}
-MAX_CATEGORY_LENGTH = 40  # characters of one category name
-MAX_FIELD_LENGTH = 2048  # characters of any text field (URLs included)
-MAX_IDEMPOTENCY_KEY = 200  # characters of an Idempotency-Key header
+__all__ = ["MAX_FIELD_LENGTH", "MAX_IDEMPOTENCY_KEY", "Submission", "parse_idempotency_key", "parse_submission"]
 
-IMAGE_ERROR_STATUS = {"image_too_large": 413, "image_unsupported_type": 415}
+# Codes that are not 400: well formed, but not acceptable (422), or an image too big / of the wrong type.
+CODE_STATUS = {
+    "too_many_categories": 422, "unknown_category": 422, "image_url_invalid": 422, "image_url_forbidden": 422,
+    "invalid_phone_number": 422, "image_unreadable": 422, "image_dimensions_too_large": 422,
+    "image_too_large": 413, "image_unsupported_type": 415,
+}
+# The codes schemas.py's validators raise as their error type.
+OWN_CODES = frozenset({"categories_required", "field_too_long", "image_conflict", "image_required",
+                       "invalid_field", *CODE_STATUS})
+# pydantic's own error types, by field ("*": any field), as the API's codes; any other is invalid_field.
+PYDANTIC_CODES = {
+    ("string_too_long", "*"): "field_too_long",
+    ("too_short", "categories"): "categories_required",
+    ("too_long", "categories"): "too_many_categories",
+}
 
 
 @dataclass(frozen=True)
@@ -44,54 +63,6 @@ class Submission:
         return hashlib.sha256(material.encode()).hexdigest()
 
 
-def _text(value, field: str) -> str:
-    if not isinstance(value, str):
-        raise ValidationError(f"{field} must be a string", code="invalid_field", field=field)
-    if "\x00" in value:
-        raise ValidationError(f"{field} must not contain NUL bytes", code="invalid_field", field=field)
-    if len(value) > MAX_FIELD_LENGTH:
-        raise ValidationError(f"{field} is too long", code="field_too_long", field=field)
-    return value.strip()
-
-
-def parse_categories(values: list, known: set[str]) -> list[str]:
-    names: list[str] = []
-    for value in values:
-        for part in _text(value, "categories").split(","):
-            name = part.strip().lower()
-            if not name:
-                continue
-            if len(name) > MAX_CATEGORY_LENGTH:
-                raise ValidationError("a category name is too long", code="field_too_long", field="categories")
-            if name not in names:
-                names.append(name)
-    if not names:
-        raise ValidationError("pick at least one category", code="categories_required", field="categories")
-    if len(names) > defaults.MAX_CATEGORIES:
-        raise ValidationError(f"at most {defaults.MAX_CATEGORIES} categories", code="too_many_categories",
-                              status=422, field="categories")
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ValidationError(f"unknown categories: {', '.join(unknown)}", code="unknown_category",
-                              status=422, field="categories")
-    return names
-
-
-def parse_phone(phone_number, country_code) -> tuple[str | None, str | None]:
-    if phone_number in (None, ""):
-        if country_code not in (None, ""):
-            _text(country_code, "country_code")
-        return None, None
-    phone_number = _text(phone_number, "phone_number")
-    country = _text(country_code, "country_code") if country_code not in (None, "") else None
-    if not phone_number:
-        return None, None
-    try:
-        return normalize(phone_number, country), country
-    except InvalidPhoneNumber as exc:
-        raise ValidationError(exc.message, code="invalid_phone_number", status=422, field="phone_number") from exc
-
-
 def parse_idempotency_key(request: Request) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
@@ -102,79 +73,85 @@ def parse_idempotency_key(request: Request) -> str | None:
     return key
 
 
-def _unknown_fields(names: list[str]) -> ValidationError:
-    """The error for fields we do not take; names are cut short, as they come from the caller."""
-    shown = [name[:MAX_CATEGORY_LENGTH] for name in names[:5]]
-    return ValidationError(f"unknown fields: {', '.join(shown)}", code="unknown_field", field=shown[0])
-
-
-def _check_image_url(url: str, limits: intake.IntakeLimits) -> str:
+def read_json_body(request: Request) -> dict:
     try:
-        intake.check_url(url, limits)
-    except intake.ImageError as exc:
-        raise ValidationError(exc.message, code=exc.code, status=422, field="image_url") from exc
-    return url
+        body = json.loads(request.get_data(cache=False) or b"null")
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
+        raise ValidationError("the body is not valid JSON", code="malformed_json") from None
+    if not isinstance(body, dict):
+        raise ValidationError("the body must be a JSON object", code="invalid_body")
+    return body
+
+
+def read_form_body(request: Request) -> dict:
+    """The multipart fields as the model's input: a list for categories, the file for the image. An empty
+    image_url counts as absent: a browser sends every field of its form."""
+    if not request.mimetype_params.get("boundary"):
+        raise ValidationError("multipart/form-data needs a boundary parameter", code="malformed_multipart")
+    if not request.form and not request.files and request.content_length:
+        # werkzeug drops what it cannot parse: a body with no readable part is broken, not empty
+        raise ValidationError("the multipart body could not be read (broken body or wrong boundary)",
+                              code="malformed_multipart")
+    fields: dict = {name: request.form.get(name) for name in request.form if name != "categories"}
+    if fields.get("image_url") == "":
+        del fields["image_url"]
+    fields["categories"] = request.form.getlist("categories")
+    for name in request.files:
+        fields[name] = request.files[name]
+    return fields
+
+
+def _first_error(exc: pydantic.ValidationError) -> ValidationError:
+    """The API's error for the first problem pydantic found; unknown fields are reported before anything."""
+    errors = exc.errors(include_url=False)
+    unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden")
+    if unknown:
+        shown = [name[:MAX_CATEGORY_LENGTH] for name in unknown[:5]]  # names come from the caller: cut short
+        return ValidationError(f"unknown fields: {', '.join(shown)}", code="unknown_field", field=shown[0])
+    error = errors[0]
+    field = str(error["loc"][0]) if error["loc"] else (error.get("ctx") or {}).get("field")
+    kind = error["type"]
+    if field == "image_url" and (kind == "missing" or error.get("input") in (None, "")):
+        return ValidationError("image_url is required (or upload an image as multipart/form-data)",
+                               code="image_required", field="image_url")
+    if kind in OWN_CODES:
+        code, message = kind, error["msg"]
+    else:
+        code = PYDANTIC_CODES.get((kind, field)) or PYDANTIC_CODES.get((kind, "*")) or "invalid_field"
+        message = f"{field} has the wrong type" if code == "invalid_field" else f"{field}: {error['msg']}"
+    return ValidationError(message, code=code, status=CODE_STATUS.get(code, 400), field=field)
+
+
+def validate(model: type[SubmitFields], body: dict, known_categories: set[str],
+             limits: intake.IntakeLimits) -> SubmitFields:
+    try:
+        return model.model_validate(body, context={"known_categories": known_categories, "limits": limits})
+    except pydantic.ValidationError as exc:
+        raise _first_error(exc) from None
 
 
 def _check_upload(data: bytes, declared: str | None, limits: intake.IntakeLimits) -> intake.ValidatedImage:
     try:
         return intake.validate_image_bytes(data, declared, limits)
     except intake.ImageError as exc:
-        raise ValidationError(exc.message, code=exc.code, status=IMAGE_ERROR_STATUS.get(exc.code, 422),
+        raise ValidationError(exc.message, code=exc.code, status=CODE_STATUS.get(exc.code, 422),
                               field="image") from exc
 
 
 def parse_submission(request: Request, known_categories: set[str], limits: intake.IntakeLimits) -> Submission:
-    mimetype = request.mimetype
     idempotency_key = parse_idempotency_key(request)
-    if mimetype == "application/json":
-        try:
-            body = json.loads(request.get_data(cache=False) or b"null")
-        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
-            raise ValidationError("the body is not valid JSON", code="malformed_json") from None
-        if not isinstance(body, dict):
-            raise ValidationError("the body must be a JSON object", code="invalid_body")
-        unknown = sorted(set(body) - JSON_FIELDS)
-        if unknown:
-            raise _unknown_fields(unknown)
-        categories = body.get("categories")
-        if not isinstance(categories, list):
-            raise ValidationError("categories must be a list of names", code="invalid_field", field="categories")
-        if "image_url" not in body or body["image_url"] in (None, ""):
-            raise ValidationError("image_url is required (or upload an image as multipart/form-data)",
-                                  code="image_required", field="image_url")
-        image_url = _check_image_url(_text(body["image_url"], "image_url"), limits)
-        phone, country = parse_phone(body.get("phone_number"), body.get("country_code"))
-        return Submission(parse_categories(categories, known_categories), None, image_url, phone, country,
+    if request.mimetype == "application/json":
+        model = validate(SubmitJson, read_json_body(request), known_categories, limits)
+        return Submission(model.categories, None, model.image_url, model.phone_number, model.country_code,
                           idempotency_key)
-
-    if mimetype == "multipart/form-data":
-        if not request.mimetype_params.get("boundary"):
-            raise ValidationError("multipart/form-data needs a boundary parameter", code="malformed_multipart")
-        if not request.form and not request.files and request.content_length:
-            # werkzeug drops what it cannot parse: a body with no readable part is broken, not empty
-            raise ValidationError("the multipart body could not be read (broken body or wrong boundary)",
-                                  code="malformed_multipart")
-        unknown = sorted((set(request.form) | set(request.files)) - FORM_FIELDS)
-        if unknown:
-            raise _unknown_fields(unknown)
-        upload = request.files.get("image")
-        image_url = request.form.get("image_url") or None
-        if upload is not None and image_url:
-            raise ValidationError("send either an image file or an image_url, not both", code="image_conflict")
-        categories = parse_categories(request.form.getlist("categories"), known_categories)
-        phone, country = parse_phone(request.form.get("phone_number"), request.form.get("country_code"))
-        if upload is not None:
-            data = upload.read(limits.max_bytes + 1)
-            if not data:
-                raise ValidationError("the image file is empty", code="image_required", field="image")
-            image = _check_upload(data, upload.mimetype, limits)
-            return Submission(categories, image, None, phone, country, idempotency_key)
-        if image_url:
-            return Submission(categories, None, _check_image_url(_text(image_url, "image_url"), limits), phone,
-                              country, idempotency_key)
-        raise ValidationError("an image file (field 'image') or an image_url is required", code="image_required",
-                              field="image")
-
+    if request.mimetype == "multipart/form-data":
+        fields = read_form_body(request)
+        upload = fields.get("image")
+        if upload is not None and not isinstance(upload, str):
+            fields["image"] = upload.read(limits.max_bytes + 1)
+        model = validate(SubmitMultipart, fields, known_categories, limits)
+        image = _check_upload(model.image, upload.mimetype, limits) if model.image is not None else None
+        return Submission(model.categories, image, model.image_url, model.phone_number, model.country_code,
+                          idempotency_key)
     raise ValidationError("send multipart/form-data or application/json", code="unsupported_media_type",
                           status=415)

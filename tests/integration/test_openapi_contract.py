@@ -22,7 +22,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from searchjobs import clients
+from searchjobs.web import schemas
 from searchjobs.web.openapi import DOCUMENT, ERROR_CODES, UNDOCUMENTED_ENDPOINTS
+from searchjobs.web.schemas import CURSOR_PATTERN, FEED_CURSOR_PATTERN
 from tests.conftest import demo_image_bytes
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}  # Flask answers these for every route by itself
@@ -61,8 +63,14 @@ def test_openapi_json_is_served_and_valid(client):
     assert {} in body["security"], "the API key is optional"
     for schema in body["components"]["schemas"].values():
         jsonschema_rs.meta.validate(schema)  # each is a valid JSON Schema (2020-12, OpenAPI 3.1's dialect)
-    assert set(body["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]) \
-        == set(ERROR_CODES)
+    assert body["components"]["schemas"]["Error"]["properties"]["error"] == {"$ref": "#/components/schemas/ErrorDetail"}
+    assert set(body["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["enum"]) == set(ERROR_CODES)
+    assert set(body["components"]["schemas"]) == set(schemas.component_schemas()), "components are the models"
+    # as strict as the server: the catalog's names are the only categories, cursors have their exact shape
+    categories = client.get("/api/categories").get_json()["categories"]
+    for model in ("SubmitJson", "SubmitMultipart"):
+        items = body["components"]["schemas"][model]["properties"]["categories"]["items"]
+        assert set(items["enum"]) == {c["category"] for c in categories}
     submit = body["paths"]["/api/search-jobs"]["post"]
     assert set(submit["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
     assert submit["responses"]["202"]["headers"]["Location"]["required"] is True
@@ -70,17 +78,52 @@ def test_openapi_json_is_served_and_valid(client):
         "content"]
 
 
+def test_links_lead_from_a_submit_to_every_operation_on_the_job():
+    operations = {operation["operationId"]: (path, operation) for path, item in DOCUMENT["paths"].items()
+                  for method, operation in item.items() if method != "parameters"}
+    links = DOCUMENT["paths"]["/api/search-jobs"]["post"]["responses"]["202"]["links"]
+    assert {"getJob", "jobEvents", "cancelJob", "retryJob", "deleteJob", "getResults", "resultEvents",
+            "resultPage"} <= set(links)
+    for path, item in DOCUMENT["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            for response in operation["responses"].values():
+                for link in response.get("links", {}).values():
+                    target_path, _ = operations[link["operationId"]]  # a link names a real operation
+                    for name in link["parameters"]:
+                        assert "{" + name + "}" in target_path or name in ("since", "cursor"), (path, link)
+
+
+@pytest.mark.parametrize(("name", "pattern", "valid"), [
+    ("cursor", CURSOR_PATTERN, [1, 42, 10**17]),
+    ("since", FEED_CURSOR_PATTERN, [1, (0, 0), (123456, 789), (2**62, 2**62)]),
+])
+def test_cursor_patterns_match_the_cursors_the_api_gives_out(name, pattern, valid):
+    from searchjobs.web.api import _encode_cursor, _encode_feed_cursor
+
+    encode = _encode_cursor if name == "cursor" else _encode_feed_cursor
+    for position in valid:
+        assert re.fullmatch(pattern, encode(position)), position
+    assert not re.fullmatch(pattern, "not-a-cursor") and re.fullmatch(pattern, ""), "empty: from the start"
+
+
 def test_docs_page_is_self_contained(client):
     response = client.get("/docs")
     assert response.status_code == 200 and response.mimetype == "text/html"
     html = response.get_data(as_text=True)
-    assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "script-src 'self';" in policy, "scripts from this origin only"
     scripts = re.findall(r"<script[^>]*>", html)
-    assert scripts and all('src="/static/' in tag for tag in scripts), "no inline or third-party script"
+    assert scripts and all(re.search(r'src="/(static|docs/assets)/', tag) for tag in scripts), \
+        "no inline or third-party script"
     assert "http://" not in html and "https://" not in html, "nothing from a CDN"
-    for asset in re.findall(r'(?:src|href)="(/static/[^"]+)"', html):
+    assets = re.findall(r'(?:src|href)="(/(?:static|docs/assets)/[^"]+)"', html)
+    assert "/docs/assets/swagger-ui-bundle.js" in assets and "/docs/assets/swagger-ui.css" in assets
+    for asset in assets:
         with client.get(asset) as served:
             assert served.status_code == 200, asset
+    assert client.get("/docs/assets/index.html").status_code == 404, "only the files the page loads"
 
 
 # -- schemathesis against the live app ------------------------------------------------------------

@@ -221,7 +221,7 @@ def test_idempotency_key_replays_within_24h_and_rejects_another_body(client, run
 
     other = client.post("/api/search-jobs", json={**body, "categories": ["dress"]},
                         headers={"Idempotency-Key": "order-17"})
-    assert other.status_code == 422 and other.get_json()["error"]["code"] == "idempotency_key_reused"
+    assert other.status_code == 409 and other.get_json()["error"]["code"] == "idempotency_key_reused"
 
     # another client's key space is its own
     keyed = client.post("/api/search-jobs", json=body, headers={"Idempotency-Key": "order-17", **api_key(runtime)})
