@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from searchjobs import defaults
+from searchjobs.embedded import running_stack_urls
 from searchjobs.errors import ConfigError
 
 
@@ -68,6 +69,7 @@ def _sms_give_up_hours(env: dict) -> float:
     return hours
 
 
+SECRET_KEY_FILE = "secret_key"  # under the data dir, 0600: the SECRET_KEY `searchjobs up` made
 DEV_SECRET_KEY = "dev-only-not-secret"  # a placeholder the processes refuse to serve with (check_secret)
 
 
@@ -157,6 +159,26 @@ class Settings:
             rate_limit_anonymous_reads=env.get("SEARCHJOBS_RATE_LIMIT_ANONYMOUS_READS") or "300/minute",
             trusted_proxies=_int(env, "SEARCHJOBS_TRUSTED_PROXIES", 0),
         )
+
+    @classmethod
+    def for_process(cls) -> Settings:
+        """The settings of a searchjobs process, whatever its type (web under gunicorn, worker,
+        scheduler, a CLI command), by one rule: the environment first; what it leaves unset comes from
+        the data folder (SEARCHJOBS_DATA_DIR, else ./.searchjobs): the two URLs of the `searchjobs up`
+        running there, and the SECRET_KEY that `up` keeps there.
+
+        Without either, the URLs stay unset and the process says so at start (require_urls).
+        """
+        settings = cls.from_env()
+        if not settings.database_url or not settings.redis_url:
+            urls = running_stack_urls(settings.data_dir)
+            if urls is not None:
+                settings = settings.with_urls(settings.database_url or urls[0], settings.redis_url or urls[1])
+        if settings.secret_key == DEV_SECRET_KEY:
+            kept = settings.data_dir / SECRET_KEY_FILE
+            if kept.is_file():
+                settings = replace(settings, secret_key=kept.read_text().strip())
+        return settings
 
     @property
     def embedded(self) -> bool:

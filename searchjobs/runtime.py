@@ -93,5 +93,5 @@ def get_runtime() -> Runtime:
     if _runtime is None:
         with _lock:
             if _runtime is None:
-                _runtime = Runtime.from_settings(Settings.from_env())
+                _runtime = Runtime.from_settings(Settings.for_process())
     return _runtime

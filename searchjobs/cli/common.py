@@ -19,18 +19,12 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def resolve_settings() -> Settings:
-    """Settings from the environment; without URLs, those of a running `searchjobs up` in the data dir."""
-    from searchjobs.embedded import running_stack_urls
-
-    settings = Settings.from_env()
-    if settings.database_url and settings.redis_url:
-        return settings
-    urls = running_stack_urls(settings.data_dir)
-    if urls is None:
+    """Settings.for_process, or a clear error when neither the environment nor a running `up` gives URLs."""
+    settings = Settings.for_process()
+    if not settings.database_url or not settings.redis_url:
         fail("DATABASE_URL and REDIS_URL are not set and no `searchjobs up` is running in "
              f"{settings.data_dir.resolve()} (set SEARCHJOBS_DATA_DIR, or the two URLs)")
-    database_url, redis_url = urls
-    return settings.with_urls(settings.database_url or database_url, settings.redis_url or redis_url)
+    return settings
 
 
 def open_runtime(settings: Settings | None = None):

@@ -17,7 +17,7 @@ import click
 
 from searchjobs.cli.catalog import DEMO_CATALOG_SIZE, load_demo_with_progress
 from searchjobs.cli.common import fail
-from searchjobs.config import Settings
+from searchjobs.config import SECRET_KEY_FILE, Settings
 
 CHILD_STOP_TIMEOUT = 30  # seconds `up` waits for its processes after Ctrl-C before killing them
 WEB_START_TIMEOUT = 60  # seconds the web gets to answer /healthz before `up` gives up
@@ -108,11 +108,13 @@ def _child_environment(data_dir: Path, stack, host: str, port: int) -> dict[str,
 
 
 def _secret_key(data_dir: Path) -> str:
-    """A random SECRET_KEY kept in the data dir, so result links survive restarts of `up`."""
-    path = data_dir / "secret_key"
+    """A random SECRET_KEY kept in the data dir, so result links survive restarts of `up` (and the
+    other process types find it: Settings.for_process)."""
+    from searchjobs.embedded.base import write_private
+
+    path = data_dir / SECRET_KEY_FILE
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
+        write_private(path, secrets.token_urlsafe(32))
     return path.read_text().strip()
 
 

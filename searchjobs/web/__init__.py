@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
     if settings is None and runtime is None:  # a real deployment (gunicorn): no placeholder secret
-        settings = Settings.from_env()
+        settings = Settings.for_process()
         settings.check_secret()
     settings = settings or runtime.settings
     app = Flask(__name__)

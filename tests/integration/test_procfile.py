@@ -142,3 +142,69 @@ def test_honcho_runs_the_procfile_and_stops_everything_on_sigterm(procfile_env, 
     from rq import Worker
 
     assert Worker.all(connection=runtime.redis) == []  # the RQ worker unregistered itself
+
+
+def readme_honcho_line() -> str:
+    """The honcho command of the README's Process types section, exactly as written there."""
+    lines = [line.strip() for line in (ROOT / "README.md").read_text().splitlines()
+             if line.strip().startswith("searchjobs db upgrade && honcho start")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_the_readmes_honcho_line_runs_next_to_a_running_up(servers, runtime, tmp_path):
+    """No URL and no SECRET_KEY in the environment: every process type finds them in the data folder of
+    the running instance (the session's embedded servers hold its lock and state file, as `up` does)."""
+    stack = servers[2]
+    if stack is None:
+        pytest.skip("the servers are external: no embedded instance to find")
+    (stack.data_dir / "secret_key").write_text("readme-honcho-test-secret-key-0123456789")
+    port = free_port()
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PUBLIC_BASE_URL")}
+    env.update({
+        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+        "SEARCHJOBS_DATA_DIR": str(stack.data_dir),
+        "PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "1", "SEARCHJOBS_LOG_FORMAT": "json",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+    })
+    (tmp_path / "metrics").mkdir()
+    log_path = tmp_path / "honcho.log"
+    with open(log_path, "wb") as log:
+        shell = subprocess.Popen(["bash", "-c", readme_honcho_line()], cwd=ROOT, env=env, stdout=log,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def healthy():
+            assert shell.poll() is None, log_path.read_text()[-3000:]
+            try:
+                return requests.get(f"{base}/readyz", timeout=1).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_for(healthy, 30, "the web process")
+        submitted = requests.post(f"{base}/api/search-jobs", data={"categories": "dress"}, timeout=10,
+                                  files={"image": ("photo.png", demo_image_bytes(1, "dress"), "image/png")})
+        assert submitted.status_code == 202, submitted.text
+        job_id = submitted.json()["job_id"]
+
+        def finished():
+            body = requests.get(f"{base}/api/search-jobs/{job_id}", timeout=5).json()
+            return body["status"] in ("completed", "failed") and body
+
+        assert wait_for(finished, 30, "the job to finish", interval=0.2)["status"] == "completed"
+        output = log_path.read_text()
+        started = set(re.findall(r"(\w+)\.\d+ started \(pid=\d+\)", output))
+        assert started == {"web", "worker", "scheduler"}, output[-3000:]
+        assert len(re.findall(r"worker\.\d+ started", output)) == 2
+        # the result link is signed with the instance's key: the page opens
+        assert requests.get(submitted.json()["result_url"].replace(
+            submitted.json()["result_url"].split("/r/")[0], base), timeout=5).status_code == 200
+    finally:
+        os.killpg(shell.pid, signal.SIGTERM)
+        try:
+            shell.wait(STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(shell.pid, signal.SIGKILL)
+            shell.wait()
+        (stack.data_dir / "secret_key").unlink(missing_ok=True)

@@ -26,7 +26,8 @@ PACKAGE = ROOT / "searchjobs"
 # __init__ is its own name ("intake"). Each module matches exactly one pattern.
 TIERS: list[tuple[str, list[str]]] = [
     ("leaves", ["__init__", "errors", "defaults", "logs", "metrics", "links"]),
-    ("settings", ["config", "embedded", "embedded.*"]),
+    ("servers", ["embedded", "embedded.*"]),
+    ("settings", ["config"]),
     ("plumbing", ["db", "db.*", "queue"]),
     ("migrations", ["migrations", "migrations.*"]),
     ("domain", ["jobs", "jobs.store", "jobs.cache",
