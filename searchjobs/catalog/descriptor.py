@@ -103,6 +103,15 @@ KMEANS_ROUNDS = 8
 SWATCH_MERGE = 12.0
 SWATCH_MIN_SHARE = 0.08
 _SWATCH_SCALE = np.array([0.5, 1.0, 1.0], dtype=np.float32)
+# Everyday colour words for swatches, with a typical sRGB of each (so a swatch is never colour alone).
+COLOUR_NAMES: dict[str, tuple[int, int, int]] = {
+    "black": (25, 25, 25), "white": (240, 240, 236), "light grey": (190, 190, 190), "grey": (128, 128, 128),
+    "dark grey": (70, 70, 72), "navy": (30, 40, 90), "blue": (40, 90, 200), "light blue": (130, 180, 230),
+    "teal": (20, 128, 128), "green": (40, 140, 60), "olive": (110, 110, 45), "beige": (215, 200, 160),
+    "tan": (190, 145, 90), "brown": (105, 65, 35), "burgundy": (120, 20, 45), "red": (205, 30, 40),
+    "pink": (240, 150, 185), "orange": (240, 130, 40), "yellow": (235, 200, 50), "purple": (105, 50, 145),
+    "lilac": (190, 160, 220),
+}
 
 # Spatial grid (per side) of the layout and gradient blocks.
 GRID = 4
@@ -143,7 +152,7 @@ class ImageDecodeError(SearchJobsError):
 @dataclass(frozen=True)
 class Analysis:
     vector: np.ndarray  # the descriptor, as describe() returns it
-    colours: list[dict]  # dominant colours of the isolated garment: [{"hex": "#rrggbb", "share": 0.62}, ...]
+    colours: list[dict]  # dominant colours of the garment: [{"hex": "#c81e28", "name": "red", "share": 0.62}, ...]
 
 
 def describe(image: Image.Image) -> np.ndarray:
@@ -193,7 +202,7 @@ def describe_many(images: Iterable[Image.Image]) -> np.ndarray:
 
 
 def dominant_colours(rgb: np.ndarray, weight: np.ndarray) -> list[dict]:
-    """Up to SWATCHES colours of the garment, biggest share first: {"hex": "#rrggbb", "share": 0..1}.
+    """Up to SWATCHES colours of the garment, biggest first: {"hex": "#rrggbb", "name": "red", "share": 0..1}.
 
     A small k-means in CIELAB with lightness weighted down (a fold's shadow is the same colour);
     clusters closer than SWATCH_MERGE are merged, and shares below SWATCH_MIN_SHARE dropped,
@@ -216,14 +225,24 @@ def dominant_colours(rgb: np.ndarray, weight: np.ndarray) -> list[dict]:
                 break
         else:
             merged.append(group)
-    swatches = []
+    swatches: list[dict] = []
     for group in sorted(merged, key=len, reverse=True):
         share = len(group) / len(lab)
-        if share < SWATCH_MIN_SHARE:
-            continue
-        r, g, b = (np.clip(pixels[group].mean(axis=0), 0, 1) * 255).round().astype(int)
-        swatches.append({"hex": f"#{r:02x}{g:02x}{b:02x}", "share": round(float(share), 2)})
+        mean = np.clip(pixels[group].mean(axis=0), 0, 1)
+        name = colour_name(mean)
+        same = next((w for w in swatches if w["name"] == name), None)
+        if same is not None:  # two shades of one word are one swatch to a reader
+            same["share"] = round(same["share"] + share, 2)
+        elif share >= SWATCH_MIN_SHARE:
+            r, g, b = (mean * 255).round().astype(int)
+            swatches.append({"hex": f"#{r:02x}{g:02x}{b:02x}", "name": name, "share": round(float(share), 2)})
     return swatches
+
+
+def colour_name(rgb: np.ndarray) -> str:
+    """The nearest of COLOUR_NAMES in CIELAB (lightness weighted down): a words-only label for a swatch."""
+    lab = _lab(np.asarray(rgb, dtype=np.float32).reshape(1, 1, 3))[0, 0] * _SWATCH_SCALE
+    return _NAMES[int(np.argmin(((_NAMED_LAB - lab) ** 2).sum(-1)))]
 
 
 def _kmeans(points: np.ndarray, k: int) -> np.ndarray:
@@ -475,6 +494,10 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     norm = float(np.linalg.norm(vector))
     return vector / norm if norm > 0 else vector
 
+
+# The colour words in the swatches' scaled Lab, computed once.
+_NAMES = list(COLOUR_NAMES)
+_NAMED_LAB = _lab(np.array([list(COLOUR_NAMES.values())], dtype=np.float32) / 255.0)[0] * _SWATCH_SCALE
 
 # Soft grid weights and per-cell pixel mass, computed once for WORK_SIZE.
 _CELL_WEIGHTS = _cell_weights(GRID, WORK_SIZE)
