@@ -56,6 +56,10 @@ from PIL import Image, ImageOps
 
 from searchjobs.errors import SearchJobsError
 
+# One thread: the images are tiny, the worker runs one job per core, and OpenCV's thread pool
+# is not safe to inherit across the fork of a forking worker.
+cv2.setNumThreads(1)
+
 # Identifies the maths below; stored alongside vectors as catalog_version.
 DESCRIPTOR_VERSION = "garment-v2"
 
