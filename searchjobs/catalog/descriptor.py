@@ -105,7 +105,7 @@ COLOUR_POWER = 0.75
 SWATCHES = 3
 KMEANS_ROUNDS = 8
 SWATCH_MERGE = 12.0
-SWATCH_MIN_SHARE = 0.08
+SWATCH_MIN_SHARE = 0.10
 _SWATCH_SCALE = np.array([0.5, 1.0, 1.0], dtype=np.float32)
 # Everyday colour words for swatches, with a typical sRGB of each (so a swatch is never colour alone).
 COLOUR_NAMES: dict[str, tuple[int, int, int]] = {
@@ -212,7 +212,8 @@ def dominant_colours(rgb: np.ndarray, weight: np.ndarray) -> list[dict]:
     clusters closer than SWATCH_MERGE are merged, and shares below SWATCH_MIN_SHARE dropped,
     so a plain garment gives one swatch and a striped one two.
     """
-    pixels = rgb[weight > 0.5]
+    # Only the garment's inside: its edge pixels are blended with the neutral backdrop.
+    pixels = rgb[weight > 0.9]
     if len(pixels) < SWATCHES:
         pixels = rgb.reshape(-1, 3)
     lab = _lab(pixels[None])[0] * _SWATCH_SCALE
