@@ -3,31 +3,41 @@
 One code path serves catalog images and query photos; cosine similarity between
 two descriptors (a dot product, since they are L2-normalised) is the search score.
 
-What it captures
-  * colour: a soft-binned HSV histogram of the object (hue x saturation x value for
-    colourful pixels, a grey ramp for colourless ones), with the plain backdrop of a
-    packshot down-weighted;
-  * coarse layout: the mean colour on a soft 4x4 grid (where the object is, and which
-    colour is where);
-  * shape and pattern: gradient-orientation histograms on a soft 4x4 grid
-    (silhouette outline, stripe/check direction, pattern density).
-  Histogram blocks are square-rooted (Hellinger) so cosine does not get dominated by
-  a single large bin; each block is normalised, weighted, and the whole vector is
-  L2-normalised.
+How it sees an image
+  1. isolate the garment: GrabCut (OpenCV) on a 64x64 downscale, started from "the
+     border is backdrop, the rest may be object"; its colour models separate a
+     garment from a plain packshot backdrop, a shaded or gradient wall or a busy room;
+  2. correct the light: per-channel gains that make the backdrop grey (grey world on
+     the backdrop, not on the garment), so a warm or cool cast moves less;
+  3. crop to the garment's bounding box, rescale to 64x64 and put it on a neutral
+     backdrop: position and size in the frame no longer matter, and the wall leaks
+     into no block.
+
+What it captures (on the isolated garment)
+  * colour: a soft-binned CIELAB histogram, fine in chroma (a, b), coarse in
+    lightness (4 steps), so uneven light and folds shift little weight;
+  * coarse layout: the mean colour on a soft 4x4 grid (which colour is where);
+  * shape: gradient-orientation histograms on a soft 4x4 grid (the outline);
+  * pattern: inside the garment only, at two scales, the orientation histogram
+    turned so its strongest bin comes first (stripes, checks, dots at any angle)
+    and a histogram of edge strength (plain fabric vs print).
+  Blocks are normalised, weighted (colour counts most: people search by colour
+  first) and the whole vector is L2-normalised.
+  ``analyse()`` also returns the dominant colours of the isolated garment (up to 3
+  swatches: hex + share), which the result page shows as "the colours we saw".
 
 What it is robust to
-  moderate crops (80-95% of each side kept), any resize, brightness changes of about
-  +-20%, JPEG compression, and small rotations (a few degrees), because everything is
-  computed on a fixed-size downscale with soft bins.
+  crops, any resize, brightness and white-balance changes, JPEG compression,
+  rotations of about 10 degrees, camera noise and blur; plain and busy backgrounds
+  as long as the garment stands out from them (bench/search_quality.py measures both
+  the near-copy recall and the colour/pattern precision on photo-like queries).
 
 What it does NOT do
   * it is not semantic: a red dress and a red scarf of similar shape can score close,
     which is why the product searches within one category at a time;
-  * it is not rotation- or flip-invariant beyond a few degrees (layout and gradient
-    blocks move), and not invariant to strong perspective changes;
-  * it is background-sensitive: the backdrop estimate only handles plain, roughly
-    uniform backgrounds; a busy photo background leaks into every block;
-  * it sees the image at 64x64, so texture finer than ~1/30 of the image (fine knit,
+  * a garment of the backdrop's own colour (a beige coat on a beige wall) can be cut
+    badly, and a strongly coloured wall biases the white balance;
+  * it sees the garment at 64x64, so texture finer than ~1/30 of it (fine knit,
     pinstripes), material, logos and text are invisible to it.
 
 Bump DESCRIPTOR_VERSION whenever any number below changes: stored vectors from
@@ -38,14 +48,20 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
+from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
 from searchjobs.errors import SearchJobsError
 
+# One thread: the images are tiny, the worker runs one job per core, and OpenCV's thread pool
+# is not safe to inherit across the fork of a forking worker.
+cv2.setNumThreads(1)
+
 # Identifies the maths below; stored alongside vectors as catalog_version.
-DESCRIPTOR_VERSION = "hsvgrid-v1"
+DESCRIPTOR_VERSION = "garment-v2"
 
 # Side of the square working image everything is computed on (pixels).
 WORK_SIZE = 64
@@ -57,20 +73,17 @@ REDUCING_GAP = 3.0
 # Background colour of images with transparency: alpha is flattened onto white.
 FLATTEN_BACKGROUND = (255, 255, 255)
 
-# Hue bins of the colour histogram (circular).
-HUE_BINS = 12
-# Saturation bins of the colour histogram.
-SAT_BINS = 2
-# Value (brightness) bins of the colour histogram; few, so +-20% brightness stays in-bin.
-VAL_BINS = 3
-# Bins of the grey ramp for colourless pixels.
-GREY_BINS = 8
-# Saturation at which a pixel counts as fully colourful (linear ramp from SAT_GREY).
-SAT_COLOUR = 0.30
-# Saturation below which a pixel counts as fully grey.
-SAT_GREY = 0.10
-# Below this value (darkness) hue is noise, so pixels are treated as grey.
-VAL_DARK = 0.12
+# GrabCut: pixels this close to the border start as background, everything inside as probable object.
+GRABCUT_MARGIN = 2
+GRABCUT_ITERATIONS = 3
+# Below this share of the image the "object" is noise: describe the whole image instead.
+MIN_OBJECT_SHARE = 0.03
+# The backdrop the isolated garment is put on for the layout and gradient blocks (RGB 0..1).
+NEUTRAL = np.array([0.96, 0.96, 0.96], dtype=np.float32)
+
+# White balance from the backdrop: how far towards grey (0 = off, 1 = fully), and the largest gain.
+WB_STRENGTH = 1.0
+WB_MAX_GAIN = 1.3
 
 # Pixels within this max-channel distance (0..1) of the border colour count as backdrop.
 BACKDROP_NEAR = 0.04
@@ -79,21 +92,51 @@ BACKDROP_FAR = 0.14
 # Weight kept by backdrop pixels, so an all-backdrop image still has a histogram.
 BACKDROP_FLOOR = 0.05
 
+# CIELAB colour histogram: bins per axis and the range each spans (values outside go to the edge bins).
+L_BINS, A_BINS, B_BINS = 4, 4, 5
+LAB_L = (0.0, 100.0)
+LAB_A = (-50.0, 70.0)
+LAB_B = (-60.0, 70.0)
+# Histogram bins are raised to this power: between Hellinger (0.5) and plain shares (1).
+COLOUR_POWER = 0.75
+
+# Dominant colours: at most this many swatches, k-means rounds, merge distance (scaled Lab units),
+# smallest share shown, and the Lab axis scale (lightness counts half, as in the colour block).
+SWATCHES = 3
+KMEANS_ROUNDS = 8
+SWATCH_MERGE = 12.0
+SWATCH_MIN_SHARE = 0.10
+_SWATCH_SCALE = np.array([0.5, 1.0, 1.0], dtype=np.float32)
+# Everyday colour words for swatches, with a typical sRGB of each (so a swatch is never colour alone).
+COLOUR_NAMES: dict[str, tuple[int, int, int]] = {
+    "black": (25, 25, 25), "white": (240, 240, 236), "light grey": (190, 190, 190), "grey": (128, 128, 128),
+    "dark grey": (70, 70, 72), "navy": (30, 40, 90), "blue": (40, 90, 200), "light blue": (130, 180, 230),
+    "teal": (20, 128, 128), "green": (40, 140, 60), "olive": (110, 110, 45), "beige": (215, 200, 160),
+    "tan": (190, 145, 90), "brown": (105, 65, 35), "burgundy": (120, 20, 45), "red": (205, 30, 40),
+    "pink": (240, 150, 185), "orange": (240, 130, 40), "yellow": (235, 200, 50), "purple": (105, 50, 145),
+    "lilac": (190, 160, 220),
+}
+
 # Spatial grid (per side) of the layout and gradient blocks.
 GRID = 4
 # Gradient orientation bins over 0..180 degrees (unsigned: edge direction, not polarity).
-ORIENT_BINS = 8
+ORIENT_BINS = 6
+# Bins of the pattern block's edge-strength histogram (log scale, see ENERGY_RANGE).
+ENERGY_BINS = 10
+ENERGY_RANGE = (-5.0, 0.0)  # natural log of the gradient magnitude (0..1 colour units per 2 pixels)
 
 # Block weights (relative contribution to the cosine).
-WEIGHT_COLOUR = 1.0
+WEIGHT_COLOUR = 2.0
 WEIGHT_LAYOUT = 0.6
 WEIGHT_GRADIENT = 1.25
+WEIGHT_PATTERN = 1.5
 
-COLOUR_DIM = HUE_BINS * SAT_BINS * VAL_BINS + GREY_BINS
+COLOUR_DIM = L_BINS * A_BINS * B_BINS
 LAYOUT_DIM = GRID * GRID * 3
 GRADIENT_DIM = GRID * GRID * ORIENT_BINS
-# Length of every descriptor: 80 + 48 + 128 = 256, the vector(256) column of migration 0002.
-DESCRIPTOR_DIM = COLOUR_DIM + LAYOUT_DIM + GRADIENT_DIM
+PATTERN_DIM = 2 * (ORIENT_BINS + ENERGY_BINS)
+# Length of every descriptor: 80 + 48 + 96 + 32 = 256, the vector(256) column of migration 0002.
+DESCRIPTOR_DIM = COLOUR_DIM + LAYOUT_DIM + GRADIENT_DIM + PATTERN_DIM
 
 # Opponent-colour transform (RGB -> brightness, red-green, yellow-blue), rows orthonormal.
 _OPPONENT = np.array(
@@ -110,15 +153,29 @@ class ImageDecodeError(SearchJobsError):
     code = "image_unreadable"  # same code as intake's decode failures
 
 
+@dataclass(frozen=True)
+class Analysis:
+    vector: np.ndarray  # the descriptor, as describe() returns it
+    colours: list[dict]  # dominant colours of the garment: [{"hex": "#c81e28", "name": "red", "share": 0.62}, ...]
+
+
 def describe(image: Image.Image) -> np.ndarray:
     """Descriptor of one image: float32, shape (DESCRIPTOR_DIM,), unit L2 norm."""
-    rgb = _working_rgb(image)
-    hsv = _rgb_to_hsv(rgb)
-    weight = _object_weight(rgb)
+    return _vector(*isolate(image))
+
+
+def analyse(image: Image.Image) -> Analysis:
+    """The descriptor and the garment's dominant colours, from one isolation (the query path)."""
+    rgb, weight = isolate(image)
+    return Analysis(_vector(rgb, weight), dominant_colours(rgb, weight))
+
+
+def _vector(rgb: np.ndarray, weight: np.ndarray) -> np.ndarray:
     blocks = (
-        (WEIGHT_COLOUR, _colour_block(hsv, weight)),
+        (WEIGHT_COLOUR, _colour_block(rgb, weight)),
         (WEIGHT_LAYOUT, _layout_block(rgb)),
         (WEIGHT_GRADIENT, _gradient_block(rgb)),
+        (WEIGHT_PATTERN, _pattern_block(rgb, weight)),
     )
     parts = [w * _unit(b) for w, b in blocks]
     return _unit(np.concatenate(parts)).astype(np.float32)
@@ -148,13 +205,122 @@ def describe_many(images: Iterable[Image.Image]) -> np.ndarray:
     return np.stack(rows)
 
 
+def dominant_colours(rgb: np.ndarray, weight: np.ndarray) -> list[dict]:
+    """Up to SWATCHES colours of the garment, biggest first: {"hex": "#rrggbb", "name": "red", "share": 0..1}.
+
+    A small k-means in CIELAB with lightness weighted down (a fold's shadow is the same colour);
+    clusters closer than SWATCH_MERGE are merged, and shares below SWATCH_MIN_SHARE dropped,
+    so a plain garment gives one swatch and a striped one two.
+    """
+    # Only the garment's inside: its edge pixels are blended with the neutral backdrop.
+    pixels = rgb[weight > 0.9]
+    if len(pixels) < SWATCHES:
+        pixels = rgb.reshape(-1, 3)
+    lab = _lab(pixels[None])[0] * _SWATCH_SCALE
+    centres = _kmeans(lab, SWATCHES)
+    labels = np.argmin(((lab[:, None] - centres[None]) ** 2).sum(-1), axis=1)
+    groups = [np.flatnonzero(labels == k) for k in range(len(centres))]
+    groups = sorted((g for g in groups if len(g)), key=len, reverse=True)
+    merged: list[np.ndarray] = []
+    for group in groups:
+        centre = lab[group].mean(axis=0)
+        for i, kept in enumerate(merged):
+            if np.linalg.norm(lab[kept].mean(axis=0) - centre) < SWATCH_MERGE:
+                merged[i] = np.concatenate([kept, group])
+                break
+        else:
+            merged.append(group)
+    swatches: list[dict] = []
+    for group in sorted(merged, key=len, reverse=True):
+        share = len(group) / len(lab)
+        mean = np.clip(pixels[group].mean(axis=0), 0, 1)
+        name = colour_name(mean)
+        same = next((w for w in swatches if w["name"] == name), None)
+        if same is not None:  # two shades of one word are one swatch to a reader
+            same["share"] = round(same["share"] + share, 2)
+        elif share >= SWATCH_MIN_SHARE:
+            r, g, b = (mean * 255).round().astype(int)
+            swatches.append({"hex": f"#{r:02x}{g:02x}{b:02x}", "name": name, "share": round(float(share), 2)})
+    return swatches
+
+
+def colour_name(rgb: np.ndarray) -> str:
+    """The nearest of COLOUR_NAMES in CIELAB (lightness weighted down): a words-only label for a swatch."""
+    lab = _lab(np.asarray(rgb, dtype=np.float32).reshape(1, 1, 3))[0, 0] * _SWATCH_SCALE
+    return _NAMES[int(np.argmin(((_NAMED_LAB - lab) ** 2).sum(-1)))]
+
+
+def _kmeans(points: np.ndarray, k: int) -> np.ndarray:
+    """Deterministic k-means: farthest-point start from the median, then KMEANS_ROUNDS updates."""
+    centres = [np.median(points, axis=0)]
+    for _ in range(1, k):
+        dist = np.min([((points - c) ** 2).sum(-1) for c in centres], axis=0)
+        centres.append(points[int(dist.argmax())])
+    centres = np.array(centres)
+    for _ in range(KMEANS_ROUNDS):
+        labels = np.argmin(((points[:, None] - centres[None]) ** 2).sum(-1), axis=1)
+        for j in range(k):
+            members = points[labels == j]
+            if len(members):
+                centres[j] = members.mean(axis=0)
+    return centres
+
+
 # ---------------------------------------------------------------------------
 # Pre-processing
 # ---------------------------------------------------------------------------
 
 
-def _working_rgb(image: Image.Image) -> np.ndarray:
-    """Flatten alpha onto white, convert to RGB, downscale to WORK_SIZE square; floats in 0..1."""
+def isolate(image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+    """The garment alone: (WORK_SIZE square RGB of its bounding box on a neutral backdrop, its mask)."""
+    flat = _flat_rgb(image)
+    small = np.asarray(flat.resize((WORK_SIZE, WORK_SIZE), RESAMPLE, reducing_gap=REDUCING_GAP))
+    mask = _grabcut(small)
+    if mask is None:
+        rgb = small.astype(np.float32) / 255.0
+        return rgb, _object_weight(rgb)
+    ys, xs = np.nonzero(mask)
+    sx, sy = flat.width / WORK_SIZE, flat.height / WORK_SIZE
+    box = (xs.min() * sx, ys.min() * sy, (xs.max() + 1) * sx, (ys.max() + 1) * sy)
+    crop = flat.resize((WORK_SIZE, WORK_SIZE), RESAMPLE, box=box, reducing_gap=REDUCING_GAP)
+    rgb = np.clip(np.asarray(crop, dtype=np.float32) / 255.0 * _white_balance(small, mask), 0.0, 1.0)
+    cut = Image.fromarray((mask * 255).astype(np.uint8))
+    weight = np.asarray(cut.resize((WORK_SIZE, WORK_SIZE), Image.Resampling.BILINEAR,
+                                   box=(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)), dtype=np.float32) / 255.0
+    rgb = rgb * weight[..., None] + NEUTRAL * (1.0 - weight[..., None])
+    return rgb.astype(np.float32), weight.astype(np.float32)
+
+
+def _white_balance(small: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-channel gains that make the backdrop grey (grey world on the backdrop), at WB_STRENGTH."""
+    backdrop = small[mask < 0.5].astype(np.float32)
+    if len(backdrop) < 16:
+        return np.ones(3, dtype=np.float32)
+    mean = np.maximum(backdrop.mean(axis=0), 1.0)
+    gains = (mean.mean() / mean) ** WB_STRENGTH
+    return np.clip(gains, 1 / WB_MAX_GAIN, WB_MAX_GAIN).astype(np.float32)
+
+
+def _grabcut(small: np.ndarray) -> np.ndarray | None:
+    """Foreground mask (0/1) of a WORK_SIZE RGB uint8 image, or None when no plausible object was found."""
+    mask = np.zeros(small.shape[:2], np.uint8)
+    background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    m = GRABCUT_MARGIN
+    cv2.setRNGSeed(0)  # GrabCut seeds its GMMs with k-means: the same image must give the same mask
+    try:
+        cv2.grabCut(np.ascontiguousarray(small[..., ::-1]), mask, (m, m, WORK_SIZE - 2 * m, WORK_SIZE - 2 * m),
+                    background, foreground, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_RECT)
+    except cv2.error:  # a flat image: no colour model can be fitted
+        return None
+    fg = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.float32)
+    share = float(fg.mean())
+    if share < MIN_OBJECT_SHARE:
+        return None
+    return fg
+
+
+def _flat_rgb(image: Image.Image) -> Image.Image:
+    """Flatten alpha onto white and convert to 8-bit RGB."""
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -170,20 +336,7 @@ def _working_rgb(image: Image.Image) -> np.ndarray:
         image = Image.fromarray(scaled.astype(np.uint8))
     if image.mode != "RGB":
         image = image.convert("RGB")
-    small = image.resize((WORK_SIZE, WORK_SIZE), RESAMPLE, reducing_gap=REDUCING_GAP)
-    return np.asarray(small, dtype=np.float32) / 255.0
-
-
-def _rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
-    """HSV with all channels in 0..1 (hue as a fraction of a turn)."""
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    v = rgb.max(axis=-1)
-    c = v - rgb.min(axis=-1)
-    s = np.where(v > 0, c / np.maximum(v, 1e-6), 0.0)
-    safe_c = np.maximum(c, 1e-6)
-    h = np.where(v == r, (g - b) / safe_c, np.where(v == g, 2.0 + (b - r) / safe_c, 4.0 + (r - g) / safe_c))
-    h = np.where(c > 0, (h / 6.0) % 1.0, 0.0)
-    return np.stack([h, s, v], axis=-1)
+    return image
 
 
 def _object_weight(rgb: np.ndarray) -> np.ndarray:
@@ -248,16 +401,19 @@ def _soft_histogram(axes: list[tuple[np.ndarray, int, bool]], weight: np.ndarray
 # ---------------------------------------------------------------------------
 
 
-def _colour_block(hsv: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
-    # How colourful each pixel is; the rest of its weight goes to the grey ramp.
-    chroma = np.clip((s - SAT_GREY) / (SAT_COLOUR - SAT_GREY), 0.0, 1.0) * np.clip(v / VAL_DARK - 1.0, 0.0, 1.0)
-    # Saturation and value are rescaled over the range where hue is meaningful.
-    s_pos = np.clip((s - SAT_GREY) / (1.0 - SAT_GREY), 0.0, 1.0)
-    colourful = _soft_histogram([(h, HUE_BINS, True), (s_pos, SAT_BINS, False), (v, VAL_BINS, False)], weight * chroma)
-    grey = _soft_histogram([(v, GREY_BINS, False)], weight * (1.0 - chroma))
-    hist = np.concatenate([colourful, grey])
-    return np.sqrt(hist / max(hist.sum(), 1e-12))
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    """CIELAB of sRGB floats in 0..1: L in 0..100, a and b roughly -100..100."""
+    return cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.float32), cv2.COLOR_RGB2Lab)
+
+
+def _colour_block(rgb: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Soft L x a x b histogram of the garment: chroma in fine steps, lightness in coarse ones."""
+    lab = _lab(rgb)
+    axes = [(np.clip((lab[..., 0] - LAB_L[0]) / (LAB_L[1] - LAB_L[0]), 0, 1), L_BINS, False),
+            (np.clip((lab[..., 1] - LAB_A[0]) / (LAB_A[1] - LAB_A[0]), 0, 1), A_BINS, False),
+            (np.clip((lab[..., 2] - LAB_B[0]) / (LAB_B[1] - LAB_B[0]), 0, 1), B_BINS, False)]
+    hist = _soft_histogram(axes, weight)
+    return (hist / max(hist.sum(), 1e-12)) ** COLOUR_POWER
 
 
 def _layout_block(rgb: np.ndarray) -> np.ndarray:
@@ -272,6 +428,21 @@ def _layout_block(rgb: np.ndarray) -> np.ndarray:
 
 def _gradient_block(rgb: np.ndarray) -> np.ndarray:
     """Magnitude-weighted gradient orientations on a soft grid (a tiny HOG)."""
+    magnitude, orientation = _gradients(rgb)
+    magnitude, orientation = magnitude.ravel(), orientation.ravel()
+    lower, upper, frac = _soft_axis(orientation, ORIENT_BINS, circular=True)
+    # One plane per orientation bin; a pixel's two bins always differ, so plain assignment is safe.
+    planes = np.zeros((ORIENT_BINS, magnitude.size), dtype=np.float32)
+    pixels = np.arange(magnitude.size)
+    planes[lower, pixels] = magnitude * (1.0 - frac)
+    planes[upper, pixels] = magnitude * frac
+    planes = planes.reshape(ORIENT_BINS, WORK_SIZE, WORK_SIZE)
+    hist = np.moveaxis(_CELL_WEIGHTS @ planes @ _CELL_WEIGHTS.T, 0, -1).ravel()
+    return np.sqrt(hist / max(float(hist.sum()), 1e-12))
+
+
+def _gradients(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel: the strongest of the grey and opponent-colour gradients, as (magnitude, orientation 0..1)."""
     grey = rgb @ _LUMA
     # Colour edges of equal brightness (red stripes on green) would vanish in grey,
     # so take, per pixel, the strongest of the grey and opponent-colour gradients.
@@ -284,17 +455,33 @@ def _gradient_block(rgb: np.ndarray) -> np.ndarray:
     best = energy.argmax(axis=0)[None]
     gy = np.take_along_axis(gy, best, axis=0)[0]
     gx = np.take_along_axis(gx, best, axis=0)[0]
-    magnitude = np.sqrt(np.take_along_axis(energy, best, axis=0)[0]).ravel()
-    orientation = ((np.arctan2(gy, gx) / np.pi) % 1.0).ravel()
-    lower, upper, frac = _soft_axis(orientation, ORIENT_BINS, circular=True)
-    # One plane per orientation bin; a pixel's two bins always differ, so plain assignment is safe.
-    planes = np.zeros((ORIENT_BINS, magnitude.size), dtype=np.float32)
-    pixels = np.arange(magnitude.size)
-    planes[lower, pixels] = magnitude * (1.0 - frac)
-    planes[upper, pixels] = magnitude * frac
-    planes = planes.reshape(ORIENT_BINS, WORK_SIZE, WORK_SIZE)
-    hist = np.moveaxis(_CELL_WEIGHTS @ planes @ _CELL_WEIGHTS.T, 0, -1).ravel()
-    return np.sqrt(hist / max(float(hist.sum()), 1e-12))
+    magnitude = np.sqrt(np.take_along_axis(energy, best, axis=0)[0])
+    return magnitude, (np.arctan2(gy, gx) / np.pi) % 1.0
+
+
+def _pattern_block(rgb: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """What the fabric's surface looks like, wherever it is and however it is turned.
+
+    Inside the garment only (the silhouette's outline is the gradient block's job), at two scales:
+    the orientation histogram turned so its strongest bin comes first (one peak: stripes; two a
+    quarter-turn apart: checks; flat: dots or print), and a histogram of edge strength (plain fabric
+    has only faint edges, a print many strong ones).
+    """
+    inside = cv2.erode((weight > 0.9).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(np.float32)
+    parts = []
+    for image, mask in ((rgb, inside), (cv2.resize(rgb, (WORK_SIZE // 2, WORK_SIZE // 2), interpolation=cv2.INTER_AREA),
+                                          cv2.resize(inside, (WORK_SIZE // 2, WORK_SIZE // 2), interpolation=cv2.INTER_AREA))):
+        magnitude, orientation = _gradients(image)
+        keep = (mask > 0.99).astype(np.float32)
+        if keep.sum() < 4:
+            parts.append(np.zeros(ORIENT_BINS + ENERGY_BINS))
+            continue
+        orient = _soft_histogram([(orientation, ORIENT_BINS, True)], magnitude * keep)
+        orient = np.roll(orient, -int(orient.argmax())) / max(float(orient.sum()), 1e-12)
+        level = np.clip((np.log(magnitude + 1e-3) - ENERGY_RANGE[0]) / (ENERGY_RANGE[1] - ENERGY_RANGE[0]), 0, 1)
+        energy = _soft_histogram([(level, ENERGY_BINS, False)], keep)
+        parts.append(np.concatenate([np.sqrt(orient), np.sqrt(energy / energy.sum())]))
+    return np.concatenate(parts)
 
 
 def _cell_weights(cells: int, size: int) -> np.ndarray:
@@ -312,6 +499,10 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     norm = float(np.linalg.norm(vector))
     return vector / norm if norm > 0 else vector
 
+
+# The colour words in the swatches' scaled Lab, computed once.
+_NAMES = list(COLOUR_NAMES)
+_NAMED_LAB = _lab(np.array([list(COLOUR_NAMES.values())], dtype=np.float32) / 255.0)[0] * _SWATCH_SCALE
 
 # Soft grid weights and per-cell pixel mass, computed once for WORK_SIZE.
 _CELL_WEIGHTS = _cell_weights(GRID, WORK_SIZE)

@@ -71,7 +71,8 @@ def execute(runtime: Runtime, job: JobAttempt) -> None:
     image = load_query_image(runtime, job.row)
     job.step(15, "image_loaded", {"width": image.width, "height": image.height})
 
-    vector = descriptor.describe(image)
+    analysis = descriptor.analyse(image)
+    vector = analysis.vector
     job.step(30, "features", {"descriptor": descriptor.DESCRIPTOR_VERSION})
 
     backend = runtime.search_backend
@@ -88,6 +89,8 @@ def execute(runtime: Runtime, job: JobAttempt) -> None:
         "categories": results,
         "catalog_version": backend.catalog_version(),
         "took_ms": round((time.perf_counter() - started) * 1000, 1),
+        # the garment's dominant colours as the descriptor saw them, so people can tell why these items came back
+        "query_colours": analysis.colours,
     }
     job.step(95, "ranked", {"items": sum(len(h) for h in results.values())})
     job.complete(document, sms_body(runtime, job.row))

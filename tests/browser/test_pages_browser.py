@@ -106,6 +106,16 @@ def test_result_page_on_a_phone(live_server, new_page, photo):
         assert re.fullmatch(r"€\d+\.\d\d", card.locator(".product-price").inner_text())
         assert re.fullmatch(r"\d{1,3}% match", card.locator(".product-score").inner_text())
         assert card.locator(".badge").inner_text() == "Demo catalog"
+    # the colours the search saw: words beside each chip, the chip painted by its SVG fill (allowed by the CSP)
+    swatches = phone.locator(".swatch")
+    assert 1 <= swatches.count() <= 3
+    for index in range(swatches.count()):
+        swatch = swatches.nth(index)
+        assert swatch.locator(".swatch-name").inner_text().strip()
+        assert re.fullmatch(r"\d{1,3}%", swatch.locator(".swatch-share").inner_text())
+        rect = swatch.locator("rect")
+        red, green, blue = (int(rect.get_attribute("fill")[i:i + 2], 16) for i in (1, 3, 5))
+        assert phone.evaluate("r => getComputedStyle(r).fill", rect.element_handle()) == f"rgb({red}, {green}, {blue})"
     # two cards side by side, nothing wider than the screen
     first, second = cards.nth(0).bounding_box(), cards.nth(1).bounding_box()
     assert first["y"] == second["y"] and first["width"] < 195 and second["x"] + second["width"] <= 390

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -156,3 +157,82 @@ def test_undecodable_bytes_raise_a_project_error():
         descriptor.describe_bytes(b"not an image at all")
     assert isinstance(info.value, SearchJobsError)
     assert info.value.code == "image_unreadable"
+
+
+# ---------------------------------------------------------------------------
+# Isolating the garment and the colours it reports (garment-v2)
+# ---------------------------------------------------------------------------
+
+
+def garment_on_wall(garment=(200, 30, 40), wall=(150, 150, 146), size=(300, 400), light=False) -> Image.Image:
+    """A plain garment shape on a wall, optionally under a light falloff from left to right."""
+    from PIL import ImageDraw
+
+    image = Image.new("RGB", size, wall)
+    w, h = size
+    ImageDraw.Draw(image).polygon([(w * 0.38, h * 0.2), (w * 0.62, h * 0.2), (w * 0.75, h * 0.8), (w * 0.25, h * 0.8)],
+                                  fill=garment)
+    if light:
+        ramp = np.linspace(0.7, 1.1, w, dtype=np.float32)[None, :, None]
+        image = Image.fromarray(np.clip(np.asarray(image, dtype=np.float32) * ramp, 0, 255).astype(np.uint8))
+    return image
+
+
+def test_isolate_cuts_the_garment_out_of_the_wall():
+    rgb, weight = descriptor.isolate(garment_on_wall())
+    assert rgb.shape == (descriptor.WORK_SIZE, descriptor.WORK_SIZE, 3) and weight.shape == rgb.shape[:2]
+    # Cropped to the garment: it fills the frame's middle, the corners (outside the trapezoid) are backdrop.
+    middle = weight[24:40, 24:40]
+    assert middle.min() > 0.9
+    assert weight[:6, :6].mean() < 0.1 and weight[:6, -6:].mean() < 0.1
+    # The backdrop the blocks see is the neutral one, not the wall's grey.
+    assert np.allclose(rgb[2, 2], descriptor.NEUTRAL, atol=0.02)
+
+
+def test_a_red_garment_on_a_grey_wall_reports_red_first():
+    analysis = descriptor.analyse(garment_on_wall(light=True))
+    first = analysis.colours[0]
+    assert first["name"] == "red" and first["share"] >= 0.7
+    r, g, b = (int(first["hex"][i:i + 2], 16) for i in (1, 3, 5))
+    assert r > 120 and g < 70 and b < 80
+    # The wall's grey is not among the garment's colours, and the vector is the one describe() gives.
+    assert all(c["name"] not in ("grey", "light grey") for c in analysis.colours)
+    assert np.array_equal(analysis.vector, descriptor.describe(garment_on_wall(light=True)))
+
+
+def test_swatches_are_valid_sorted_and_named():
+    image = np.asarray(garment_on_wall(garment=(30, 40, 90)), dtype=np.uint8).copy()
+    garment = (image == (30, 40, 90)).all(axis=-1)
+    rows = (np.arange(image.shape[0]) // 10 % 3 == 0)[:, None]
+    image[garment & rows] = (240, 240, 236)  # white stripes over a third of a navy garment
+    swatches = descriptor.analyse(Image.fromarray(image)).colours
+    assert 1 <= len(swatches) <= descriptor.SWATCHES
+    assert [s["share"] for s in swatches] == sorted((s["share"] for s in swatches), reverse=True)
+    assert all(re.fullmatch(r"#[0-9a-f]{6}", s["hex"]) and s["name"] in descriptor.COLOUR_NAMES for s in swatches)
+    assert swatches[0]["name"] == "navy" and swatches[1]["name"] in ("white", "light grey")
+    assert 0.25 <= swatches[1]["share"] <= 0.45
+
+
+def test_the_wall_colour_does_not_decide_the_match():
+    # The same red garment on a beige and on a grey wall stays closer to a red packshot than to a khaki one.
+    red, khaki = descriptor.describe(solid("red")), descriptor.describe(solid("khaki"))
+    for wall in ((196, 186, 166), (150, 150, 146)):
+        query = descriptor.describe(garment_on_wall(wall=wall, light=True))
+        assert float(query @ red) > float(query @ khaki) + 0.1, wall
+
+
+def test_white_balance_pulls_a_tinted_backdrop_towards_grey():
+    # A grey garment on a light grey wall, photographed under a warm (tungsten-like) cast.
+    neutral = np.asarray(garment_on_wall(garment=(110, 110, 110), wall=(190, 190, 190)), dtype=np.float32)
+    warm = Image.fromarray(np.clip(neutral * np.array([1.15, 1.0, 0.82]), 0, 255).astype(np.uint8))
+    rgb, weight = descriptor.isolate(warm)
+    # The garment comes out nearly neutral again once the backdrop is made grey.
+    garment = rgb[weight > 0.95]
+    spread = garment.mean(axis=0).max() - garment.mean(axis=0).min()
+    assert spread < 0.04
+
+
+def test_isolation_is_deterministic():
+    image = garment_on_wall(light=True)
+    first, second = descriptor.isolate(image), descriptor.isolate(image)
+    assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
