@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+import requests
 
 from searchjobs import defaults
+from searchjobs.embedded import free_port
 from searchjobs.intake import MAX_IMAGE_BYTES
-from tests.conftest import demo_image_bytes
+from tests.conftest import TEST_SECRET, demo_image_bytes, wait_for
 
 SUBMIT = "/api/search-jobs"
 BOUNDARY = "first-hour"
@@ -143,3 +151,66 @@ def test_every_url_the_api_hands_out_is_absolute_on_public_base_url(client, runt
     finished = client.post(f"{job_url}/cancel").get_json()["error"]["job"]
     assert finished["status_url"] == job_url
     assert json.dumps(finished).count("/api/") == 1
+
+
+@pytest.fixture
+def gunicorn(settings, runtime, tmp_path):
+    """The web process as the Procfile runs it (gthread, keep-alive): its base URL."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+           "SECRET_KEY": TEST_SECRET, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "HOST": "127.0.0.1",
+           "PORT": str(port), "WEB_CONCURRENCY": "1", "SEARCHJOBS_ACCESS_LOG": "off",
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    (tmp_path / "metrics").mkdir()
+    with open(tmp_path / "gunicorn.log", "wb") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "python:searchjobs.web.gunicorn_conf"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    base = f"http://127.0.0.1:{port}"
+
+    def serving():
+        try:
+            return requests.get(f"{base}/healthz", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_for(serving, 30, "gunicorn")
+        yield base
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+def big_multipart_file(tmp_path, size: int) -> Path:
+    path = tmp_path / "big.png"
+    with open(path, "wb") as out:
+        out.truncate(size)
+    return path
+
+
+@pytest.mark.slow
+def test_gunicorn_answers_a_30_mb_upload_with_image_too_large_and_keeps_serving(gunicorn, tmp_path):
+    size = 30 * 1048576
+    photo = big_multipart_file(tmp_path, size)
+    # curl, as a user would try it: it stops sending once the answer comes
+    started = time.monotonic()
+    done = subprocess.run(["curl", "-sS", "-o", str(tmp_path / "answer.json"), "-w", "%{http_code} %{size_upload}",
+                           "-F", "categories=dress", "-F", f"image=@{photo};type=image/png",
+                           f"{gunicorn}{SUBMIT}"], capture_output=True, text=True, timeout=60)
+    took = time.monotonic() - started
+    status, uploaded = done.stdout.split()
+    error = json.loads((tmp_path / "answer.json").read_text())["error"]
+    print(f"curl: {status} after {took:.2f} s, {int(float(uploaded))} of {size} bytes sent; {done.stderr.strip()}")
+    assert status == "413" and error["code"] == "image_too_large" and error["field"] == "image"
+    assert error["limit_bytes"] == MAX_IMAGE_BYTES and error["size_bytes"] > size
+    assert float(uploaded) < size
+
+    # requests sends the whole body before it reads; it still gets the answer, not a reset
+    with requests.Session() as session, open(photo, "rb") as image:
+        started = time.monotonic()
+        answer = session.post(f"{gunicorn}{SUBMIT}", files={"image": ("big.png", image, "image/png")},
+                              data={"categories": "dress"}, timeout=60)
+        print(f"requests: {answer.status_code} after {time.monotonic() - started:.2f} s")
+        assert answer.status_code == 413 and answer.json()["error"]["code"] == "image_too_large"
+        # and the same session goes on working (a new connection if the server closed the last one)
+        assert session.get(f"{gunicorn}/healthz", timeout=10).status_code == 200
