@@ -92,9 +92,7 @@ def validate_image_bytes(
     """
     data = bytes(data)
     if len(data) > limits.max_bytes:
-        raise ImageError(
-            f"image is {len(data)} bytes, the limit is {limits.max_bytes}", code="image_too_large"
-        )
+        raise ImageError(too_large_message(len(data), limits.max_bytes), code="image_too_large")
     if not data:
         raise ImageError("image is empty", code="image_unreadable")
 
@@ -125,6 +123,20 @@ def validate_image_bytes(
         height=height,
         sha256=hashlib.sha256(data).hexdigest(),
     )
+
+
+def too_large_message(size: int | None, limit: int) -> str:
+    """"the image is 12478054 bytes (11.9 MB); the limit is 10485760 bytes (10 MB)": both units, as people
+    read MB (1 MB = 1048576 bytes, as the submit page counts) and programs read bytes. `size` None: the
+    size is not known (a body cut off once past the limit)."""
+    limit_text = f"the limit is {limit} bytes ({_megabytes(limit)})"
+    if size is None:
+        return f"the image is too large; {limit_text}"
+    return f"the image is {size} bytes ({_megabytes(size)}); {limit_text}"
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1048576:.1f}".removesuffix(".0") + " MB"
 
 
 def open_image(validated: ValidatedImage) -> Image.Image:

@@ -39,6 +39,11 @@ def normalize(phone_number: str, country_code: str | None = None) -> str:
     try:
         parsed = phonenumbers.parse(phone_number, region)
     except NumberParseException as exc:
+        if region is None and exc.error_type == NumberParseException.INVALID_COUNTRY_CODE \
+                and not phone_number.strip().startswith("+"):
+            # a national number ("06 12 34 56 78") is fine once its country is known
+            raise InvalidPhoneNumber("This number has no country code: choose its country, or start it with + "
+                                     "and the country code.", code="phone_country_required") from exc
         # the library's message is safe (no digits), but ours is stable for API clients
         raise InvalidPhoneNumber("The phone number is not valid.") from exc
 

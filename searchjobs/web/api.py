@@ -41,10 +41,16 @@ def _one_value_per_query_parameter():
             raise ApiError(400, "bad_request", f"the query parameter {repeated[0][:40]} is given more than once")
 
 
+def public_url(endpoint: str, **values) -> str:
+    """An absolute URL of this service, on PUBLIC_BASE_URL as the result links are: every URL the API hands
+    out is absolute, whatever host the request came in by."""
+    return runtime().settings.public_base_url.rstrip("/") + url_for(endpoint, **values)
+
+
 def present(view: dict, *, with_results: bool) -> dict:
     """A job as a caller sees it: never the phone number; results only for those entitled to them."""
     body = {name: view.get(name) for name in PUBLIC_FIELDS}
-    body["status_url"] = url_for("api.get_job", job_id=view["job_id"], _external=False)
+    body["status_url"] = public_url("api.get_job", job_id=view["job_id"])
     if with_results and view["status"] == "completed":
         body["results"] = view.get("results")
     return body

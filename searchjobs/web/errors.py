@@ -98,6 +98,10 @@ def init_app(app: Flask) -> None:
         status = exc.code or 500
         code = HTTP_CODES.get(status, "http_error")
         message = exc.description if status < 500 else "internal error"
+        cap = request.max_content_length
+        if status == 413 and cap and (request.content_length is None or request.content_length > cap):
+            # werkzeug's text names no limit
+            message = f"the request body is larger than {request.max_content_length} bytes"
         headers = {}
         if status == 405 and getattr(exc, "valid_methods", None):
             headers["Allow"] = ", ".join(exc.valid_methods)

@@ -48,7 +48,8 @@ ERROR_CODES = {
     "invalid_field": "A field has the wrong type or holds a NUL byte (`field` names it).",
     "field_too_long": "A text field or a category name is too long.",
     "unsupported_media_type": "The body is neither multipart/form-data nor application/json.",
-    "payload_too_large": f"The body is larger than {defaults.MAX_CONTENT_LENGTH} bytes.",
+    "payload_too_large": f"The body is larger than {defaults.MAX_CONTENT_LENGTH} bytes (a multipart submit that "
+                         "large gets image_too_large), or a form's text field is too large to read.",
     "method_not_allowed": "The path exists but not with this method.",
     "not_found": "No such job, result link, image or path (or not visible to this caller).",
     # submissions
@@ -57,7 +58,9 @@ ERROR_CODES = {
     "unknown_category": "A category is not in the catalog (see GET /api/categories).",
     "image_required": "Neither an image file nor an image_url was given, or the file is empty.",
     "image_conflict": "Both an image file and an image_url were given.",
-    "image_too_large": f"The image is larger than {MAX_IMAGE_BYTES} bytes.",
+    "image_too_large": f"The image is larger than {MAX_IMAGE_BYTES} bytes, or a multipart submit's body is "
+                       f"larger than {defaults.MAX_CONTENT_LENGTH} (refused unread). `limit_bytes` is the limit, "
+                       "`size_bytes` the image's (or that body's) size.",
     "image_unsupported_type": "The image is in a format other than JPEG, PNG, WebP or GIF.",
     "image_unreadable": "The file is not an image, or it is damaged.",
     "image_dimensions_too_large": "The image has too many pixels (its header is checked before decoding).",
@@ -65,6 +68,8 @@ ERROR_CODES = {
     "image_url_forbidden": "The image_url points at a loopback, private or metadata address.",
     "invalid_phone_number": "The phone number is not valid or cannot receive SMS, or country_code is not a "
                             "region or calling code (`field` says which).",
+    "phone_country_required": "The phone number is in national form (no leading + and country code) and "
+                              "country_code is not given.",
     "invalid_idempotency_key": f"The Idempotency-Key header is not 1-{MAX_IDEMPOTENCY_KEY} printable ASCII "
                                "characters.",
     "idempotency_key_reused": "The Idempotency-Key was used earlier for a different request (409).",
@@ -248,7 +253,7 @@ PATHS = {
                     "resultEvents": {"operationId": "resultEvents", "parameters": {"token": TOKEN}},
                     "resultPage": {"operationId": "resultPage", "parameters": {"token": TOKEN}},
                 }, headers={
-                    "Location": {"description": "The job's status URL.", "required": True,
+                    "Location": {"description": "The job's status URL (`status_url`, absolute).", "required": True,
                                  "schema": {"type": "string"}},
                     "Idempotent-Replayed": {"description": "`true` when an Idempotency-Key replay returned an "
                                                            "earlier job.", "schema": {"type": "string"}},

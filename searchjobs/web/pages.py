@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
+import phonenumbers
 from flask import Blueprint, render_template
+from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 from searchjobs import defaults
 from searchjobs.catalog import store as catalog
@@ -45,6 +47,18 @@ COUNTRIES = (
     ("52", "Mexico (+52)"),
     ("81", "Japan (+81)"),
 )
+
+
+
+def example_mobile(calling_code: str) -> str:
+    """A mobile number of that country as its people write it ("06 12 34 56 78" for 33): the form's hint."""
+    region = phonenumbers.region_code_for_country_code(int(calling_code))
+    return phonenumbers.format_number(phonenumbers.example_number_for_type(region, PhoneNumberType.MOBILE),
+                                      PhoneNumberFormat.NATIONAL)
+
+
+# (calling code, name, example mobile number) for the form's country list
+COUNTRY_OPTIONS = tuple((code, name, example_mobile(code)) for code, name in COUNTRIES)
 
 # The stages of jobs.search in words (searched:<category> is handled in stage_text).
 STAGE_WORDS = {
@@ -111,7 +125,7 @@ def submit_page():
     return render_template(
         "submit.html",
         categories=_categories(),
-        countries=COUNTRIES,
+        countries=COUNTRY_OPTIONS,
         max_categories=defaults.MAX_CATEGORIES,
         max_image_bytes=MAX_IMAGE_BYTES,
         image_types=",".join(sorted(ALLOWED_CONTENT_TYPES)),

@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -113,6 +114,11 @@ COUNTRY_FIELD = {
     "default": None, "json_schema_extra": {"enum": COUNTRY_CODES},
     "description": "For a number in national form: a region (FR) or its calling code (33, +33).",
 }
+# In JSON a calling code may also be a number (33), as a form's "33" is: it is read as that string.
+CallingCode = Annotated[int, AfterValidator(str),
+                        WithJsonSchema({"type": "integer", "enum": [int(code) for code in CALLING_CODES]})]
+CountryText = Annotated[Text, WithJsonSchema({"type": "string", "maxLength": MAX_FIELD_LENGTH,
+                                              "enum": COUNTRY_CODES})]
 
 
 class SubmitFields(RequestModel):
@@ -121,7 +127,9 @@ class SubmitFields(RequestModel):
         description=f"1 to {defaults.MAX_CATEGORIES} catalog categories (GET /api/categories). An entry may "
                     "also hold several, comma-separated; case and spaces around names do not matter.")
     phone_number: Text | None = Field(**PHONE_FIELD)
-    country_code: Text | None = Field(**{**COUNTRY_FIELD, "json_schema_extra": {"enum": [*COUNTRY_CODES, None]}})
+    country_code: CountryText | CallingCode | None = Field(
+        None, description="For a number in national form: a region (FR) or its calling code (33, +33, or the "
+                          "number 33).")
 
     @field_validator("categories")
     @classmethod
@@ -153,7 +161,9 @@ class SubmitFields(RequestModel):
         try:
             self.phone_number, self.country_code = normalize(phone, country), country
         except InvalidPhoneNumber as exc:
-            raise PydanticCustomError("invalid_phone_number", exc.message, {"field": "phone_number"}) from exc
+            # a national number without a country is the caller's missing country, not a bad number
+            field = "country_code" if exc.code == "phone_country_required" else "phone_number"
+            raise PydanticCustomError(exc.code, exc.message, {"field": field}) from exc
         return self
 
 
@@ -261,12 +271,13 @@ class Job(BaseModel):
     updated_at: datetime
     started_at: NullableTime = None
     finished_at: NullableTime = None
-    status_url: str
+    status_url: str = Field(json_schema_extra={"format": "uri"},
+                            description="This job's absolute URL (on PUBLIC_BASE_URL): GET it for the status.")
     results: Results | None = None
 
 
 class SubmittedJob(Job):
-    result_url: str = Field(description="The result page link (the one sent by SMS). Keep it: it is the only "
+    result_url: str = Field(json_schema_extra={"format": "uri"}, description="The result page link (the one sent by SMS). Keep it: it is the only "
                                         "way to the results without an API key.")
     result_token: str = Field(pattern=r"^[A-Za-z0-9_-]{43}$",
                               description="The token of the result link (its last part): GET /api/results/{token}.")
@@ -343,6 +354,9 @@ class ErrorDetail(BaseModel):
     code: str = Field(description="Stable and machine-readable; `x-descriptions` says what each means.")
     message: str = Field(description="For people; may change.")
     field: str | None = Field(None, description="The request field at fault, if one is.")
+    size_bytes: int | None = Field(None, description="image_too_large: the image's size in bytes (or the whole "
+                                                     "body's, when it was refused without being read).")
+    limit_bytes: int | None = Field(None, description="image_too_large: the largest image accepted, in bytes.")
     job: Job | None = Field(None, description="The job as it is now (409 answers).")
 
 

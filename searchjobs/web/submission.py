@@ -8,14 +8,19 @@ raised before any row is written.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from dataclasses import dataclass
 
 import pydantic
 from flask import Request
+from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from searchjobs import intake
 from searchjobs.errors import ValidationError
+from searchjobs.intake.image import too_large_message
+from searchjobs.web.errors import ApiError
 from searchjobs.web.schemas import (
     MAX_CATEGORY_LENGTH,
     MAX_FIELD_LENGTH,
@@ -30,8 +35,8 @@ __all__ = ["MAX_FIELD_LENGTH", "MAX_IDEMPOTENCY_KEY", "Submission", "parse_idemp
 # Codes that are not 400: well formed, but not acceptable (422), or an image too big / of the wrong type.
 CODE_STATUS = {
     "too_many_categories": 422, "unknown_category": 422, "image_url_invalid": 422, "image_url_forbidden": 422,
-    "invalid_phone_number": 422, "image_unreadable": 422, "image_dimensions_too_large": 422,
-    "image_too_large": 413, "image_unsupported_type": 415,
+    "invalid_phone_number": 422, "phone_country_required": 422, "image_unreadable": 422,
+    "image_dimensions_too_large": 422, "image_too_large": 413, "image_unsupported_type": 415,
 }
 # The codes schemas.py's validators raise as their error type.
 OWN_CODES = frozenset({"categories_required", "field_too_long", "image_conflict", "image_required",
@@ -83,11 +88,32 @@ def read_json_body(request: Request) -> dict:
     return body
 
 
-def read_form_body(request: Request) -> dict:
+def image_too_large(size: int | None, limit: int) -> ApiError:
+    """413 image_too_large, with the sizes as numbers; `size` is None when a chunked body went past the
+    limit (it is not read to the end, so its size is never known)."""
+    sizes = {"limit_bytes": limit} if size is None else {"size_bytes": size, "limit_bytes": limit}
+    return ApiError(413, "image_too_large", too_large_message(size, limit), field="image", **sizes)
+
+
+def refuse_oversized_body(request: Request, limits: intake.IntakeLimits) -> None:
+    """A multipart body declared larger than the app takes is an image too large: say so from the headers
+    alone, before any of the body is read (the server drains or closes the connection after the answer)."""
+    declared, cap = request.content_length, request.max_content_length
+    if request.mimetype == "multipart/form-data" and declared is not None and cap is not None and declared > cap:
+        raise image_too_large(declared, limits.max_bytes)
+
+
+def read_form_body(request: Request, limits: intake.IntakeLimits) -> dict:
     """The multipart fields as the model's input: a list for categories, the file for the image. An empty
     image_url counts as absent: a browser sends every field of its form."""
     if not request.mimetype_params.get("boundary"):
         raise ValidationError("multipart/form-data needs a boundary parameter", code="malformed_multipart")
+    try:
+        request.form  # noqa: B018 - parses the body, files included
+    except RequestEntityTooLarge:
+        if request.content_length is None:  # a chunked body went past MAX_CONTENT_LENGTH while read
+            raise image_too_large(None, limits.max_bytes) from None
+        raise  # a text field past MAX_FORM_MEMORY_SIZE: the generic 413
     if not request.form and not request.files and request.content_length:
         # werkzeug drops what it cannot parse: a body with no readable part is broken, not empty
         raise ValidationError("the multipart body could not be read (broken body or wrong boundary)",
@@ -122,6 +148,15 @@ def _first_error(exc: pydantic.ValidationError) -> ValidationError:
     return ValidationError(message, code=code, status=CODE_STATUS.get(code, 400), field=field)
 
 
+def _upload_size(upload: FileStorage) -> int:
+    """The uploaded file's size in bytes. Werkzeug has already spooled the part to memory or a temporary
+    file (within MAX_CONTENT_LENGTH), so seeking to its end reads nothing."""
+    stream = upload.stream
+    size = stream.seek(0, io.SEEK_END)
+    stream.seek(0)
+    return size
+
+
 def validate(model: type[SubmitFields], body: dict, known_categories: set[str],
              limits: intake.IntakeLimits) -> SubmitFields:
     try:
@@ -145,11 +180,16 @@ def parse_submission(request: Request, known_categories: set[str], limits: intak
         return Submission(model.categories, None, model.image_url, model.phone_number, model.country_code,
                           idempotency_key)
     if request.mimetype == "multipart/form-data":
-        fields = read_form_body(request)
+        refuse_oversized_body(request, limits)
+        fields = read_form_body(request, limits)
         upload = fields.get("image")
-        if upload is not None and not isinstance(upload, str):
-            fields["image"] = upload.read(limits.max_bytes + 1)
+        size = None
+        if isinstance(upload, FileStorage):
+            size = _upload_size(upload)
+            fields["image"] = upload.read(limits.max_bytes + 1)  # enough to tell "too large", no more
         model = validate(SubmitMultipart, fields, known_categories, limits)
+        if size is not None and size > limits.max_bytes:
+            raise image_too_large(size, limits.max_bytes)  # its real size, not the bytes read
         image = _check_upload(model.image, upload.mimetype, limits) if model.image is not None else None
         return Submission(model.categories, image, model.image_url, model.phone_number, model.country_code,
                           idempotency_key)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -12,7 +11,6 @@ from tests.conftest import demo_image_bytes
 
 pytestmark = pytest.mark.browser
 
-DOCS_SCREENSHOT = Path(__file__).resolve().parent.parent.parent / "docs" / "result-page.png"
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
 
 # Reports every value the progress bar takes, on every page load (the page itself has no test hooks).
@@ -122,11 +120,6 @@ def test_result_page_on_a_phone(live_server, new_page, photo):
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390
     assert problems == []
 
-    if os.environ.get("SEARCHJOBS_UPDATE_SCREENSHOTS"):  # refresh the README's picture on request only
-        phone.evaluate("window.scrollTo(0, 0)")
-        DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
-        phone.screenshot(path=str(DOCS_SCREENSHOT))
-
 
 def test_inline_errors_from_the_page_and_from_the_api(live_server, new_page, photo):
     page = new_page()
@@ -146,4 +139,63 @@ def test_inline_errors_from_the_page_and_from_the_api(live_server, new_page, pho
     error.wait_for()
     assert "mobile" in error.inner_text()
     assert page.locator("#phone_number").get_attribute("aria-invalid") == "true"
+    assert "/r/" not in page.url
+
+
+def test_the_phone_hint_follows_the_chosen_country(live_server, new_page):
+    page = new_page()
+    problems = watch_console(page)
+    page.goto(live_server.url + "/")
+    hint = page.locator("#phone-example")
+    assert hint.inner_text() == "Choose the country of your number, or type it with + and its country code."
+    page.get_by_label("Country").select_option("33")
+    assert hint.inner_text() == "For example 06 12 34 56 78."
+    assert page.get_by_label("Mobile number").get_attribute("placeholder") == "06 12 34 56 78"
+    page.get_by_label("Country").select_option("44")
+    assert hint.inner_text() == "For example 07400 123456."
+    # a number the page cannot read is answered with the chosen country's example
+    page.get_by_label("Country").select_option("49")
+    page.get_by_label("Mobile number").fill("call me")
+    page.get_by_role("button", name="Find similar clothes").click()
+    assert page.locator("#phone_number-error").inner_text() == "Enter a mobile number using digits, for example 01512 3456789."
+    # typing again clears it
+    page.get_by_label("Mobile number").fill("01512 3456789")
+    assert page.locator("#phone_number-error").is_hidden()
+    assert problems == []
+
+
+def test_an_error_goes_away_once_it_is_fixed(live_server, new_page, photo):
+    page = new_page()
+    page.goto(live_server.url + "/")
+    page.set_input_files("#photo", str(photo))
+    page.get_by_label("Mobile number").fill("06 12 34 56 78")
+    page.get_by_role("button", name="Find similar clothes").click()
+    categories_error, country_error = page.locator("#categories-error"), page.locator("#country_code-error")
+    assert categories_error.inner_text() == "Pick at least one category."
+    assert country_error.inner_text().startswith("Choose the country of this number")
+    page.get_by_label("Dress").check()
+    assert categories_error.is_hidden()
+    page.get_by_label("Country").select_option("33")
+    assert country_error.is_hidden() and page.locator("#country_code").get_attribute("aria-invalid") is None
+
+
+def test_a_photo_over_the_limit_is_refused_with_its_size(live_server, new_page, tmp_path):
+    """The page's own check, and the server's answer when the page's limit is not the server's (a page served
+    before the limit changed): both say how large the photo is and what the limit is."""
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * (int(11.9 * 1048576) - 8))
+    page = new_page()
+    page.goto(live_server.url + "/")
+    page.set_input_files("#photo", str(big))
+    page.get_by_label("Dress").check()
+    page.get_by_role("button", name="Find similar clothes").click()
+    error = page.locator("#image-error")
+    assert error.inner_text() == "This photo is 11.9 MB; the limit is 10 MB."
+
+    page.locator("#search-form").evaluate("form => { form.dataset.maxBytes = String(50 * 1048576); }")
+    with page.expect_response(lambda r: r.url.endswith("/api/search-jobs")) as answer:
+        page.get_by_role("button", name="Find similar clothes").click()
+    assert answer.value.status == 413
+    page.wait_for_function("() => document.getElementById('image-error').textContent.includes('the limit')")
+    assert error.inner_text() == "This photo is 11.9 MB; the limit is 10 MB."
     assert "/r/" not in page.url

@@ -34,7 +34,7 @@ def test_submit_commits_pending_row_and_created_event(client, runtime):
     assert response.status_code == 202
     body = response.get_json()
     assert body["status"] == "pending" and body["progress"] == 0
-    assert response.headers["Location"] == body["status_url"] == f"/api/search-jobs/{body['job_id']}"
+    assert response.headers["Location"] == body["status_url"] == f"http://testserver/api/search-jobs/{body['job_id']}"
     assert len(body["job_id"]) >= 22  # >= 128 random bits, URL-safe
     token = body["result_url"].rsplit("/r/", 1)[1]
     assert body["result_url"] == f"http://testserver/r/{token}"

@@ -167,7 +167,7 @@ SUBMISSIONS = {
     # phone numbers
     "letters for a phone number": (json_body(phone_number="call me maybe"), 422, "invalid_phone_number"),
     "too short a phone number": (json_body(phone_number="+1 555"), 422, "invalid_phone_number"),
-    "national number without a country": (json_body(phone_number="06 12 34 56 78"), 422, "invalid_phone_number"),
+    "national number without a country": (json_body(phone_number="06 12 34 56 78"), 422, "phone_country_required"),
     # Idempotency-Key
     "empty Idempotency-Key": ({**json_body(), "headers": {"Idempotency-Key": ""}}, 400, "invalid_idempotency_key"),
     "overlong Idempotency-Key": ({**json_body(), "headers": {"Idempotency-Key": "k" * 201}}, 400,

@@ -128,6 +128,15 @@ def test_validate_rejects_too_many_bytes():
         validate_image_bytes(PNG, limits=IntakeLimits(max_bytes=len(PNG) - 1))
     assert info.value.code == "image_too_large"
     validate_image_bytes(PNG, limits=IntakeLimits(max_bytes=len(PNG)))  # exactly at the cap is fine
+    assert info.value.message.startswith(f"the image is {len(PNG)} bytes")
+
+
+def test_the_size_message_gives_bytes_and_megabytes():
+    from searchjobs.intake.image import too_large_message
+
+    assert too_large_message(12_478_054, 10 * 1048576) == ("the image is 12478054 bytes (11.9 MB); the limit is "
+                                                           "10485760 bytes (10 MB)")
+    assert too_large_message(None, 10 * 1048576) == "the image is too large; the limit is 10485760 bytes (10 MB)"
 
 
 def test_validate_rejects_huge_dimensions_from_header():

@@ -31,7 +31,6 @@ def test_normalize_valid(raw, country, expected):
     [
         ("", "33"),
         ("   ", "33"),
-        ("06 12 34 56 78", None),  # national form without a country
         ("07 12 34 56 78", "33"),  # not an allocated French range
         ("12345", "33"),
         ("not a number", "33"),
@@ -47,6 +46,14 @@ def test_normalize_invalid(raw, country):
         normalize(raw, country)
     assert info.value.code == "invalid_phone_number"
     assert isinstance(info.value, SearchJobsError)
+
+
+@pytest.mark.parametrize("raw", ["06 12 34 56 78", "0033 6 12 34 56 78", "612345678"])
+def test_a_national_number_without_a_country_asks_for_the_country(raw):
+    with pytest.raises(InvalidPhoneNumber) as info:
+        normalize(raw, None)
+    assert info.value.code == "phone_country_required"
+    assert "country" in info.value.message
 
 
 @pytest.mark.parametrize(

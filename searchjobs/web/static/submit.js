@@ -6,7 +6,6 @@
   const form = document.getElementById("search-form");
   if (!form) return;
   const maxCategories = Number(form.dataset.maxCategories);
-  const maxBytes = Number(form.dataset.maxBytes);
   const imageTypes = form.dataset.imageTypes.split(",");
   const camera = document.getElementById("camera");
   const photo = document.getElementById("photo");
@@ -15,6 +14,10 @@
   const submitButton = document.getElementById("submit");
   const submitStatus = document.getElementById("submit-status");
   const formError = document.getElementById("form-error");
+  const country = document.getElementById("country_code");
+  const phoneInput = document.getElementById("phone_number");
+  const phoneExample = document.getElementById("phone-example");
+  const noCountryHint = phoneExample.textContent; // the server's text for "no country chosen"
   let chosen = null; // the last photo taken or chosen
 
   // API field names -> the element that shows the message and the control to focus
@@ -44,15 +47,39 @@
     }
   }
 
+  // Hide one field's message (once what it said is fixed) and unmark its control.
+  function clearError(field) {
+    const target = FIELDS[field];
+    const box = document.getElementById(target.error);
+    box.hidden = true;
+    box.textContent = "";
+    const control = target.control();
+    if (control) control.removeAttribute("aria-invalid");
+  }
+
   function clearErrors() {
     formError.hidden = true;
     formError.textContent = "";
-    for (const field of Object.values(FIELDS)) {
-      const box = document.getElementById(field.error);
-      box.hidden = true;
-      box.textContent = "";
-    }
+    for (const field of Object.keys(FIELDS)) clearError(field);
     for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+  }
+
+  // "11.9 MB" (1 MB = 1048576 bytes, as the server counts)
+  function megabytes(bytes) {
+    return (bytes / 1048576).toFixed(1).replace(/\.0$/, "") + " MB";
+  }
+
+  // The example number of the chosen country, or null when none is chosen.
+  function exampleNumber() {
+    const option = country.selectedOptions[0];
+    return (option && option.dataset.example) || null;
+  }
+
+  // The hint under the number follows the country: its own example, as its people write it.
+  function showExample() {
+    const example = exampleNumber();
+    phoneExample.textContent = example ? "For example " + example + "." : noCountryHint;
+    phoneInput.placeholder = example || "";
   }
 
   function choose(input) {
@@ -63,39 +90,61 @@
     if (preview.src) URL.revokeObjectURL(preview.src);
     preview.src = URL.createObjectURL(file);
     preview.hidden = false;
-    const box = document.getElementById("image-error");
-    box.hidden = true;
+    clearError("image");
   }
   camera.addEventListener("change", () => choose(camera));
   photo.addEventListener("change", () => choose(photo));
 
   // Checks the API would make anyway, answered without a round trip. Returns [field, message] pairs.
   function check() {
+    const maxBytes = Number(form.dataset.maxBytes); // read each time: the page states the limit it was served with
     const problems = [];
     if (!chosen) {
       problems.push(["image", "Take or choose a photo first."]);
     } else if (chosen.type && !imageTypes.includes(chosen.type)) {
       problems.push(["image", "This file type is not supported; use a JPEG, PNG, WebP or GIF photo."]);
     } else if (chosen.size > maxBytes) {
-      problems.push(["image", "This photo is too large; the limit is " + Math.round(maxBytes / 1048576) + " MB."]);
+      problems.push(["image", "This photo is " + megabytes(chosen.size) + "; the limit is " + megabytes(maxBytes) + "."]);
     } else if (chosen.size === 0) {
       problems.push(["image", "This file is empty."]);
     }
-    const picked = form.querySelectorAll("input[name=categories]:checked");
-    if (picked.length === 0) problems.push(["categories", "Pick at least one category."]);
-    if (picked.length > maxCategories) problems.push(["categories", "Pick at most " + maxCategories + " categories."]);
-    const phone = document.getElementById("phone_number").value.trim();
-    const country = document.getElementById("country_code").value;
-    if (phone) {
-      const digits = phone.replace(/\D/g, "");
-      if (!/^[+\d][\d\s().\-]*$/.test(phone) || digits.length < 6 || digits.length > 15) {
-        problems.push(["phone_number", "Enter a mobile number using digits, for example 07700 900123."]);
-      } else if (!phone.startsWith("+") && !country) {
-        problems.push(["country_code", "Choose the country of this number, or start it with + and the country code."]);
-      }
-    }
+    const categories = categoriesProblem();
+    if (categories) problems.push(["categories", categories]);
+    problems.push(...phoneProblems());
     return problems;
   }
+
+  function categoriesProblem() {
+    const picked = form.querySelectorAll("input[name=categories]:checked").length;
+    if (picked === 0) return "Pick at least one category.";
+    if (picked > maxCategories) return "Pick at most " + maxCategories + " categories.";
+    return null;
+  }
+
+  function phoneProblems() {
+    const phone = phoneInput.value.trim();
+    if (!phone) return [];
+    const digits = phone.replace(/\D/g, "");
+    if (!/^[+\d][\d\s().\-]*$/.test(phone) || digits.length < 6 || digits.length > 15) {
+      const example = exampleNumber();
+      return [["phone_number", "Enter a mobile number using digits" + (example ? ", for example " + example : "") + "."]];
+    }
+    if (!phone.startsWith("+") && !country.value) {
+      return [["country_code", "Choose the country of this number, or start it with + and the country code."]];
+    }
+    return [];
+  }
+
+  // A message goes away as soon as what it asked for is done (not only at the next submit).
+  form.addEventListener("change", (event) => {
+    if (event.target.name === "categories" && !categoriesProblem()) clearError("categories");
+  });
+  country.addEventListener("change", () => {
+    showExample();
+    if (country.value) clearError("country_code");
+  });
+  phoneInput.addEventListener("input", () => clearError("phone_number"));
+  showExample(); // a country the browser kept from an earlier visit
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -108,11 +157,10 @@
     const body = new FormData();
     body.append("image", chosen, chosen.name || "photo");
     for (const box of form.querySelectorAll("input[name=categories]:checked")) body.append("categories", box.value);
-    const phone = document.getElementById("phone_number").value.trim();
+    const phone = phoneInput.value.trim();
     if (phone) {
       body.append("phone_number", phone);
-      const country = document.getElementById("country_code").value;
-      if (country) body.append("country_code", country);
+      if (country.value) body.append("country_code", country.value);
     }
     submitButton.disabled = true;
     submitStatus.textContent = "Sending your photo…";
@@ -127,7 +175,10 @@
       }
       const error = (data && data.error) || {};
       if (response.status === 413) {
-        showError("image", "This photo is too large.");
+        // our image_too_large says how large the photo is; a proxy's 413 may say nothing
+        const sizes = error.size_bytes ? "This photo is " + megabytes(error.size_bytes) + "; " : "This photo is too large; ";
+        const limit = error.limit_bytes || Number(form.dataset.maxBytes);
+        showError("image", sizes + "the limit is " + megabytes(limit) + ".");
       } else if (response.status >= 500) {
         showError(null, "The service is busy or unavailable. Please try again in a moment.");
       } else {
