@@ -246,10 +246,18 @@ class Hit(BaseModel):
     image_url: str | None = None
 
 
+class QueryColour(BaseModel):
+    hex: str = Field(pattern=r"^#[0-9a-f]{6}$")
+    name: str = Field(description="An everyday colour word for it.")
+    share: float = Field(ge=0, le=1, description="Part of the garment in this colour.")
+
+
 class Results(BaseModel):
     categories: dict[str, list[Hit]] | None = Field(None, description="Best matches per category, best first.")
     catalog_version: str | None = None
     took_ms: float | None = None
+    query_colours: list[QueryColour] | None = Field(
+        None, max_length=3, description="The dominant colours the search saw in the photo's garment, biggest first.")
 
 
 class Job(BaseModel):
