@@ -23,7 +23,8 @@ from schemathesis.specs.openapi.checks import (
 
 from searchjobs import clients
 from searchjobs.web import schemas
-from searchjobs.web.openapi import DOCUMENT, ERROR_CODES, UNDOCUMENTED_ENDPOINTS
+from searchjobs.web.error_codes import ERROR_CODES
+from searchjobs.web.openapi import DOCUMENT, UNDOCUMENTED_ENDPOINTS
 from searchjobs.web.schemas import CURSOR_PATTERN, FEED_CURSOR_PATTERN
 from tests.conftest import demo_image_bytes
 

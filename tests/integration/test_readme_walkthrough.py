@@ -29,7 +29,7 @@ import requests
 from searchjobs.embedded import free_port
 from tests.conftest import demo_image_bytes, server_folder
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL_TIMEOUT = 600  # seconds for pip (wheels come from the local cache when they are there)
