@@ -28,7 +28,12 @@ def main(log_format: str | None) -> None:
     """searchjobs: durable visual-search jobs (Postgres is the truth; Redis a queue and a cache)."""
     from searchjobs import logs
 
-    logs.configure(log_format or os.environ.get("SEARCHJOBS_LOG_FORMAT", "auto"))
+    if log_format:  # the processes this command starts (gunicorn, `up`'s children) log the same way
+        os.environ["SEARCHJOBS_LOG_FORMAT"] = log_format
+    try:
+        logs.configure(os.environ.get("SEARCHJOBS_LOG_FORMAT") or "auto")
+    except ValueError as exc:
+        fail(f"SEARCHJOBS_LOG_FORMAT: {exc}")
 
 
 for command in (up.up, env.env, processes.web, processes.worker, processes.scheduler, db.db, catalog.catalog,

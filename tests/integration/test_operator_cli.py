@@ -113,3 +113,9 @@ def test_cleanup_and_keys_report_what_they_did(cli, runtime):
     assert revoked.returncode == 0 and "revoked" in revoked.stdout
     again = cli("keys", "revoke", "ops-test")
     assert again.returncode == 1 and "no active key" in again.stderr
+
+
+def test_a_bad_log_format_is_a_usage_error_not_a_traceback(cli):
+    result = cli("status", SEARCHJOBS_LOG_FORMAT="xml")
+    assert result.returncode == 2
+    assert "SEARCHJOBS_LOG_FORMAT" in result.stderr and "Traceback" not in result.stderr

@@ -26,8 +26,9 @@ pytestmark = pytest.mark.slow
 TEXT_LINE = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) +[\w.]+: ")
 
 
-def run_gunicorn(settings, tmp_path, log_format: str) -> tuple[list[str], dict]:
-    """Start gunicorn with the Procfile's settings, make three requests, stop it; its stderr lines."""
+def run_gunicorn(settings, tmp_path, log_format: str, command: list[str] | None = None) -> tuple[list[str], dict]:
+    """Start gunicorn with the Procfile's settings (or `command`), make three requests, stop it; its
+    stderr lines."""
     port = free_port()
     env = {
         **os.environ,
@@ -42,8 +43,9 @@ def run_gunicorn(settings, tmp_path, log_format: str) -> tuple[list[str], dict]:
     }
     stderr_path = tmp_path / f"gunicorn-{log_format}.log"
     with open(stderr_path, "wb") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "python:searchjobs.web.gunicorn_conf"],
-                                env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        command = [part.replace("{port}", str(port)) for part in command] if command else [
+            sys.executable, "-m", "gunicorn", "--config", "python:searchjobs.web.gunicorn_conf"]
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
     base = f"http://127.0.0.1:{port}"
     try:
         def serving():
@@ -97,3 +99,11 @@ def test_gunicorn_lines_are_text_when_asked(servers, settings, runtime, tmp_path
     assert any(" searchjobs.service: job submitted " in line and seen["answer"]["job_id"] in line for line in lines)
     assert any(" gunicorn.access: POST /api/search-jobs 202 " in line for line in lines)
     assert seen["token"] not in "\n".join(lines)
+
+
+def test_searchjobs_log_format_reaches_the_gunicorn_it_starts(servers, settings, runtime, tmp_path):
+    """`searchjobs --log-format text web` with SEARCHJOBS_LOG_FORMAT=json: the flag wins, in gunicorn too."""
+    lines, seen = run_gunicorn(settings, tmp_path, "json", [sys.executable, "-m", "searchjobs", "--log-format",
+                                                            "text", "web", "--host", "127.0.0.1", "--port", "{port}"])
+    assert lines and all(TEXT_LINE.match(line) for line in lines), [x for x in lines if not TEXT_LINE.match(x)][:3]
+    assert any(" gunicorn.access: POST /api/search-jobs 202 " in line for line in lines)
