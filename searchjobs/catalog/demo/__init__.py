@@ -19,13 +19,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image
 
 from searchjobs.catalog.demo.drawing import PALETTE, DemoCatalogError, pick_secondary, render_item_image
 from searchjobs.catalog.demo.garments import IMAGE_SIZE, STYLES
 
 __all__ = [
     "CATEGORY_NAMING", "CURRENCY", "DEMO_CATEGORIES", "DEMO_LABEL", "IMAGE_SIZE", "PALETTE", "PATTERN_WORDS",
-    "PRICE_RANGES", "SKU_PREFIX", "DemoCatalogError", "DemoItem", "generate_items", "render_item_image",
+    "PRICE_RANGES", "SKU_PREFIX", "DemoCatalogError", "DemoItem", "generate_items", "item_and_image",
+    "render_item_image",
 ]
 
 # The ten demo categories, lower case; items are assigned round-robin over them.
@@ -106,10 +108,12 @@ def generate_items(size: int, seed: int = 0) -> Iterator[DemoItem]:
     if size < 0:
         raise DemoCatalogError(f"size must be >= 0, got {size}")
     for index in range(size):
-        yield _make_item(index, seed)
+        yield item_and_image(index, seed)[0]
 
 
-def _make_item(index: int, seed: int) -> DemoItem:
+def item_and_image(index: int, seed: int = 0) -> tuple[DemoItem, Image.Image]:
+    """Item ``index`` of the catalog of ``seed``, and its image before PNG encoding (describing it
+    spares decoding the PNG: the encoding is lossless)."""
     # One independent stream per item keeps items stable regardless of `size`.
     rng = np.random.default_rng([seed, index])
     category = DEMO_CATEGORIES[index % len(DEMO_CATEGORIES)]
@@ -135,7 +139,7 @@ def _make_item(index: int, seed: int) -> DemoItem:
         "style": style.lower(),
         "demo": True,
     }
-    return DemoItem(
+    item = DemoItem(
         sku=f"{SKU_PREFIX}-{code}-{index:06d}",
         name=name,
         category=category,
@@ -144,6 +148,7 @@ def _make_item(index: int, seed: int) -> DemoItem:
         image_png=buf.getvalue(),
         attributes=attributes,
     )
+    return item, image
 
 
 def _price(category: str, rng: np.random.Generator) -> decimal.Decimal:
