@@ -47,16 +47,18 @@ def up(port: int, host: str, worker_count: int, demo_size: int) -> None:
         env = _child_environment(data_dir, stack, host, port)
         _empty_metrics_dir(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
         _migrate(env["DATABASE_URL"])
-        # The web first, so the URL answers (saying the catalog is loading) while the demo catalog
-        # loads; workers and the scheduler after it, as no search runs before, leaving it the cores.
+        # appended one by one, so that a failed start still stops those already running
         with _demo_load(env["DATABASE_URL"], demo_size) as load_demo:
             children.append(subprocess.Popen(_web_command(host, port), env=env))
+            if load_demo is None:
+                children.extend(subprocess.Popen(command, env=env) for command in _worker_commands(worker_count))
             _wait_until_serving(env["PUBLIC_BASE_URL"], children[0])
             lock.describe(web_url=env["PUBLIC_BASE_URL"])
-            load_demo(env["PUBLIC_BASE_URL"])
-        # appended one by one, so that a failed start still stops those already running
-        for command in _worker_commands(worker_count):
-            children.append(subprocess.Popen(command, env=env))
+            if load_demo is not None:
+                # the URL answers (saying the catalog is loading) during the load; workers and the
+                # scheduler start after it, as no search runs before, leaving the load the cores
+                load_demo(env["PUBLIC_BASE_URL"])
+                children.extend(subprocess.Popen(command, env=env) for command in _worker_commands(worker_count))
         _announce(env["PUBLIC_BASE_URL"], data_dir, worker_count, children)
         exited = _wait_for_children(children)
     finally:
@@ -138,8 +140,8 @@ def _migrate(database_url: str) -> None:
 
 @contextlib.contextmanager
 def _demo_load(database_url: str, demo_size: int):
-    """Yields the function that loads the demo catalog, if the catalog is empty (else one that does
-    nothing). The load is announced from the start of the block: a web started inside it shows the
+    """Yields the function that loads the demo catalog, if the catalog is empty (else None).
+    The load is announced from the start of the block: a web started inside it shows the
     catalog loading, never an empty one."""
     from searchjobs.catalog import loading
     from searchjobs.catalog import store as catalog
@@ -150,7 +152,7 @@ def _demo_load(database_url: str, demo_size: int):
         with engine.connect() as conn:
             empty = catalog.count(conn) == 0
         if not (empty and demo_size):
-            yield lambda public_url: None
+            yield None
             return
 
         def load(public_url: str) -> None:
