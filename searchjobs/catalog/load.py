@@ -6,14 +6,17 @@ Both upsert by sku, so running them again updates items instead of duplicating t
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
+import multiprocessing
+import os
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+import numpy as np
 import sqlalchemy as sa
 
 from searchjobs import intake
@@ -24,6 +27,8 @@ from searchjobs.catalog.backends import vector_literal
 log = logging.getLogger(__name__)
 
 EMBED_BATCH = 64  # images described and written per batch
+DEMO_CHUNK = 20  # demo items a pool process renders and describes per task
+DEMO_POOL_MIN_ITEMS = 400  # below this, starting processes (~0.5 s each) costs more than it saves
 CSV_COLUMNS = ("sku", "name", "category", "price", "image")
 MAX_SKU_LENGTH = 100  # characters
 CURRENCY_DEFAULT = "EUR"
@@ -40,7 +45,8 @@ class CatalogRow:
     image_content_type: str | None
     image_url: str | None
     attributes: dict
-    image: object  # a decoded PIL image, to describe
+    image: object  # a decoded PIL image, to describe (None when `vector` is given)
+    vector: np.ndarray | None = None  # its descriptor, when already computed
 
 
 @dataclass
@@ -50,7 +56,7 @@ class ImportReport:
 
 
 def upsert_batch(engine: sa.Engine, rows: list[CatalogRow]) -> None:
-    vectors = descriptor.describe_many([r.image for r in rows])
+    vectors = [r.vector if r.vector is not None else descriptor.describe(r.image) for r in rows]
     params = [
         {
             "sku": r.sku, "name": r.name, "category": r.category, "price": r.price, "currency": r.currency,
@@ -85,20 +91,43 @@ def load_rows(engine: sa.Engine, rows: Iterable[CatalogRow], on_batch: Callable[
     return loaded
 
 
-def demo_rows(size: int, seed: int = 0) -> Iterator[CatalogRow]:
-    from PIL import Image
+def demo_rows(size: int, seed: int = 0, processes: int | None = None) -> Iterator[CatalogRow]:
+    """The demo catalog's rows, in order, rendered and described by `processes` processes (default: one
+    per usable core, or this process alone for a small catalog). Each item depends on (seed, index)
+    only, so the rows are the same, byte for byte, whatever the number of processes."""
+    if processes is None:
+        processes = len(os.sched_getaffinity(0)) if size >= DEMO_POOL_MIN_ITEMS else 1
+    chunks = [(start, min(start + DEMO_CHUNK, size), seed) for start in range(0, size, DEMO_CHUNK)]
+    if processes <= 1 or len(chunks) <= 1:
+        for chunk in chunks:
+            yield from _demo_chunk(chunk)
+        return
+    # spawn, not fork: a forked child would share the parent's pooled database connections and the
+    # threads of its progress display
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+        for rows in pool.map(_demo_chunk, chunks):
+            yield from rows
 
-    for item in demo.generate_items(size, seed):
-        yield CatalogRow(
+
+def _demo_chunk(chunk: tuple[int, int, int]) -> list[CatalogRow]:
+    """Rows start..stop-1 of the demo catalog of `seed`, described (run in the pool's processes)."""
+    start, stop, seed = chunk
+    rows = []
+    for index in range(start, stop):
+        item, image = demo.item_and_image(index, seed)
+        rows.append(CatalogRow(
             sku=item.sku, name=item.name, category=item.category, price=item.price, currency=item.currency,
             image_data=item.image_png, image_content_type="image/png", image_url=None,
             attributes={**item.attributes, "demo": True, "source": demo.DEMO_LABEL},
-            image=Image.open(io.BytesIO(item.image_png)).convert("RGB"),
-        )
+            image=None, vector=descriptor.describe(image),
+        ))
+    return rows
 
 
-def load_demo(engine: sa.Engine, size: int, seed: int = 0, on_batch: Callable[[int], None] | None = None) -> int:
-    return load_rows(engine, demo_rows(size, seed), on_batch)
+def load_demo(engine: sa.Engine, size: int, seed: int = 0, on_batch: Callable[[int], None] | None = None,
+              processes: int | None = None) -> int:
+    return load_rows(engine, demo_rows(size, seed, processes), on_batch)
 
 
 def _parse_price(raw: str) -> tuple[Decimal, str]:

@@ -42,9 +42,14 @@ def image(conn: sa.Connection, sku: str) -> dict | None:
 
 
 def upsert(conn: sa.Connection, items: list[dict]) -> None:
-    """Insert or update items by sku, one executemany: each dict has every column of the `upsert` query
-    (`attributes` as JSON text, `embedding` as a vector literal "[x,y,...]")."""
-    conn.execute(_UPSERT, items)
+    """Insert or update items by sku, in one statement: each dict has every column of the `upsert` query
+    (`attributes` as JSON text, `embedding` as a vector literal "[x,y,...]"). Of items with one sku the
+    last wins, as it would one by one."""
+    by_sku = {item["sku"]: item for item in items}
+    if not by_sku:
+        return
+    columns = next(iter(by_sku.values())).keys()
+    conn.execute(_UPSERT, {column: [item[column] for item in by_sku.values()] for column in columns})
 
 
 def nearest(conn: sa.Connection, category: str, vector: str, k: int, ef_search: int) -> list[sa.Row]:

@@ -20,11 +20,20 @@ SELECT image_data, image_content_type, image_url FROM catalog_items WHERE sku = 
 
 
 -- name: upsert
--- One item of an import, by sku: running an import again updates items instead of duplicating them.
+-- A batch of an import, by sku, in one statement: each parameter is an array holding that column's
+-- value for every item (one round trip, where one INSERT per item took 2.5 ms each). Running an
+-- import again updates items instead of duplicating them. A sku appears at most once per batch.
 INSERT INTO catalog_items (sku, name, category, price, currency, image_url, image_data, image_content_type,
                            attributes, embedding, embedding_version)
-VALUES (:sku, :name, :category, :price, :currency, :image_url, :image_data, :image_content_type,
-        CAST(:attributes AS jsonb), CAST(:embedding AS vector), :embedding_version)
+SELECT item.sku, item.name, item.category, item.price, item.currency, item.image_url, item.image_data,
+       item.image_content_type, CAST(item.attributes AS jsonb), CAST(item.embedding AS vector),
+       item.embedding_version
+  FROM unnest(CAST(:sku AS text[]), CAST(:name AS text[]), CAST(:category AS text[]), CAST(:price AS numeric[]),
+              CAST(:currency AS text[]), CAST(:image_url AS text[]), CAST(:image_data AS bytea[]),
+              CAST(:image_content_type AS text[]), CAST(:attributes AS text[]), CAST(:embedding AS text[]),
+              CAST(:embedding_version AS text[]))
+       AS item(sku, name, category, price, currency, image_url, image_data, image_content_type, attributes,
+               embedding, embedding_version)
 ON CONFLICT (sku) DO UPDATE SET
     name = EXCLUDED.name, category = EXCLUDED.category, price = EXCLUDED.price, currency = EXCLUDED.currency,
     image_url = EXCLUDED.image_url, image_data = EXCLUDED.image_data,

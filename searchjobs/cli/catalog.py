@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -13,14 +14,22 @@ from searchjobs.cli.common import fail, resolve_settings
 DEMO_CATALOG_SIZE = 3000  # items `up` loads into an empty catalog, and `catalog demo` by default
 
 
-def load_demo_with_progress(engine, size: int) -> int:
-    from rich.progress import Progress
+def load_demo_with_progress(engine, size: int, seed: int = 0) -> int:
+    """Load the demo catalog under a progress bar. Into an empty catalog, the load is announced
+    (catalog.loading): the web shows it loading and refuses submits until it is done."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from searchjobs.catalog import loading
+    from searchjobs.catalog import store as catalog
     from searchjobs.catalog.load import load_demo
 
-    with Progress(transient=False) as progress:
+    with engine.connect() as conn:
+        first_load = catalog.count(conn) == 0
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with (loading.announced(engine, size) if first_load else contextlib.nullcontext(),
+          Progress(*columns, transient=False) as progress):
         task = progress.add_task("Demo catalog", total=size)
-        return load_demo(engine, size, on_batch=lambda n: progress.advance(task, n))
+        return load_demo(engine, size, seed, on_batch=lambda n: progress.advance(task, n))
 
 
 @click.group()
@@ -38,7 +47,7 @@ def catalog_demo(size: int, seed: int) -> None:
     settings = resolve_settings()
     engine = dbm.make_engine(settings.database_url, pool_size=1)
     started = time.monotonic()
-    loaded = load_demo_with_progress(engine, size)
+    loaded = load_demo_with_progress(engine, size, seed)
     click.echo(f"Demo catalog: {loaded} items loaded in {time.monotonic() - started:.1f}s")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -46,12 +47,18 @@ def up(port: int, host: str, worker_count: int, demo_size: int) -> None:
         env = _child_environment(data_dir, stack, host, port)
         _empty_metrics_dir(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
         _migrate(env["DATABASE_URL"])
-        _load_demo_if_empty(env["DATABASE_URL"], demo_size)
         # appended one by one, so that a failed start still stops those already running
-        for command in _child_commands(host, port, worker_count):
-            children.append(subprocess.Popen(command, env=env))
-        _wait_until_serving(env["PUBLIC_BASE_URL"], children[0])
-        lock.describe(web_url=env["PUBLIC_BASE_URL"])
+        with _demo_load(env["DATABASE_URL"], demo_size) as load_demo:
+            children.append(subprocess.Popen(_web_command(host, port), env=env))
+            if load_demo is None:
+                children.extend(subprocess.Popen(command, env=env) for command in _worker_commands(worker_count))
+            _wait_until_serving(env["PUBLIC_BASE_URL"], children[0])
+            lock.describe(web_url=env["PUBLIC_BASE_URL"])
+            if load_demo is not None:
+                # the URL answers (saying the catalog is loading) during the load; workers and the
+                # scheduler start after it, as no search runs before, leaving the load the cores
+                load_demo(env["PUBLIC_BASE_URL"])
+                children.extend(subprocess.Popen(command, env=env) for command in _worker_commands(worker_count))
         _announce(env["PUBLIC_BASE_URL"], data_dir, worker_count, children)
         exited = _wait_for_children(children)
     finally:
@@ -131,27 +138,44 @@ def _migrate(database_url: str) -> None:
     schema.upgrade(database_url)
 
 
-def _load_demo_if_empty(database_url: str, demo_size: int) -> None:
+@contextlib.contextmanager
+def _demo_load(database_url: str, demo_size: int):
+    """Yields the function that loads the demo catalog, if the catalog is empty (else None).
+    The load is announced from the start of the block: a web started inside it shows the
+    catalog loading, never an empty one."""
+    from searchjobs.catalog import loading
     from searchjobs.catalog import store as catalog
     from searchjobs.db import engine as db
 
-    engine = db.make_engine(database_url, pool_size=1)
+    engine = db.make_engine(database_url, pool_size=2)
     try:
         with engine.connect() as conn:
             empty = catalog.count(conn) == 0
-        if empty and demo_size:
-            click.echo(f"Loading the demo catalog ({demo_size} generated items; label: Demo catalog) ...")
+        if not (empty and demo_size):
+            yield None
+            return
+
+        def load(public_url: str) -> None:
+            click.echo(f"Loading the demo catalog ({demo_size} generated items; label: Demo catalog); "
+                       f"meanwhile {public_url} shows its progress ...")
+            started = time.monotonic()
             load_demo_with_progress(engine, demo_size)
+            click.echo(f"Demo catalog loaded in {time.monotonic() - started:.1f}s")
+
+        with loading.announced(engine, demo_size):
+            yield load
     finally:
         engine.dispose()
 
 
-def _child_commands(host: str, port: int, worker_count: int) -> list[list[str]]:
-    """web, the workers and the scheduler, each as `python -m searchjobs ...`."""
+def _web_command(host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "searchjobs", "web", "--host", host, "--port", str(port)]
+
+
+def _worker_commands(worker_count: int) -> list[list[str]]:
+    """The workers and the scheduler, each as `python -m searchjobs ...`."""
     exe = [sys.executable, "-m", "searchjobs"]
-    return ([exe + ["web", "--host", host, "--port", str(port)]]
-            + [exe + ["worker"] for _ in range(worker_count)]
-            + [exe + ["scheduler"]])
+    return [exe + ["worker"] for _ in range(worker_count)] + [exe + ["scheduler"]]
 
 
 def _announce(public_url: str, data_dir: Path, worker_count: int, children: list[subprocess.Popen]) -> None:

@@ -8,6 +8,7 @@ import binascii
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from searchjobs import defaults, links, service
+from searchjobs.catalog import loading
 from searchjobs.catalog import store as catalog
 from searchjobs.db.engine import translate_errors
 from searchjobs.db.tables import JOB_STATUSES
@@ -87,6 +88,23 @@ def _limits() -> IntakeLimits:
 
 
 @translate_errors
+def catalog_loading() -> loading.LoadProgress | None:
+    """The catalog's first load, while it runs (the page and the API then say so)."""
+    with runtime().db.connect() as conn:
+        return loading.progress(conn)
+
+
+def refuse_while_catalog_loads() -> None:
+    """503 catalog_loading with Retry-After while the catalog's first load runs: a search now would
+    see part of the catalog and say nothing of the rest, so none starts."""
+    load = catalog_loading()
+    if load is not None:
+        raise ApiError(503, "catalog_loading",
+                       f"the catalog is loading ({load.loaded} of {load.total} items); retry shortly",
+                       loaded=load.loaded, total=load.total)
+
+
+@translate_errors
 def _known_categories() -> set[str]:
     return runtime().catalog_facts.category_names()
 
@@ -94,6 +112,7 @@ def _known_categories() -> set[str]:
 @bp.post("/search-jobs")
 def create_job():
     caller = require_submitter()
+    refuse_while_catalog_loads()
     submission = parse_submission(request, _known_categories(), _limits())
     rt = runtime()
     result = submit(
@@ -283,6 +302,7 @@ def results(token: str):
 @bp.get("/categories")
 @translate_errors
 def categories():
+    refuse_while_catalog_loads()
     with runtime().db.connect() as conn:
         rows = catalog.categories(conn)
     return jsonify({"categories": rows, "max_per_job": defaults.MAX_CATEGORIES})

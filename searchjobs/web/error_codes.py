@@ -72,6 +72,8 @@ ERROR_CODES = {
     "too_many_streams": "This server holds as many live streams as it may; poll the status instead.",
     "service_unavailable": "Postgres or Redis is unavailable (or, for requests without a key, rate "
                            "limiting is); retry after Retry-After seconds.",
+    "catalog_loading": "The catalog's first load is running (`loaded` of `total` items): categories and "
+                       "submits answer once it is done; retry after Retry-After seconds.",
     "internal_error": "A bug. No details are given to clients; the server log has them.",
     "http_error": "Any other HTTP error.",
 }

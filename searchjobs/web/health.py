@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from searchjobs import defaults
+from searchjobs.catalog import loading
 from searchjobs.db.engine import DB_ERRORS, ping
 from searchjobs.queue import REDIS_UNAVAILABLE
 from searchjobs.web.runtime import runtime
@@ -25,6 +26,8 @@ def healthz():
 def readyz():
     """Can this process serve? Postgres reachable: 200. Without Postgres: 503 with Retry-After.
 
+    While the catalog's first load runs, submits are refused (503 catalog_loading), so the process
+    is not ready either: `checks.catalog` says how far the load is.
     Redis is reported, not required: without it submits still commit (the reconciler enqueues
     them later) and reads come from Postgres, so the body says `degraded` instead.
     A Redis that answers PING but refuses writes (full, read-only) counts as unavailable.
@@ -34,7 +37,9 @@ def readyz():
     try:
         with rt.db.connect() as conn:
             ping(conn)
+            load = loading.progress(conn)
         checks["database"] = "ok"
+        checks["catalog"] = "ok" if load is None else f"loading: {load.loaded} of {load.total} items"
     except DB_ERRORS as exc:
         checks["database"] = f"unavailable: {type(getattr(exc, 'orig', None) or exc).__name__}"
     try:
@@ -42,7 +47,7 @@ def readyz():
         checks["redis"] = "ok"
     except REDIS_UNAVAILABLE as exc:
         checks["redis"] = f"unavailable: {type(exc).__name__}"
-    ready = checks["database"] == "ok"
+    ready = checks["database"] == "ok" and checks.get("catalog") == "ok"
     status = ("ready" if checks["redis"] == "ok" else "degraded") if ready else "unavailable"
     response = jsonify({"status": status, "checks": checks})
     if not ready:

@@ -21,7 +21,7 @@ from searchjobs.catalog.demo import DEMO_LABEL, SKU_PREFIX
 from searchjobs.db.engine import translate_errors
 from searchjobs.errors import DependencyUnavailable
 from searchjobs.intake import ALLOWED_CONTENT_TYPES, MAX_IMAGE_BYTES
-from searchjobs.web.api import result_job
+from searchjobs.web.api import catalog_loading, result_job
 from searchjobs.web.runtime import runtime
 
 bp = Blueprint("pages", __name__)
@@ -78,6 +78,7 @@ STATUS_WORDS = {
     "cancelled": "The search was cancelled",
 }
 CURRENCY_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£"}
+LOADING_REFRESH_SECONDS = 2  # the catalog-loading page reloads itself this often (a Refresh header: no script)
 
 
 def stage_text(stage: str | None) -> str:
@@ -122,6 +123,12 @@ def _categories() -> list[dict]:
 
 @bp.get("/")
 def submit_page():
+    load = catalog_loading()
+    if load is not None:
+        # a page that says so, not an empty category list: 200, as the page works; the API says 503
+        page = render_template("catalog_loading.html", load=load, demo_label=DEMO_LABEL,
+                               refresh_seconds=LOADING_REFRESH_SECONDS)
+        return page, 200, {"Refresh": str(LOADING_REFRESH_SECONDS), "Cache-Control": "no-store"}
     return render_template(
         "submit.html",
         categories=_categories(),

@@ -152,7 +152,7 @@ def test_categories_and_health(client, runtime):
     assert "dress" in names and names == sorted(names)
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.get_json()["checks"] == {"database": "ok", "redis": "ok"}
+    assert ready.status_code == 200 and ready.get_json()["checks"] == {"database": "ok", "catalog": "ok", "redis": "ok"}
 
 
 def test_submit_while_redis_is_down_still_answers_202(client, runtime, monkeypatch):
