@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from searchjobs.cli.catalog import DEMO_CATALOG_SIZE, load_demo_with_progress
+from searchjobs.cli.catalog import DEMO_CATALOG_SIZE, configured_embedders, load_demo_with_progress
 from searchjobs.cli.common import fail
 from searchjobs.config import Settings
 
@@ -46,7 +46,7 @@ def up(port: int, host: str, worker_count: int, demo_size: int) -> None:
         env = _child_environment(data_dir, stack, host, port)
         _empty_metrics_dir(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
         _migrate(env["DATABASE_URL"])
-        _load_demo_if_empty(env["DATABASE_URL"], demo_size)
+        _load_demo_if_empty(env["DATABASE_URL"], demo_size, settings)
         # appended one by one, so that a failed start still stops those already running
         for command in _child_commands(host, port, worker_count):
             children.append(subprocess.Popen(command, env=env))
@@ -129,7 +129,7 @@ def _migrate(database_url: str) -> None:
     schema.upgrade(database_url)
 
 
-def _load_demo_if_empty(database_url: str, demo_size: int) -> None:
+def _load_demo_if_empty(database_url: str, demo_size: int, settings: Settings) -> None:
     from searchjobs.catalog import store as catalog
     from searchjobs.db import engine as db
 
@@ -139,7 +139,7 @@ def _load_demo_if_empty(database_url: str, demo_size: int) -> None:
             empty = catalog.count(conn) == 0
         if empty and demo_size:
             click.echo(f"Loading the demo catalog ({demo_size} generated items; label: Demo catalog) ...")
-            load_demo_with_progress(engine, demo_size)
+            load_demo_with_progress(engine, demo_size, configured_embedders(settings))
     finally:
         engine.dispose()
 

@@ -14,7 +14,6 @@ import sqlalchemy as sa
 from rq.timeouts import JobTimeoutException
 
 from searchjobs import defaults, intake, links
-from searchjobs.catalog import descriptor
 from searchjobs.db.engine import is_outage
 from searchjobs.errors import ConfigError, DependencyUnavailable
 from searchjobs.intake import store as image_queries
@@ -71,15 +70,16 @@ def execute(runtime: Runtime, job: JobAttempt) -> None:
     image = load_query_image(runtime, job.row)
     job.step(15, "image_loaded", {"width": image.width, "height": image.height})
 
-    vector = descriptor.describe(image)
-    job.step(30, "features", {"descriptor": descriptor.DESCRIPTOR_VERSION})
+    embedder = runtime.embedders.active(runtime.db)  # the catalog's, read per job: a switch applies at once
+    vector = embedder.embed(image)
+    job.step(30, "features", {"embedder": embedder.name})
 
     backend = runtime.search_backend
     categories = job.row["categories"]
     results: dict[str, list[dict]] = {}
     low, high = CATEGORY_SPAN
     for index, category in enumerate(categories, start=1):
-        hits = backend.search(category, vector, defaults.DEFAULT_TOP_K)
+        hits = backend.search(category, vector, defaults.DEFAULT_TOP_K, embedder=embedder.name)
         results[category] = hits
         job.step(low + (high - low) * index // len(categories), f"searched:{category}",
                  {"category": category, "hits": len(hits)})

@@ -32,7 +32,7 @@ TIERS: list[tuple[str, list[str]]] = [
     ("domain", ["jobs", "jobs.store", "jobs.cache",
                 "notifications", "notifications.outbox", "notifications.phone", "notifications.messages",
                 "notifications.base", "notifications.console", "notifications.twilio", "notifications.senders",
-                "catalog", "catalog.store", "catalog.descriptor", "catalog.demo", "catalog.backends",
+                "catalog", "catalog.store", "catalog.descriptor", "catalog.demo", "catalog.backends", "catalog.embedders",
                 "intake", "intake.*", "clients", "worker.locks"]),
     ("process", ["runtime"]),
     ("work", ["jobs.lifecycle", "jobs.search", "notifications.send", "catalog.load"]),
