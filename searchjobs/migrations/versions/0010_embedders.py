@@ -57,7 +57,7 @@ BEGIN
         RAISE EXCEPTION 'unknown embedder %', embedder_name;
     END IF;
     IF vector_dims(query) <> dims THEN
-        RAISE EXCEPTION 'a % vector has % dimensions, not %', embedder_name, dims, vector_dims(query);
+        RAISE EXCEPTION 'the query vector has % dimensions, % vectors have %', vector_dims(query), embedder_name, dims;
     END IF;
     RETURN QUERY EXECUTE format(
         'SELECT i.sku, i.name, i.price, i.currency::text, i.image_url, i.image_data IS NOT NULL,
