@@ -20,14 +20,14 @@ def configured_embedders(settings):
     return Embedders(load_embedder(settings.embedder))
 
 
-def load_demo_with_progress(engine, size: int, embedders) -> int:
+def load_demo_with_progress(engine, size: int, embedders, seed: int = 0) -> int:
     from rich.progress import Progress
 
     from searchjobs.catalog.load import load_demo
 
     with Progress(transient=False) as progress:
         task = progress.add_task("Demo catalog", total=size)
-        return load_demo(engine, size, on_batch=lambda n: progress.advance(task, n), embedders=embedders)
+        return load_demo(engine, size, seed, on_batch=lambda n: progress.advance(task, n), embedders=embedders)
 
 
 @click.group()
@@ -46,7 +46,7 @@ def catalog_demo(size: int, seed: int) -> None:
     embedders = configured_embedders(settings)
     engine = dbm.make_engine(settings.database_url, pool_size=1)
     started = time.monotonic()
-    loaded = load_demo_with_progress(engine, size, embedders)
+    loaded = load_demo_with_progress(engine, size, embedders, seed)
     click.echo(f"Demo catalog: {loaded} items loaded in {time.monotonic() - started:.1f}s")
 
 
