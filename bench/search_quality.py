@@ -132,7 +132,9 @@ def main() -> None:
         with engine.connect() as conn:
             conn.execute(sa.text("ANALYZE catalog_items"))
             items = conn.execute(sa.text(
-                "SELECT sku, category, image_data, embedding::text, attributes FROM catalog_items ORDER BY id")).all()
+                "SELECT sku, i.category, image_data, e.embedding::text, attributes FROM catalog_items i "
+                "JOIN catalog_embeddings e ON e.item_id = i.id JOIN catalog_state s ON s.active_embedder = e.embedder "
+                "ORDER BY i.id")).all()
         by_cat: dict[str, list[tuple[str, np.ndarray]]] = defaultdict(list)
         labels = {sku: (attrs["colour"], attrs["pattern"]) for sku, _, _, _, attrs in items}
         for sku, category, _, emb, _ in items:

@@ -36,8 +36,9 @@ from bench.common import Servers, log, pct, summary_line, table, write_results  
 from bench.perturb import perturb  # noqa: E402
 
 NOISE = 0.025  # per-component Gaussian noise on synthetic descriptors (cosine to the base ~0.9)
-INDEX_SQL = ("CREATE INDEX ix_catalog_items_embedding_hnsw ON catalog_items "
-             "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)")
+# the active embedder (the descriptor) and its partial HNSW index (migration 0010's catalog_embedder_index)
+ACTIVE_SQL = ("SELECT d.name, 'ix_catalog_embeddings_hnsw_' || d.id FROM catalog_state s "
+              "JOIN catalog_embedders d ON d.name = s.active_embedder")
 
 
 def base_items(n: int):
@@ -80,7 +81,9 @@ def grow_catalog(servers: Servers, have: int, size: int, base, rng) -> tuple[flo
     conn = psycopg2.connect(servers.database_url)
     conn.autocommit = True
     cur = conn.cursor()
-    cur.execute("DROP INDEX IF EXISTS ix_catalog_items_embedding_hnsw")
+    cur.execute(ACTIVE_SQL)
+    embedder, index_name = cur.fetchone()
+    cur.execute(f"DROP INDEX IF EXISTS {index_name}")
     t = time.perf_counter()
     buf = io.StringIO()
     for i in range(have, size):
@@ -88,16 +91,22 @@ def grow_catalog(servers: Servers, have: int, size: int, base, rng) -> tuple[flo
         vectors = by_cat[category]
         v = vectors[int(rng.integers(len(vectors)))] + rng.normal(0, NOISE, vectors[0].shape).astype(np.float32)
         v /= np.linalg.norm(v)
-        buf.write(f"SYN-{i}\tSynthetic {category} {i}\t{category}\t{10 + i % 90}\t{vector_text(v)}\tsynthetic\n")
+        buf.write(f"SYN-{i}\tSynthetic {category} {i}\t{category}\t{10 + i % 90}\t{vector_text(v)}\n")
     buf.seek(0)
-    cur.copy_expert("COPY catalog_items (sku, name, category, price, embedding, embedding_version) FROM STDIN", buf)
+    cur.execute("CREATE TEMP TABLE synthetic (sku text, name text, category text, price numeric, embedding vector)")
+    cur.copy_expert("COPY synthetic FROM STDIN", buf)
+    cur.execute("INSERT INTO catalog_items (sku, name, category, price) SELECT sku, name, category, price FROM synthetic")
+    cur.execute("INSERT INTO catalog_embeddings (item_id, embedder, category, embedding) "
+                "SELECT i.id, %s, s.category, s.embedding FROM synthetic s JOIN catalog_items i USING (sku)", (embedder,))
+    cur.execute("DROP TABLE synthetic")
     copy_s = time.perf_counter() - t
     log(f"  copied {size - have:,} rows in {copy_s:.1f}s; building the HNSW index")
     t = time.perf_counter()
     cur.execute("SET maintenance_work_mem = '512MB'")
-    cur.execute(INDEX_SQL)
+    cur.execute("SELECT catalog_embedder_index(%s)", (embedder,))
     index_s = time.perf_counter() - t
     cur.execute("VACUUM ANALYZE catalog_items")
+    cur.execute("VACUUM ANALYZE catalog_embeddings")
     conn.close()
     return copy_s, index_s
 
@@ -107,7 +116,8 @@ def load_matrix(servers: Servers):
 
     conn = psycopg2.connect(servers.database_url)
     cur = conn.cursor()
-    cur.execute("SELECT sku, category, embedding::text FROM catalog_items")
+    cur.execute("SELECT i.sku, i.category, e.embedding::text FROM catalog_items i JOIN catalog_embeddings e "
+                "ON e.item_id = i.id JOIN catalog_state s ON s.active_embedder = e.embedder")
     rows = cur.fetchall()
     conn.close()
     out = {}

@@ -15,7 +15,7 @@ HITS = [
 class TrivialBackend:
     name = "bench-trivial"
 
-    def search(self, category, vector, k):
+    def search(self, category, vector, k, embedder=None):
         return [dict(h) for h in HITS[:k]]
 
     def catalog_version(self) -> str:

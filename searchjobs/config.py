@@ -69,6 +69,20 @@ def _sms_give_up_hours(env: dict) -> float:
     return hours
 
 
+def _embedder(env: dict) -> str:
+    """"descriptor" (the default) or "onnx:<path of an existing file>"; the model itself is checked when a
+    process that embeds loads it (searchjobs.catalog.embedders)."""
+    raw = (env.get("SEARCHJOBS_EMBEDDER") or "descriptor").strip()
+    if raw == "descriptor":
+        return raw
+    path = raw.removeprefix("onnx:").strip() if raw.startswith("onnx:") else ""
+    if not path:
+        raise ConfigError(f"SEARCHJOBS_EMBEDDER must be 'descriptor' or 'onnx:/path/to/model.onnx', got {raw!r}")
+    if not Path(path).expanduser().is_file():
+        raise ConfigError(f"SEARCHJOBS_EMBEDDER={raw}: the model file does not exist")
+    return raw
+
+
 SECRET_KEY_FILE = "secret_key"  # under the data dir, 0600: the SECRET_KEY `searchjobs up` made
 DEV_SECRET_KEY = "dev-only-not-secret"  # a placeholder the processes refuse to serve with (check_secret)
 
@@ -89,6 +103,7 @@ class Settings:
     reconcile_interval: int = defaults.RECONCILE_INTERVAL
     shutdown_grace: int = 25
     search_backend: str = "pgvector"
+    embedder: str = "descriptor"  # or "onnx:/path/model.onnx" (searchjobs.catalog.embedders)
     image_allow_private: bool = False
     image_allow_loopback: bool = False
     allow_anonymous: bool = True
@@ -134,6 +149,7 @@ class Settings:
             reconcile_interval=_int(env, "SEARCHJOBS_RECONCILE_INTERVAL", defaults.RECONCILE_INTERVAL),
             shutdown_grace=_int(env, "SEARCHJOBS_SHUTDOWN_GRACE", 25),
             search_backend=env.get("SEARCHJOBS_SEARCH_BACKEND") or "pgvector",
+            embedder=_embedder(env),
             image_allow_private=_bool(env, "SEARCHJOBS_IMAGE_ALLOW_PRIVATE", False),
             image_allow_loopback=_bool(env, "SEARCHJOBS_IMAGE_ALLOW_LOOPBACK", False),
             allow_anonymous=_bool(env, "SEARCHJOBS_ALLOW_ANONYMOUS", True),

@@ -61,6 +61,13 @@ class Runtime:
         return load_backend(self.settings.search_backend, self)
 
     @cached_property
+    def embedders(self):
+        """The configured embedder, loaded (and checked) once; jobs use the catalog's active one."""
+        from searchjobs.catalog.embedders import Embedders, load_embedder
+
+        return Embedders(load_embedder(self.settings.embedder))
+
+    @cached_property
     def sender(self):
         from searchjobs.notifications.senders import sender_from_settings
 

@@ -24,8 +24,9 @@ EF_SEARCH = 100  # HNSW candidate list per query: recall vs. speed, measured in 
 class SearchBackend(Protocol):
     name: str
 
-    def search(self, category: str, vector: np.ndarray, k: int) -> list[dict]:
-        """Top `k` items of `category` most like `vector`, best first.
+    def search(self, category: str, vector: np.ndarray, k: int, embedder: str | None = None) -> list[dict]:
+        """Top `k` items of `category` most like `vector`, best first; `embedder` names the embedder that
+        made `vector` (None: the catalog's active one), and only its vectors may be compared with it.
 
         Each hit: {"sku", "name", "price" (str), "currency", "score" (0-1), "image_url"}.
         """
@@ -39,7 +40,7 @@ def vector_literal(vector: np.ndarray) -> str:
 
 
 class PgVectorBackend:
-    """Cosine nearest neighbours through the HNSW index on catalog_items.embedding."""
+    """Cosine nearest neighbours through the HNSW index of one embedder's vectors (catalog_embeddings)."""
 
     name = "pgvector"
 
@@ -47,10 +48,13 @@ class PgVectorBackend:
         self.engine = engine
         self.public_base_url = public_base_url.rstrip("/")
         self.facts = facts or catalog.CatalogFacts(engine, defaults.CATALOG_FACTS_TTL)
+        self.last_embedder: str | None = None  # of the last search: the catalog version names it
 
-    def search(self, category: str, vector: np.ndarray, k: int) -> list[dict]:
+    def search(self, category: str, vector: np.ndarray, k: int, embedder: str | None = None) -> list[dict]:
         with self.engine.connect() as conn:
-            rows = catalog.nearest(conn, category, vector_literal(vector), k, ef_search=max(EF_SEARCH, k))
+            rows = catalog.nearest(conn, category, vector_literal(vector), k, ef_search=max(EF_SEARCH, k),
+                                   embedder=embedder)
+        self.last_embedder = embedder
         return [self._hit(*row) for row in rows]
 
     def _hit(self, sku, name, price, currency, image_url, has_image, distance) -> dict:
@@ -66,7 +70,7 @@ class PgVectorBackend:
         }
 
     def catalog_version(self) -> str:
-        return self.facts.version()
+        return self.facts.version(self.last_embedder)
 
 
 def load_backend(setting: str, runtime) -> SearchBackend:

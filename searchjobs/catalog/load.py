@@ -1,11 +1,14 @@
-"""Loading the catalog: the procedural demo catalog and CSV imports, embeddings computed in batches.
+"""Loading the catalog: the procedural demo catalog and CSV imports, embeddings computed in batches,
+and reembedding the whole catalog with another embedder.
 
-Both upsert by sku, so running them again updates items instead of duplicating them.
+Imports upsert by sku, so running them again updates items instead of duplicating them. They write
+vectors of the catalog's active embedder only (an empty catalog first switches to the one given).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import multiprocessing
@@ -18,11 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
+from PIL import Image
 
 from searchjobs import intake
 from searchjobs.catalog import demo, descriptor
 from searchjobs.catalog import store as catalog
 from searchjobs.catalog.backends import vector_literal
+from searchjobs.catalog.embedders import DESCRIPTOR_SPEC, DescriptorEmbedder, Embedder, Embedders
+from searchjobs.errors import ConfigError, SearchJobsError
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +61,67 @@ class ImportReport:
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
 
 
-def upsert_batch(engine: sa.Engine, rows: list[CatalogRow]) -> None:
-    vectors = [r.vector if r.vector is not None else descriptor.describe(r.image) for r in rows]
+class EmbedderChanged(SearchJobsError):
+    """The catalog switched to another embedder while an import ran."""
+
+    code = "embedder_changed"
+
+
+def register(conn: sa.Connection, embedder: Embedder) -> None:
+    """Record the embedder and make its HNSW index; the same name with another dimension is refused."""
+    recorded = catalog.register_embedder(conn, embedder.name, embedder.dimension, embedder.spec)
+    if recorded != embedder.dimension:
+        raise ConfigError(f"the embedder {embedder.name} ({embedder.spec}) gives {embedder.dimension} dimensions, "
+                          f"but the catalog recorded it with {recorded}")
+    catalog.embedder_index(conn, embedder.name)
+
+
+def writing_embedder(engine: sa.Engine, embedders: Embedders) -> Embedder:
+    """The embedder an import writes vectors with: the catalog's active one; the configured one when
+    the catalog is empty (it then becomes the active one, as nothing is left to reembed)."""
+    configured = embedders.configured
+    with engine.begin() as conn:
+        if catalog.active_embedder(conn).name == configured.name:
+            return configured
+        if catalog.count(conn) == 0:
+            register(conn, configured)
+            if catalog.switch_embedder(conn, configured.name):
+                log.info("the empty catalog now uses the configured embedder", extra={"embedder": configured.name})
+                return configured
+    active = embedders.active(engine)
+    log.warning("SEARCHJOBS_EMBEDDER is not the catalog's active embedder: new items get the active one's "
+                "vectors (`searchjobs catalog reembed` switches)",
+                extra={"configured": configured.name, "active": active.name})
+    return active
+
+
+def upsert_batch(engine: sa.Engine, rows: list[CatalogRow], embedder: Embedder) -> None:
+    vectors = _vectors(rows, embedder)
     params = [
         {
             "sku": r.sku, "name": r.name, "category": r.category, "price": r.price, "currency": r.currency,
             "image_url": r.image_url, "image_data": r.image_data, "image_content_type": r.image_content_type,
-            "attributes": json.dumps(r.attributes), "embedding": vector_literal(v),
-            "embedding_version": descriptor.DESCRIPTOR_VERSION,
+            "attributes": json.dumps(r.attributes),
         }
-        for r, v in zip(rows, vectors, strict=True)
+        for r in rows
     ]
     with engine.begin() as conn:
+        active = catalog.lock_active_embedder(conn)  # a switch waits for this batch, or this batch for it
+        if active != embedder.name:
+            raise EmbedderChanged(f"the catalog switched to the embedder {active} during the import "
+                                  f"(this one embeds with {embedder.name}): run the import again")
         catalog.upsert(conn, params)
+        catalog.upsert_embeddings(conn, embedder.name, [
+            {"sku": r.sku, "embedding": vector_literal(v)} for r, v in zip(rows, vectors, strict=True)])
+
+
+def _vectors(rows: list[CatalogRow], embedder: Embedder) -> list[np.ndarray]:
+    """The demo's pool computes our descriptor as it draws each item: those vectors serve when it is the
+    writing embedder; any other embeds the images here (decoded from the stored bytes if need be)."""
+    if embedder.spec == DESCRIPTOR_SPEC and all(r.vector is not None for r in rows):
+        return [r.vector for r in rows]
+    images = [r.image if r.image is not None else Image.open(io.BytesIO(r.image_data)) for r in rows]
+    return list(embedder.embed_many(images))
 
 
 def _batches(rows: Iterable[CatalogRow], size: int) -> Iterator[list[CatalogRow]]:
@@ -81,10 +135,13 @@ def _batches(rows: Iterable[CatalogRow], size: int) -> Iterator[list[CatalogRow]
         yield batch
 
 
-def load_rows(engine: sa.Engine, rows: Iterable[CatalogRow], on_batch: Callable[[int], None] | None = None) -> int:
+def load_rows(engine: sa.Engine, rows: Iterable[CatalogRow], on_batch: Callable[[int], None] | None = None,
+              embedders: Embedders | None = None) -> int:
+    """Upsert `rows` in batches; `embedders` holds the configured embedder (default: the descriptor)."""
+    embedder = writing_embedder(engine, embedders or Embedders(DescriptorEmbedder()))
     loaded = 0
     for batch in _batches(rows, EMBED_BATCH):
-        upsert_batch(engine, batch)
+        upsert_batch(engine, batch, embedder)
         loaded += len(batch)
         if on_batch:
             on_batch(len(batch))
@@ -126,8 +183,8 @@ def _demo_chunk(chunk: tuple[int, int, int]) -> list[CatalogRow]:
 
 
 def load_demo(engine: sa.Engine, size: int, seed: int = 0, on_batch: Callable[[int], None] | None = None,
-              processes: int | None = None) -> int:
-    return load_rows(engine, demo_rows(size, seed, processes), on_batch)
+              processes: int | None = None, embedders: Embedders | None = None) -> int:
+    return load_rows(engine, demo_rows(size, seed, processes), on_batch, embedders)
 
 
 def _parse_price(raw: str) -> tuple[Decimal, str]:
@@ -191,7 +248,83 @@ def csv_rows(path: Path, report: ImportReport, limits: intake.IntakeLimits) -> I
 
 
 def import_csv(engine: sa.Engine, path: Path, limits: intake.IntakeLimits,
-               on_batch: Callable[[int], None] | None = None) -> ImportReport:
+               on_batch: Callable[[int], None] | None = None, embedders: Embedders | None = None) -> ImportReport:
     report = ImportReport()
-    report.loaded = load_rows(engine, csv_rows(path, report, limits), on_batch)
+    report.loaded = load_rows(engine, csv_rows(path, report, limits), on_batch, embedders)
     return report
+
+
+@dataclass
+class ReembedReport:
+    embedder: str
+    items: int = 0  # in the catalog when the run started
+    already: int = 0  # of them with a vector from the embedder before this run (a resumed run)
+    embedded: int = 0  # vectors this run computed
+    failed: dict[str, str] = field(default_factory=dict)  # sku -> why its image could not be embedded
+    switched: bool = False  # this run made the embedder the active one
+    active: str = ""  # the active embedder when the run ended
+
+
+def _item_image(row: dict, limits: intake.IntakeLimits):
+    if row["image_data"] is not None:
+        validated = intake.validate_image_bytes(row["image_data"], row["image_content_type"], limits)
+    elif row["image_url"]:
+        validated = intake.fetch_image(row["image_url"], limits)
+    else:
+        raise ValueError("the item has no image")
+    return intake.open_image(validated)
+
+
+def reembed(engine: sa.Engine, embedder: Embedder, limits: intake.IntakeLimits, batch: int = EMBED_BATCH,
+            on_start: Callable[[int, int], None] | None = None,
+            on_batch: Callable[[int], None] | None = None) -> ReembedReport:
+    """Give every item a vector from `embedder`, then make it the active embedder.
+
+    The vectors go beside the active embedder's, which keep serving searches until the switch.
+    Every batch commits on its own and the next batch is whatever still lacks a vector, so a run that
+    was interrupted (Ctrl-C, a kill) continues where it stopped. Items added or changed during the run
+    are picked up by another pass; the switch happens, atomically, only once none lacks a vector.
+    `on_start(items, already_done)` and `on_batch(items_done)` report progress.
+    """
+    with engine.begin() as conn:
+        register(conn, embedder)
+    with engine.connect() as conn:
+        items, already = catalog.embedding_progress(conn, embedder.name)
+    report = ReembedReport(embedder=embedder.name, items=items, already=already)
+    if on_start:
+        on_start(items, already)
+    after = 0  # items are visited by id; each pass goes from the lowest id still lacking a vector
+    while True:
+        with engine.connect() as conn:
+            rows = catalog.missing_embeddings(conn, embedder.name, after, batch)
+        if rows:
+            after = rows[-1]["id"]
+            _reembed_batch(engine, embedder, rows, limits, report)
+            if on_batch:
+                on_batch(len(rows))
+            continue
+        with engine.begin() as conn:  # a pass ended
+            report.switched = not report.failed and catalog.switch_embedder(conn, embedder.name)
+            report.active = catalog.active_embedder(conn).name
+        if report.failed or report.active == embedder.name:
+            return report
+        after = 0  # items arrived or changed during the pass: another pass for them
+
+
+def _reembed_batch(engine: sa.Engine, embedder: Embedder, rows: list[dict], limits: intake.IntakeLimits,
+                   report: ReembedReport) -> None:
+    images, readable = [], []
+    for row in rows:
+        try:
+            images.append(_item_image(row, limits))
+            readable.append(row)
+        except (ValueError, intake.ImageError) as exc:
+            report.failed[row["sku"]] = str(exc)
+    if not readable:
+        return
+    vectors = embedder.embed_many(images)
+    with engine.begin() as conn:
+        catalog.add_embeddings(conn, embedder.name, [
+            {"item_id": r["id"], "updated_at": r["updated_at"], "embedding": vector_literal(v)}
+            for r, v in zip(readable, vectors, strict=True)])
+    report.embedded += len(readable)

@@ -14,7 +14,14 @@ from searchjobs.cli.common import fail, resolve_settings
 DEMO_CATALOG_SIZE = 3000  # items `up` loads into an empty catalog, and `catalog demo` by default
 
 
-def load_demo_with_progress(engine, size: int, seed: int = 0) -> int:
+def configured_embedders(settings):
+    """The embedder SEARCHJOBS_EMBEDDER names, loaded and checked (a model that does not fit: ConfigError)."""
+    from searchjobs.catalog.embedders import Embedders, load_embedder
+
+    return Embedders(load_embedder(settings.embedder))
+
+
+def load_demo_with_progress(engine, size: int, embedders, seed: int = 0) -> int:
     """Load the demo catalog under a progress bar. Into an empty catalog, the load is announced
     (catalog.loading): the web shows it loading and refuses submits until it is done."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -29,7 +36,7 @@ def load_demo_with_progress(engine, size: int, seed: int = 0) -> int:
     with (loading.announced(engine, size) if first_load else contextlib.nullcontext(),
           Progress(*columns, transient=False) as progress):
         task = progress.add_task("Demo catalog", total=size)
-        return load_demo(engine, size, seed, on_batch=lambda n: progress.advance(task, n))
+        return load_demo(engine, size, seed, on_batch=lambda n: progress.advance(task, n), embedders=embedders)
 
 
 @click.group()
@@ -45,9 +52,10 @@ def catalog_demo(size: int, seed: int) -> None:
     from searchjobs.db import engine as dbm
 
     settings = resolve_settings()
+    embedders = configured_embedders(settings)
     engine = dbm.make_engine(settings.database_url, pool_size=1)
     started = time.monotonic()
-    loaded = load_demo_with_progress(engine, size, seed)
+    loaded = load_demo_with_progress(engine, size, embedders, seed)
     click.echo(f"Demo catalog: {loaded} items loaded in {time.monotonic() - started:.1f}s")
 
 
@@ -62,12 +70,14 @@ def catalog_import(file: Path) -> None:
     from searchjobs.intake import IntakeLimits
 
     settings = resolve_settings()
+    embedders = configured_embedders(settings)
     engine = dbm.make_engine(settings.database_url, pool_size=1)
     limits = IntakeLimits(allow_private=settings.image_allow_private, allow_loopback=settings.image_allow_loopback)
     try:
         with Progress() as progress:
             task = progress.add_task(f"Importing {file.name}", total=None)
-            report = import_csv(engine, file, limits, on_batch=lambda n: progress.advance(task, n))
+            report = import_csv(engine, file, limits, on_batch=lambda n: progress.advance(task, n),
+                                embedders=embedders)
     except ValueError as exc:
         fail(str(exc))
     for line, reason in report.skipped:
@@ -75,3 +85,59 @@ def catalog_import(file: Path) -> None:
     click.echo(f"{report.loaded} items imported, {len(report.skipped)} rows skipped")
     if report.loaded == 0 and report.skipped:
         sys.exit(1)
+
+
+@catalog.command("reembed")
+@click.option("--embedder", "spec", default=None, metavar="SPEC",
+              help="'descriptor' or 'onnx:/path/model.onnx' (default: SEARCHJOBS_EMBEDDER).")
+@click.option("--batch", default=64, show_default=True, type=click.IntRange(1, 4096),
+              help="Items embedded and committed per batch.")
+def catalog_reembed(spec: str | None, batch: int) -> None:
+    """Compute every item's vector with an embedder, then switch searches to it.
+
+    The current vectors keep serving searches until every item has a new one; then the embedder
+    becomes the active one for every worker at once. Interrupted, it resumes where it stopped.
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from searchjobs.catalog.embedders import load_embedder
+    from searchjobs.catalog.load import reembed
+    from searchjobs.db import engine as dbm
+    from searchjobs.intake import IntakeLimits
+
+    settings = resolve_settings()
+    embedder = load_embedder(spec, setting="--embedder") if spec else load_embedder(settings.embedder)
+    engine = dbm.make_engine(settings.database_url, pool_size=1)
+    limits = IntakeLimits(allow_private=settings.image_allow_private, allow_loopback=settings.image_allow_loopback)
+    started = time.monotonic()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("items"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns) as progress:
+        task = progress.add_task(f"Reembedding with {embedder.name}", total=None)
+
+        def start(items: int, already: int) -> None:
+            progress.update(task, total=items, completed=already)
+            if already:
+                progress.console.print(f"Resuming: {already} of {items} items already have a vector "
+                                       f"from {embedder.name}")
+
+        report = reembed(engine, embedder, limits, batch=batch, on_start=start,
+                         on_batch=lambda n: progress.advance(task, n))
+    took = time.monotonic() - started
+    for sku, reason in sorted(report.failed.items()):
+        click.echo(f"{sku}: not embedded: {reason}", err=True)
+    summary = f"{report.embedded} vectors computed with {embedder.name} in {took:.1f}s"
+    if report.failed:
+        fail(f"{summary}; {len(report.failed)} items could not be embedded, so searches still use "
+             f"{report.active} (fix them and run this again: it resumes)", code=1)
+    if report.switched:
+        click.echo(f"{summary}; every item has one: searches now use {embedder.name}")
+    else:
+        click.echo(f"{summary}; {embedder.name} was already the active embedder")

@@ -39,6 +39,7 @@ def worker(queues: tuple[str, ...], burst: bool, max_jobs: int | None) -> None:
     settings.check_secret()  # the SMS carries a result link derived from it
     check_sms_fits(settings.public_base_url)
     runtime = open_runtime(settings)
+    runtime.embedders  # noqa: B018 - load and check SEARCHJOBS_EMBEDDER's model now, not in the first job
     run_worker(runtime, list(queues) or None, burst=burst, max_jobs=max_jobs)
 
 

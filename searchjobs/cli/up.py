@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from searchjobs.cli.catalog import DEMO_CATALOG_SIZE, load_demo_with_progress
+from searchjobs.cli.catalog import DEMO_CATALOG_SIZE, configured_embedders, load_demo_with_progress
 from searchjobs.cli.common import fail
 from searchjobs.config import SECRET_KEY_FILE, Settings
 
@@ -48,7 +48,7 @@ def up(port: int, host: str, worker_count: int, demo_size: int) -> None:
         _empty_metrics_dir(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
         _migrate(env["DATABASE_URL"])
         # appended one by one, so that a failed start still stops those already running
-        with _demo_load(env["DATABASE_URL"], demo_size) as load_demo:
+        with _demo_load(env["DATABASE_URL"], demo_size, settings) as load_demo:
             children.append(subprocess.Popen(_web_command(host, port), env=env))
             if load_demo is None:
                 children.extend(subprocess.Popen(command, env=env) for command in _worker_commands(worker_count))
@@ -139,7 +139,7 @@ def _migrate(database_url: str) -> None:
 
 
 @contextlib.contextmanager
-def _demo_load(database_url: str, demo_size: int):
+def _demo_load(database_url: str, demo_size: int, settings: Settings):
     """Yields the function that loads the demo catalog, if the catalog is empty (else None).
     The load is announced from the start of the block: a web started inside it shows the
     catalog loading, never an empty one."""
@@ -159,7 +159,7 @@ def _demo_load(database_url: str, demo_size: int):
             click.echo(f"Loading the demo catalog ({demo_size} generated items; label: Demo catalog); "
                        f"meanwhile {public_url} shows its progress ...")
             started = time.monotonic()
-            load_demo_with_progress(engine, demo_size)
+            load_demo_with_progress(engine, demo_size, configured_embedders(settings))
             click.echo(f"Demo catalog loaded in {time.monotonic() - started:.1f}s")
 
         with loading.announced(engine, demo_size):

@@ -34,7 +34,6 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 JOB_STATUSES = ("pending", "processing", "completed", "failed", "cancelled")
 FINISHED_STATUSES = ("completed", "failed", "cancelled")
-EMBEDDING_DIM = 256  # length of catalog embeddings (searchjobs.catalog.descriptor.DESCRIPTOR_DIM; migration 0002)
 NOTIFICATION_STATUSES = ("pending", "sending", "unknown", "sent", "delivered", "undelivered", "failed", "skipped")
 
 metadata = MetaData(
@@ -223,16 +222,45 @@ catalog_items = Table(
     Column("image_data", LargeBinary),  # the image itself, served at /catalog/images/<sku>
     Column("image_content_type", Text),
     Column("attributes", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
-    Column("embedding", Vector(EMBEDDING_DIM)),
-    Column("embedding_version", Text),  # the descriptor that computed `embedding`
     _now(),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_catalog_items_category", "category"),
-    Index(
-        "ix_catalog_items_embedding_hnsw",
-        "embedding",
-        postgresql_using="hnsw",
-        postgresql_with={"m": 16, "ef_construction": 64},
-        postgresql_ops={"embedding": "vector_cosine_ops"},
-    ),
 )
+
+# The embedders that made catalog vectors; the dimension fixes the cast of its HNSW index.
+catalog_embedders = Table(
+    "catalog_embedders",
+    metadata,
+    Column("id", BigInteger, primary_key=True),  # names the embedder's index: ix_catalog_embeddings_hnsw_<id>
+    Column("name", Text, nullable=False, unique=True),  # "hsvgrid-v1", "onnx:<12 hex of the model's sha256>"
+    Column("dimension", Integer, nullable=False),
+    Column("spec", Text, nullable=False),  # how to load it: "descriptor" or "onnx:/path/model.onnx"
+    _now(),
+    CheckConstraint("dimension BETWEEN 1 AND 2000", name="dimension_range"),  # pgvector's HNSW limit
+)
+
+# One row: the embedder whose vectors searches use; every worker reads it per job.
+catalog_state = Table(
+    "catalog_state",
+    metadata,
+    Column("singleton", Boolean, primary_key=True, server_default=text("true")),
+    Column("active_embedder", Text, ForeignKey("catalog_embedders.name"), nullable=False),
+    Column("switched_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("singleton", name="one_row"),
+)
+
+# One vector per (item, embedder); category is copied from the item so the HNSW scan filters it itself.
+catalog_embeddings = Table(
+    "catalog_embeddings",
+    metadata,
+    Column("item_id", BigInteger, ForeignKey("catalog_items.id", ondelete="CASCADE"), primary_key=True),
+    Column("embedder", Text, ForeignKey("catalog_embedders.name", ondelete="CASCADE"), primary_key=True),
+    Column("category", Text, nullable=False),
+    Column("embedding", Vector(), nullable=False),  # of its embedder's dimension
+    _now(),
+)
+
+# Each embedder's partial HNSW index, (embedding::vector(D)) WHERE embedder = '<name>', is made at run time
+# by catalog_embedder_index() (migration 0010) when the embedder is first recorded: which ones exist is
+# data, not schema, so they are not mirrored here (tests/integration/test_schema.py leaves them out).
+EMBEDDER_INDEX_PREFIX = "ix_catalog_embeddings_hnsw_"

@@ -71,16 +71,18 @@ def execute(runtime: Runtime, job: JobAttempt) -> None:
     image = load_query_image(runtime, job.row)
     job.step(15, "image_loaded", {"width": image.width, "height": image.height})
 
+    embedder = runtime.embedders.active(runtime.db)  # the catalog's, read per job: a switch applies at once
+    # the colours shown on the result page are our descriptor's view of the photo, whatever embeds it
     analysis = descriptor.analyse(image)
-    vector = analysis.vector
-    job.step(30, "features", {"descriptor": descriptor.DESCRIPTOR_VERSION})
+    vector = analysis.vector if embedder.spec == "descriptor" else embedder.embed(image)
+    job.step(30, "features", {"embedder": embedder.name})
 
     backend = runtime.search_backend
     categories = job.row["categories"]
     results: dict[str, list[dict]] = {}
     low, high = CATEGORY_SPAN
     for index, category in enumerate(categories, start=1):
-        hits = backend.search(category, vector, defaults.DEFAULT_TOP_K)
+        hits = backend.search(category, vector, defaults.DEFAULT_TOP_K, embedder=embedder.name)
         results[category] = hits
         job.step(low + (high - low) * index // len(categories), f"searched:{category}",
                  {"category": category, "hits": len(hits)})

@@ -25,9 +25,9 @@ class SlowBackend:
         self.seconds = seconds
         self.overrides = overrides or {}
 
-    def search(self, category, vector, k):
+    def search(self, category, vector, k, embedder=None):
         time.sleep(self.overrides.get(category, self.seconds))
-        return self.inner.search(category, vector, k)
+        return self.inner.search(category, vector, k, embedder)
 
     def catalog_version(self) -> str:
         return self.inner.catalog_version()

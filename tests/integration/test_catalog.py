@@ -50,8 +50,10 @@ def test_catalog_import_upserts_and_reports_bad_rows(tmp_path, settings, runtime
     for line in (4, 5, 6, 7):
         assert f"line {line}: skipped" in result.output
     with runtime.engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT sku, category, price, embedding IS NOT NULL FROM catalog_items "
-                                    "WHERE sku LIKE 'IMP-%' ORDER BY sku")).all()
+        rows = conn.execute(sa.text(
+            "SELECT sku, i.category, price, e.embedder = :active FROM catalog_items i "
+            "JOIN catalog_embeddings e ON e.item_id = i.id WHERE sku LIKE 'IMP-%' ORDER BY sku"),
+            {"active": descriptor.DESCRIPTOR_VERSION}).all()
     assert [(r[0], r[1], str(r[2]), r[3]) for r in rows] == [("IMP-1", "hat", "19.90", True),
                                                           ("IMP-2", "hat", "45.00", True)]
     csv.write_text("sku,name,category,price,image\nIMP-1,Straw Hat (new),hat,21.00,a.png\n")
@@ -77,7 +79,8 @@ def test_demo_catalog_embeddings_are_the_descriptor_of_their_images(runtime):
     item = next(demo.generate_items(TEST_CATALOG_SIZE, seed=7))
     with runtime.engine.connect() as conn:
         stored, version, attributes = conn.execute(sa.text(
-            "SELECT embedding::text, embedding_version, attributes FROM catalog_items WHERE sku = :s"),
+            "SELECT e.embedding::text, e.embedder, attributes FROM catalog_items i "
+            "JOIN catalog_embeddings e ON e.item_id = i.id WHERE sku = :s"),
             {"s": item.sku}).one()
     vector = np.array([float(x) for x in stored.strip("[]").split(",")], dtype=np.float32)
     assert version == descriptor.DESCRIPTOR_VERSION and attributes["demo"] is True

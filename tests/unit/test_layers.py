@@ -34,7 +34,7 @@ TIERS: list[tuple[str, list[str]]] = [
                 "notifications", "notifications.outbox", "notifications.phone", "notifications.messages",
                 "notifications.base", "notifications.console", "notifications.twilio", "notifications.senders",
                 "catalog", "catalog.store", "catalog.descriptor", "catalog.demo", "catalog.demo.*", "catalog.backends",
-                "catalog.loading",
+                "catalog.loading", "catalog.embedders",
                 "intake", "intake.*", "clients", "worker.locks"]),
     ("process", ["runtime"]),
     ("work", ["jobs.lifecycle", "jobs.search", "notifications.send", "catalog.load"]),
