@@ -98,38 +98,14 @@ def catalog_reembed(spec: str | None, batch: int) -> None:
     The current vectors keep serving searches until every item has a new one; then the embedder
     becomes the active one for every worker at once. Interrupted, it resumes where it stopped.
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from searchjobs.catalog.embedders import load_embedder
-    from searchjobs.catalog.load import reembed
     from searchjobs.db import engine as dbm
-    from searchjobs.intake import IntakeLimits
 
     settings = resolve_settings()
     embedder = load_embedder(spec, setting="--embedder") if spec else load_embedder(settings.embedder)
     engine = dbm.make_engine(settings.database_url, pool_size=1)
-    limits = IntakeLimits(allow_private=settings.image_allow_private, allow_loopback=settings.image_allow_loopback)
     started = time.monotonic()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("items"),
-               TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns) as progress:
-        task = progress.add_task(f"Reembedding with {embedder.name}", total=None)
-
-        def start(items: int, already: int) -> None:
-            progress.update(task, total=items, completed=already)
-            if already:
-                progress.console.print(f"Resuming: {already} of {items} items already have a vector "
-                                       f"from {embedder.name}")
-
-        report = reembed(engine, embedder, limits, batch=batch, on_start=start,
-                         on_batch=lambda n: progress.advance(task, n))
+    report = reembed_with_progress(engine, embedder, settings, batch)
     took = time.monotonic() - started
     for sku, reason in sorted(report.failed.items()):
         click.echo(f"{sku}: not embedded: {reason}", err=True)
@@ -141,3 +117,33 @@ def catalog_reembed(spec: str | None, batch: int) -> None:
         click.echo(f"{summary}; every item has one: searches now use {embedder.name}")
     else:
         click.echo(f"{summary}; {embedder.name} was already the active embedder")
+
+
+def reembed_with_progress(engine, embedder, settings, batch: int = 64):
+    """catalog.load.reembed under a progress bar (`catalog reembed`, and `up` for a stale catalog)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from searchjobs.catalog.load import reembed
+    from searchjobs.intake import IntakeLimits
+
+    limits = IntakeLimits(allow_private=settings.image_allow_private, allow_loopback=settings.image_allow_loopback)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("items"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns) as progress:
+        task = progress.add_task(f"Reembedding with {embedder.name}", total=None)
+
+        def start(items: int, already: int) -> None:
+            progress.update(task, total=items, completed=already)
+            if already:
+                progress.console.print(f"Resuming: {already} of {items} items already have a vector "
+                                       f"from {embedder.name}")
+
+        return reembed(engine, embedder, limits, batch=batch, on_start=start,
+                       on_batch=lambda n: progress.advance(task, n))

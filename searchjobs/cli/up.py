@@ -59,6 +59,8 @@ def up(port: int, host: str, worker_count: int, demo_size: int) -> None:
                 # scheduler start after it, as no search runs before, leaving the load the cores
                 load_demo(env["PUBLIC_BASE_URL"])
                 children.extend(subprocess.Popen(command, env=env) for command in _worker_commands(worker_count))
+            else:
+                _reembed_if_stale(env["DATABASE_URL"], settings)
         _announce(env["PUBLIC_BASE_URL"], data_dir, worker_count, children)
         exited = _wait_for_children(children)
     finally:
@@ -185,6 +187,30 @@ def _announce(public_url: str, data_dir: Path, worker_count: int, children: list
     click.echo(f"  processes: web, {worker_count} worker(s), scheduler (pids "
                f"{', '.join(str(c.pid) for c in children)})")
     click.echo("Press Ctrl-C to stop.")
+
+
+def _reembed_if_stale(database_url: str, settings: Settings) -> None:
+    """A catalog whose vectors come from another embedder than the configured one (a data folder of an
+    earlier release, whose descriptor has changed since) is reembedded, under a progress bar, while the
+    web serves: jobs submitted meanwhile wait for the switch, then run on the new vectors."""
+    from searchjobs.catalog import store as catalog
+    from searchjobs.cli.catalog import reembed_with_progress
+    from searchjobs.db import engine as db
+
+    embedder = configured_embedders(settings).configured
+    engine = db.make_engine(database_url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            active = catalog.active_embedder(conn).name
+        if active == embedder.name:
+            return
+        click.echo(f"The catalog's vectors come from {active}; searches use {embedder.name}: reembedding ...")
+        report = reembed_with_progress(engine, embedder, settings)
+        if report.failed:
+            click.echo(f"{len(report.failed)} items could not be embedded; searches keep {report.active} "
+                       f"(see `searchjobs catalog reembed`)", err=True)
+    finally:
+        engine.dispose()
 
 
 def _wait_until_serving(public_url: str, web: subprocess.Popen, timeout: float = WEB_START_TIMEOUT) -> None:

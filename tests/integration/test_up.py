@@ -167,3 +167,34 @@ def test_env_gives_a_shell_the_running_instance_and_rq_info_reads_it(tmp_path):
         assert "db=postgresql://postgres:" in shell.stdout
     finally:
         finish()
+
+
+def test_up_reembeds_a_catalog_left_by_an_earlier_descriptor_and_its_jobs_run(tmp_path):
+    """A data folder of an earlier release: its vectors come from a descriptor version this release does
+    not compute. Workers would refuse to compare with them; `up` reembeds while the web serves."""
+    import sqlalchemy as sa
+
+    from searchjobs.catalog import descriptor
+    from searchjobs.embedded import EmbeddedStack
+
+    proc, base, finish = run_up(tmp_path, {}, "--demo-size", "40")
+    wait_ready(proc, base, 120, tmp_path)
+    finish()
+    stack = EmbeddedStack(tmp_path / "data", persist_redis=False).start()
+    try:
+        engine = sa.create_engine(stack.postgres.url.replace("postgresql://", "postgresql+psycopg2://"))
+        with engine.begin() as conn:  # what the release before left: the same vectors, another name
+            conn.execute(sa.text("INSERT INTO catalog_embedders (name, dimension, spec) "
+                                 "SELECT 'hsvgrid-v0', dimension, spec FROM catalog_embedders WHERE name = :n"),
+                         {"n": descriptor.DESCRIPTOR_VERSION})
+            conn.execute(sa.text("UPDATE catalog_embeddings SET embedder = 'hsvgrid-v0'"))
+            conn.execute(sa.text("UPDATE catalog_state SET active_embedder = 'hsvgrid-v0'"))
+        engine.dispose()
+    finally:
+        stack.stop()
+
+    proc, base, finish = run_up(tmp_path, {}, "--demo-size", "40", log_name="up-2.log")
+    wait_ready(proc, base, 120, tmp_path)
+    assert complete_one_job(base, "dress")["status"] == "completed"
+    output = finish()
+    assert "come from hsvgrid-v0" in output and "reembedding" in output
