@@ -65,8 +65,9 @@ class StderrHandler(logging.StreamHandler):
         pass
 
 
-# a result link's token in a request path: /r/<token>, /api/results/<token>[/...]
-_TOKEN_IN_PATH = re.compile(r"(/r/|/api/results/)([^/?#]{0,4})[^/?#]*")
+# a result link's token in a request path: /r/<token>, /api/results/<token>[/...]; with doubled
+# slashes too (/r//<token>, /api//results/<token>), which Werkzeug redirects to the route
+_TOKEN_IN_PATH = re.compile(r"(/r/+|/api/+results/+)([^/?#]{0,4})[^/?#]*")
 
 
 def mask_path(path: str) -> str:

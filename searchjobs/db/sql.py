@@ -25,6 +25,9 @@ import sqlalchemy as sa
 
 _NAME_LINE = re.compile(r"--\s*name:\s*(?P<name>\S+)\s*$")
 _NAME = re.compile(r"[a-z_][a-z0-9_]*")
+# a comment that looks like a header ("-- Name: x", "-- name: x y"): refused, or the query under it
+# would silently run on as part of the one above
+_HEADER_LIKE = re.compile(r"--\s*name\s*:", re.IGNORECASE)
 
 
 class Queries(dict[str, sa.TextClause]):
@@ -51,6 +54,8 @@ def parse(source: str, path: Path | str = "<string>") -> dict[str, str]:
             if name in queries:
                 raise ValueError(f"{path}:{number}: a second query named {name!r}")
             current = queries[name] = []
+        elif _HEADER_LIKE.match(line.strip()):
+            raise ValueError(f"{path}:{number}: {line.strip()!r} is not a '-- name: <name>' line")
         elif line.strip().startswith("--") or not line.strip():
             continue
         elif current is None:

@@ -78,8 +78,10 @@ def read_holder(data_dir: Path) -> dict | None:
     path = Path(data_dir) / LOCK_FILE
     try:
         fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no lock file, or `data_dir` is no folder at all
         return None
+    except OSError as exc:
+        raise EmbeddedError(f"cannot read {path}: {exc.strerror}") from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

@@ -226,8 +226,11 @@ class EmbeddedPostgres:
     def _require_password(self) -> None:
         """A cluster made by an earlier release (trust, no password file) gets a password and scram."""
         hba = self.pgdata / "pg_hba.conf"
-        if self.password_file.exists() and " trust" not in _loopback_rules(hba):
+        trusting = " trust" in _loopback_rules(hba)
+        if self.password_file.exists() and not trusting:
             return
+        if not trusting:  # a new password would not be the cluster's: say so, change nothing
+            raise EmbeddedError(self._password_lost(f"{self.password_file} is missing"))
         password = self.password if self.password_file.exists() else self._write_password()
         import psycopg2
 
@@ -282,8 +285,20 @@ class EmbeddedPostgres:
         except subprocess.CalledProcessError as exc:
             tail = (self.pgdata / "server.log").read_text(errors="replace")[-2000:]
             raise EmbeddedError(f"PostgreSQL did not start: {exc.stderr.strip()}\n{tail}") from exc
-        self._require_password()
-        self._ensure_database()
+        try:
+            self._require_password()
+            self._ensure_database()
+        except Exception as exc:
+            self.stop()  # started by us and of no use: not left running behind an error
+            if isinstance(exc, EmbeddedError):
+                raise
+            if "password authentication failed" in str(exc):
+                raise EmbeddedError(self._password_lost(f"the password in {self.password_file} is refused")) from exc
+            raise EmbeddedError(f"PostgreSQL started but could not be set up: {str(exc).strip()}") from exc
+
+    def _password_lost(self, what: str) -> str:
+        return (f"the embedded PostgreSQL asks for the password made at its first start, and {what}. "
+                f"Put the file back as it was, or remove {self.pgdata} (its data is lost) to start afresh.")
 
     def _ensure_database(self) -> None:
         import psycopg2

@@ -181,7 +181,7 @@ def _decode_cursor(raw: str | None, name: str) -> int | None:
 @translate_errors
 def list_jobs():
     caller = current_caller()
-    status = request.args.get("status") or None
+    status = request.args.get("status")  # absent: every status; "" is not one (the document's enum)
     if status is not None and status not in JOB_STATUSES:
         raise ApiError(400, "invalid_status", f"status must be one of {', '.join(JOB_STATUSES)}")
     limit = _page_limit()

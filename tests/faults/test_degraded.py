@@ -141,7 +141,7 @@ def test_redis_loading_its_dataset_after_a_restart(cluster):
 
     starter = threading.Thread(target=start, daemon=True)
     starter.start()
-    probe = redis.Redis(port=valkey.port, socket_timeout=1, retry=Retry(NoBackoff(), 0))  # see every LOADING
+    probe = redis.Redis(port=valkey.port, password=valkey.password, socket_timeout=1, retry=Retry(NoBackoff(), 0))  # see every LOADING
     during: list[str] = []
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -157,3 +157,99 @@ def test_start_changes_modes_inside_the_data_folder_only(data_dir, monkeypatch):
             assert data_dir.resolve() in Path(stack.postgres.bin("postgres")).resolve().parents
     finally:
         stack.stop()
+
+
+def test_valkey_asks_for_a_password_kept_private_in_the_data_folder(data_dir):
+    """Without one, any local user could queue an RQ job, whose payload RQ unpickles (their code, our user)."""
+    import redis
+
+    stack = EmbeddedStack(data_dir, fast_unsafe=True, persist_redis=False).start()
+    try:
+        valkey = stack.valkey
+        anonymous = redis.Redis(host=valkey.host, port=valkey.port, socket_timeout=3)
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            anonymous.rpush("rq:queue:searches", "not-ours")
+        anonymous.close()
+        client = redis.Redis.from_url(valkey.url, socket_timeout=3)
+        assert client.ping() and client.llen("rq:queue:searches") == 0
+        client.close()
+        assert stat.S_IMODE(valkey.password_file.stat().st_mode) == 0o600
+        assert stat.S_IMODE(valkey.folder.stat().st_mode) == 0o700  # valkey.conf holds the password
+        assert running_stack_urls(data_dir)[1] == valkey.url
+    finally:
+        stack.stop()
+
+
+def _valkeys_on(folder: Path) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if (proc.name.isdigit() and b"valkey-server" in (proc / "cmdline").read_bytes()
+                    and Path(os.readlink(proc / "cwd")).resolve() == folder.resolve()
+                    and (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_valkey_left_by_a_killed_process_is_stopped_before_a_new_one_starts(data_dir):
+    """`kill -9` of `up` leaves its (daemonised) Valkey running: the next start must not run a second
+    server on the same append-only files, nor lose what the first one holds."""
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        import redis
+        from searchjobs.embedded import EmbeddedStack
+        stack = EmbeddedStack(Path({str(data_dir)!r}), fast_unsafe=True).start()
+        redis.Redis.from_url(stack.valkey.url).set("kept", "yes")
+        print("started", flush=True)
+        time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "started"
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        holder.stdout.close()
+    folder = data_dir / "valkey"
+    leftover = _valkeys_on(folder)
+    assert len(leftover) == 1  # the daemon outlived its parent
+
+    import redis
+
+    stack = EmbeddedStack(data_dir, fast_unsafe=True).start()
+    try:
+        assert _valkeys_on(folder) == [stack.valkey._server.pid] != leftover
+        assert redis.Redis.from_url(stack.valkey.url).get("kept") == b"yes"  # written out at its SIGTERM
+    finally:
+        stack.stop()
+    assert _valkeys_on(folder) == []
+
+
+def test_a_lost_postgres_password_is_said_plainly_and_nothing_is_left_running(data_dir):
+    stack = EmbeddedStack(data_dir, fast_unsafe=True, persist_redis=False).start()
+    password_file = stack.postgres.password_file
+    kept = password_file.read_text()
+    stack.stop()
+
+    password_file.unlink()
+    with pytest.raises(EmbeddedError, match=f"{password_file} is missing") as missing:
+        EmbeddedStack(data_dir, fast_unsafe=True, persist_redis=False).start()
+    assert "Put the file back" in str(missing.value) and not password_file.exists()  # no new, wrong one
+    assert not embedded.EmbeddedPostgres(data_dir).is_running()
+    assert read_holder(data_dir) is None
+
+    password_file.write_text("changed\n")
+    with pytest.raises(EmbeddedError, match="is refused"):
+        EmbeddedStack(data_dir, fast_unsafe=True, persist_redis=False).start()
+    assert not embedded.EmbeddedPostgres(data_dir).is_running()
+
+    password_file.write_text(kept)
+    EmbeddedStack(data_dir, fast_unsafe=True, persist_redis=False).start().stop()
+
+
+def test_the_urls_of_a_data_folder_that_is_a_file_are_none(data_dir):
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    data_dir.write_text("not a folder")
+    assert read_holder(data_dir) is None and running_stack_urls(data_dir) is None

@@ -243,6 +243,7 @@ READS = {
     "limit too large": ("/api/changes?limit=100000", 400, "invalid_limit"),
     "limit not a number": ("/api/search-jobs?limit=ten", 400, "invalid_limit"),
     "unknown status": ("/api/search-jobs?status=exploded", 400, "invalid_status"),
+    "empty status": ("/api/search-jobs?status=", 400, "invalid_status"),  # the document's enum has no ""
     "overlong job id": ("/api/search-jobs/" + "a" * 5000, 404, "not_found"),
     "job id with NUL": ("/api/search-jobs/ab%00cd", 404, "not_found"),
     "job events with NUL": ("/api/search-jobs/ab%00cd/events", 404, "not_found"),

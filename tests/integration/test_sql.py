@@ -24,6 +24,10 @@ QUERIES = [(path, name, text) for path in SQL_FILES for name, text in sql.parse(
 # text() holds DDL expressions (server defaults, index predicates), not statements.
 TEXT_ALLOWED = {PACKAGE / "db" / "sql.py", PACKAGE / "db" / "tables.py"}
 TEXT_ALLOWED_UNDER = PACKAGE / "migrations"
+# Where a driver's execute() may take a string: the embedded server's bootstrap (the password, the
+# database itself) runs on psycopg2 against the `postgres` database, below the tier of db.sql.
+DRIVER_SQL_ALLOWED = {PACKAGE / "embedded" / "postgres.py"}
+EXECUTE_METHODS = {"execute", "executemany", "exec_driver_sql", "mogrify"}
 
 
 def statements(text: str) -> list[str]:
@@ -95,18 +99,35 @@ def test_every_query_in_a_file_is_run_by_its_module():
         assert unused == [], f"{path.relative_to(ROOT)}: no code runs {unused}"
 
 
-def _text_calls(path: Path) -> list[int]:
+def _root_name(node: ast.AST) -> str | None:
+    """`sa` of `sa.sql.expression`."""
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _is_string(node: ast.AST) -> bool:
+    """A literal string, an f-string, or strings glued together with + or %."""
+    if isinstance(node, ast.JoinedStr) or (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+        return True
+    return isinstance(node, ast.BinOp) and (_is_string(node.left) or _is_string(node.right))
+
+
+def _text_calls(path: Path, driver_sql: bool = True) -> list[int]:
     """Lines of `text(...)`, `sa.text(...)`, `sqlalchemy.text(...)` and `exec_driver_sql(...)` calls,
-    and of imports of sqlalchemy's text."""
+    of imports of sqlalchemy's text, and (driver_sql) of any `.execute(...)` given a string: a raw
+    DB-API cursor's, or a connection's."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Call):
             func = node.func
-            if (isinstance(func, ast.Name) and func.id == "text") or (
+            if (driver_sql and isinstance(func, ast.Attribute) and func.attr in EXECUTE_METHODS
+                    and node.args and _is_string(node.args[0])):
+                found.append(node.lineno)
+            elif (isinstance(func, ast.Name) and func.id == "text") or (
                 isinstance(func, ast.Attribute) and (
                     func.attr == "exec_driver_sql"
-                    or (func.attr == "text" and isinstance(func.value, ast.Name)
-                        and func.value.id in ("sa", "sqlalchemy")))
+                    or (func.attr == "text" and _root_name(func.value) in ("sa", "sqlalchemy")))
             ):
                 found.append(node.lineno)
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sqlalchemy"):
@@ -119,15 +140,27 @@ def test_no_sql_text_in_python_outside_the_sql_files():
         f"{path.relative_to(ROOT)}:{line}"
         for path in sorted(PACKAGE.rglob("*.py"))
         if path not in TEXT_ALLOWED and not path.is_relative_to(TEXT_ALLOWED_UNDER)
-        for line in _text_calls(path)
+        for line in _text_calls(path, driver_sql=path not in DRIVER_SQL_ALLOWED)
     ]
     assert offenders == [], "SQL belongs in the .sql file beside its module (searchjobs/db/sql.py)"
 
 
 def test_the_rule_finds_a_text_call(tmp_path):
     module = tmp_path / "m.py"
-    module.write_text("import sqlalchemy as sa\nfrom sqlalchemy import text\nQ = sa.text('SELECT 1')\n")
-    assert _text_calls(module) == [2, 3]
+    module.write_text("import sqlalchemy as sa\nfrom sqlalchemy import text\nQ = sa.text('SELECT 1')\n"
+                      "R = sa.sql.expression.text('SELECT 2')\n")
+    assert _text_calls(module) == [2, 3, 4]
+
+
+def test_the_rule_finds_sql_handed_to_a_driver(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("def f(conn, cur, table, q):\n"
+                      "    cur.execute('SELECT 1')\n"
+                      "    cur.execute(f'DELETE FROM {table}')\n"
+                      "    conn.exec_driver_sql('SELECT ' + table)\n"
+                      "    cur.executemany('INSERT INTO t VALUES (%s)', [])\n"
+                      "    conn.execute(q)\n")  # a loaded query: fine
+    assert _text_calls(module) == [2, 3, 4, 5]
 
 
 # -- the loader -------------------------------------------------------------
@@ -143,6 +176,8 @@ def test_a_file_gives_its_queries_by_name_without_the_comments():
     ("SELECT 1;\n-- name: a\nSELECT 2;\n", "SQL before the first"),
     ("-- name: a\n-- nothing else\n", "query 'a' has no SQL"),
     ("-- name: Bad-Name\nSELECT 1;\n", "not a lower-case identifier"),
+    ("-- name: a\nSELECT 1;\n-- name: b extra\nSELECT 2;\n", "is not a '-- name: <name>' line"),
+    ("-- name: a\nSELECT 1;\n-- Name: b\nSELECT 2;\n", "is not a '-- name: <name>' line"),
 ])
 def test_a_malformed_file_is_refused(source, error):
     with pytest.raises(ValueError, match=error):

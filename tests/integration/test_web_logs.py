@@ -61,6 +61,9 @@ def run_gunicorn(settings, tmp_path, log_format: str, command: list[str] | None 
         answer = submitted.json()
         token = answer["result_url"].rsplit("/r/", 1)[1]
         requests.get(f"{base}/r/{token}?from=sms", timeout=10)
+        # a link built with a doubled slash still works (Werkzeug redirects it): its token is masked too
+        for doubled in (f"/r//{token}", f"/api//results/{token}", f"/api/results//{token}/events"):
+            assert requests.get(base + doubled, timeout=10, allow_redirects=False).status_code == 308
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
@@ -86,7 +89,10 @@ def test_gunicorn_app_and_access_lines_are_json_with_fields_and_no_secret(server
     assert len(post) == 1 and post[0]["status"] == seen["status"] == 202
     assert isinstance(post[0]["duration_ms"], int) and post[0]["remote_addr"] == "127.0.0.1"
     page = [r for r in access if r["path"].startswith("/r/")]
-    assert [r["path"] for r in page] == [f"/r/{token[:4]}\u2026"] and page[0]["status"] == 200
+    assert [r["path"] for r in page] == [f"/r/{token[:4]}\u2026", f"/r//{token[:4]}\u2026"] and page[0]["status"] == 200
+    doubled = [r["path"] for r in access if r["status"] == 308]
+    assert doubled == [f"/r//{token[:4]}\u2026", f"/api//results/{token[:4]}\u2026",
+                       f"/api/results//{token[:4]}\u2026/events"], doubled
 
     text = "\n".join(lines)
     for secret in (token, token[:12], "sj_not_a_real_key", "from=sms"):

@@ -68,18 +68,30 @@ def _exists(module: str) -> bool:
     return base.with_suffix(".py").exists() or (base / "__init__.py").exists()
 
 
+def absolute_module(path: Path, node: ast.ImportFrom) -> str:
+    """The absolute name of what `from ... import` reads: `from ..web import api` in jobs/cache.py is
+    searchjobs.web (relative imports are held to the same rules as absolute ones)."""
+    if node.level == 0:
+        return node.module or ""
+    package = ["searchjobs", *path.relative_to(PACKAGE).parent.parts]
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join([*base, node.module] if node.module else base)
+
+
 def imports_of(path: Path) -> set[tuple[str, int]]:
-    """(module under searchjobs, line) for each import of searchjobs, plus ("flask", line)."""
+    """(module under searchjobs, line) for each import of searchjobs, plus ("flask", line); imports
+    inside functions (lazy) and relative ones included."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         targets = []
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        elif isinstance(node, ast.ImportFrom) and absolute_module(path, node):
+            module = absolute_module(path, node)
             for alias in node.names:  # `from searchjobs.jobs import store` imports the module jobs.store
-                full = f"{node.module}.{alias.name}"
+                full = f"{module}.{alias.name}"
                 inner = full.split(".", 1)[1] if "." in full else ""
-                targets.append(full if full.startswith("searchjobs.") and _exists(inner) else node.module)
+                targets.append(full if full.startswith("searchjobs.") and _exists(inner) else module)
         for name in targets:
             bits = name.split(".")
             if bits[0] == "searchjobs" and len(bits) > 1 and bits[1] != "__version__":
@@ -110,6 +122,21 @@ def test_imports_go_down(path: Path):
             assert package_of(target) == package_of(module), where + ": same tier, another package"
         else:
             assert target_tier < tier, where + ": upward"
+
+
+def test_the_rule_sees_lazy_and_relative_imports(tmp_path, monkeypatch):
+    scratch = tmp_path / "searchjobs"
+    (scratch / "jobs").mkdir(parents=True)
+    (scratch / "web").mkdir()
+    for init in (scratch / "__init__.py", scratch / "jobs" / "__init__.py", scratch / "web" / "__init__.py"):
+        init.write_text("")
+    (scratch / "web" / "api.py").write_text("")
+    (scratch / "jobs" / "store.py").write_text("")
+    module = scratch / "jobs" / "cache.py"
+    module.write_text("def later():\n    from searchjobs.web import api\n\n"
+                      "def relative():\n    from ..web import api\n    from . import store\n    from .. import web\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", scratch)
+    assert imports_of(module) == {("web.api", 2), ("web.api", 5), ("jobs.store", 6), ("web", 7)}
 
 
 def test_no_import_cycles():
