@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from searchjobs import defaults
-from searchjobs.embedded import running_stack_urls
+from searchjobs.embedded import read_holder, running_stack_urls
 from searchjobs.errors import ConfigError
 
 
@@ -180,8 +180,8 @@ class Settings:
     def for_process(cls) -> Settings:
         """The settings of a searchjobs process, whatever its type (web under gunicorn, worker,
         scheduler, a CLI command), by one rule: the environment first; what it leaves unset comes from
-        the data folder (SEARCHJOBS_DATA_DIR, else ./.searchjobs): the two URLs of the `searchjobs up`
-        running there, and the SECRET_KEY that `up` keeps there.
+        the data folder (SEARCHJOBS_DATA_DIR, else ./.searchjobs): the two URLs and the web's URL
+        (PUBLIC_BASE_URL) of the `searchjobs up` running there, and the SECRET_KEY that `up` keeps there.
 
         Without either, the URLs stay unset and the process says so at start (require_urls).
         """
@@ -190,6 +190,11 @@ class Settings:
             urls = running_stack_urls(settings.data_dir)
             if urls is not None:
                 settings = settings.with_urls(settings.database_url or urls[0], settings.redis_url or urls[1])
+        if not os.environ.get("PUBLIC_BASE_URL"):
+            # result links (pages, SMS) point at the running `up`'s web, which answers them
+            web_url = (read_holder(settings.data_dir) or {}).get("web_url")
+            if web_url:
+                settings = replace(settings, public_base_url=web_url)
         if settings.secret_key == DEV_SECRET_KEY:
             kept = settings.data_dir / SECRET_KEY_FILE
             if kept.is_file():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import secrets
 import signal
@@ -37,9 +38,17 @@ def up(port: int, host: str, worker_count: int, demo_size: int) -> None:
 
     settings = Settings.from_env()
     data_dir = settings.data_dir.resolve()
-    _check_port_free(host, port)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"the data folder {data_dir} cannot be made ({exc.strerror}); set SEARCHJOBS_DATA_DIR to a folder")
+    # the lock first: a second `up` on this folder is told so, not sent to another port
     lock = InstanceLock(data_dir).acquire()  # InstanceRunning: another `up` runs here; nothing touched
+    try:
+        _check_port_free(host, port)
+    except SystemExit:
+        lock.release()
+        raise
     stack = None
     children: list[subprocess.Popen] = []
     try:
@@ -49,16 +58,16 @@ def up(port: int, host: str, worker_count: int, demo_size: int) -> None:
         _migrate(env["DATABASE_URL"])
         # appended one by one, so that a failed start still stops those already running
         with _demo_load(env["DATABASE_URL"], demo_size, settings) as load_demo:
-            children.append(subprocess.Popen(_web_command(host, port), env=env))
+            children.append(_start_child(_web_command(host, port), env))
             if load_demo is None:
-                children.extend(subprocess.Popen(command, env=env) for command in _worker_commands(worker_count))
+                children.extend(_start_child(command, env) for command in _worker_commands(worker_count))
             _wait_until_serving(env["PUBLIC_BASE_URL"], children[0])
             lock.describe(web_url=env["PUBLIC_BASE_URL"])
             if load_demo is not None:
                 # the URL answers (saying the catalog is loading) during the load; workers and the
                 # scheduler start after it, as no search runs before, leaving the load the cores
                 load_demo(env["PUBLIC_BASE_URL"])
-                children.extend(subprocess.Popen(command, env=env) for command in _worker_commands(worker_count))
+                children.extend(_start_child(command, env) for command in _worker_commands(worker_count))
             else:
                 _reembed_if_stale(env["DATABASE_URL"], settings)
         _announce(env["PUBLIC_BASE_URL"], data_dir, worker_count, children)
@@ -72,6 +81,22 @@ def up(port: int, host: str, worker_count: int, demo_size: int) -> None:
     if exited is not None:
         fail(f"a process exited on its own (pid {exited.pid}, code {exited.returncode}); everything was stopped",
              code=1)
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+
+
+def _start_child(command: list[str], env: dict) -> subprocess.Popen:
+    """A process of `up`'s own: it gets SIGTERM when `up` dies, however `up` dies (kill -9 included),
+    so no web or worker outlives it against servers that are gone."""
+    parent = os.getpid()
+
+    def die_with_parent() -> None:  # in the child, between fork and exec
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # `up` died before the prctl took effect
+            os._exit(1)
+
+    return subprocess.Popen(command, env=env, preexec_fn=die_with_parent)
 
 
 def _check_port_free(host: str, port: int) -> None:

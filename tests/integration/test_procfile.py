@@ -160,6 +160,7 @@ def test_the_readmes_honcho_line_runs_next_to_a_running_up(servers, runtime, tmp
         pytest.skip("the servers are external: no embedded instance to find")
     (stack.data_dir / "secret_key").write_text("readme-honcho-test-secret-key-0123456789")
     port = free_port()
+    stack.lock.describe(web_url=f"http://127.0.0.1:{port}")  # as `up` records its web's URL
     env = {key: value for key, value in os.environ.items()
            if key not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PUBLIC_BASE_URL")}
     env.update({
@@ -197,9 +198,9 @@ def test_the_readmes_honcho_line_runs_next_to_a_running_up(servers, runtime, tmp
         started = set(re.findall(r"(\w+)\.\d+ started \(pid=\d+\)", output))
         assert started == {"web", "worker", "scheduler"}, output[-3000:]
         assert len(re.findall(r"worker\.\d+ started", output)) == 2
-        # the result link is signed with the instance's key: the page opens
-        assert requests.get(submitted.json()["result_url"].replace(
-            submitted.json()["result_url"].split("/r/")[0], base), timeout=5).status_code == 200
+        # the result link is on the instance's web URL and signed with its key: the page opens
+        assert submitted.json()["result_url"].startswith(f"{base}/r/")
+        assert requests.get(submitted.json()["result_url"], timeout=5).status_code == 200
     finally:
         os.killpg(shell.pid, signal.SIGTERM)
         try:
@@ -208,3 +209,4 @@ def test_the_readmes_honcho_line_runs_next_to_a_running_up(servers, runtime, tmp
             os.killpg(shell.pid, signal.SIGKILL)
             shell.wait()
         (stack.data_dir / "secret_key").unlink(missing_ok=True)
+        stack.lock.describe()

@@ -139,7 +139,9 @@ def test_the_quick_start_and_its_traps_as_a_new_user_meets_them(checkout):
             taken.bind(("127.0.0.1", 0))
             taken.listen()
             busy = taken.getsockname()[1]
-            refused = shell(checkout, f"{start} --port {busy}", timeout=60)
+            # (another folder: on this one, `up` says first that an instance already runs here)
+            refused = shell(checkout, f"{start} --port {busy}", timeout=60,
+                            SEARCHJOBS_DATA_DIR=str(checkout / "other-data"))
         assert refused.returncode == 1 and re.search(rf"port {busy} is in use; try --port \d+", refused.stderr)
         assert "running at" not in refused.stdout
 

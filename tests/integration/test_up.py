@@ -41,6 +41,7 @@ def run_up(tmp_path, env_extra: dict, *args: str, port: int | None = None, log_n
     proc = subprocess.Popen([sys.executable, "-m", "searchjobs", "up", "--port", str(port), "--workers", "1", *args],
                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     base = f"http://127.0.0.1:{port}"
+    proc.log_file = log  # for a test that kills `up` instead of finishing it
 
     def finish() -> str:
         children = psutil.Process(proc.pid).children(recursive=True)
@@ -198,3 +199,20 @@ def test_up_reembeds_a_catalog_left_by_an_earlier_descriptor_and_its_jobs_run(tm
     assert complete_one_job(base, "dress")["status"] == "completed"
     output = finish()
     assert "come from hsvgrid-v0" in output and "reembedding" in output
+
+
+def test_kill_9_of_up_takes_its_processes_with_it_and_the_next_up_serves(tmp_path):
+    proc, base, finish = run_up(tmp_path, {}, "--demo-size", "20")
+    wait_ready(proc, base, 120, tmp_path)
+    children = [c for c in psutil.Process(proc.pid).children() if "searchjobs" in " ".join(c.cmdline())]
+    assert len(children) == 3  # web (gunicorn, its workers below it), 1 worker, the scheduler
+    proc.kill()
+    proc.wait()
+    proc.log_file.close()
+    gone, alive = psutil.wait_procs(children, timeout=40)
+    assert not alive, [c.cmdline() for c in alive]
+
+    proc, base, finish = run_up(tmp_path, {}, "--demo-size", "20", log_name="up-after-kill.log")
+    wait_ready(proc, base, 120, tmp_path)
+    assert complete_one_job(base, "dress")["status"] == "completed"
+    finish()
