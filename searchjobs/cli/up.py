@@ -72,6 +72,8 @@ def up(port: int, host: str, worker_count: int, demo_size: int) -> None:
                 _reembed_if_stale(env["DATABASE_URL"], settings)
         _announce(env["PUBLIC_BASE_URL"], data_dir, worker_count, children)
         exited = _wait_for_children(children)
+    except KeyboardInterrupt:  # Ctrl-C while starting (a load, a reembed): the same orderly stop
+        exited = None
     finally:
         _stop_children(children)
         if stack is not None:
