@@ -11,7 +11,7 @@ the server's durable defaults). At each size, after ANALYZE:
   - events read: `job_queries.events` for one job;
   - progress write: `job_queries.progress` (UPDATE + event INSERT CTE) on 200 processing jobs;
 all on random jobs, p50/p99. Then `--cleanup` jobs are made 30 days old and
-`searchjobs.worker.scheduler.cleanup` runs (batches of defaults.CLEANUP_BATCH) while a thread keeps
+`searchjobs.worker.cleanup.cleanup` runs (batches of defaults.CLEANUP_BATCH) while a thread keeps
 doing progress writes and status reads: duration, longest batch (= the longest time row locks
 are held) and the worst concurrent write/read latency.
 """
@@ -149,7 +149,7 @@ def cleanup_phase(servers: Servers, rt, size: int, count: int, samples_thread: b
     import psycopg2
 
     from searchjobs.jobs import store as job_queries
-    from searchjobs.worker.scheduler import cleanup
+    from searchjobs.worker.cleanup import cleanup
 
     count = min(count, size - PROCESSING)
     conn = psycopg2.connect(servers.database_url)

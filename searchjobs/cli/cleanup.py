@@ -12,7 +12,7 @@ from searchjobs.cli.common import fail, open_runtime
 @click.option("--days", type=click.IntRange(0), default=None, help="Retention (default SEARCHJOBS_RETENTION_DAYS).")
 def cleanup(dry_run: bool, days: int | None) -> None:
     """Delete finished jobs older than the retention period, with their events, images and SMS rows."""
-    from searchjobs.worker.scheduler import cleanup as run_cleanup
+    from searchjobs.worker.cleanup import cleanup as run_cleanup
 
     runtime = open_runtime()
     report = run_cleanup(runtime, retention_days=days, dry_run=dry_run)

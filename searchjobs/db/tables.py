@@ -200,7 +200,7 @@ job_deletions = Table(
     Index("ix_job_deletions_deleted_at", "deleted_at"),
 )
 
-# One reconciler pass, one cleanup at a time across schedulers (searchjobs.worker.locks).
+# One reconciler pass, one cleanup at a time across schedulers (searchjobs.db.locks).
 scheduler_locks = Table(
     "scheduler_locks",
     metadata,

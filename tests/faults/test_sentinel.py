@@ -26,7 +26,7 @@ import redis
 from searchjobs.embedded import EmbeddedPostgres, free_port
 from searchjobs.errors import ConfigError
 from searchjobs.queue import check_sentinel_service, connect
-from searchjobs.worker.scheduler import REDIS_MARKER
+from searchjobs.worker.reconciler import REDIS_MARKER
 from tests.conftest import server_folder_for
 from tests.fake_twilio import FakeTwilio
 from tests.faults.cluster import WORKERS, Cluster, record, wait_for

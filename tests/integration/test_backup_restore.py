@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from searchjobs.db import engine as db
 from searchjobs.jobs.lifecycle import JobAttempt
 from searchjobs.runtime import Runtime, install
-from searchjobs.worker.scheduler import reconcile
+from searchjobs.worker.reconciler import reconcile
 from searchjobs.worker.worker import run_worker
 from tests.integration.test_core_loop import submit_upload
 

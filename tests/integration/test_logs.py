@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from searchjobs.jobs.lifecycle import JobAttempt
 from searchjobs.logs import JsonFormatter, TextFormatter
-from searchjobs.worker.scheduler import reconcile
+from searchjobs.worker.reconciler import reconcile
 from tests.integration.test_core_loop import submit_upload
 
 PHONE, COUNTRY = "06 12 34 56 78", "33"
@@ -33,7 +33,7 @@ TRANSITIONS = {
     "job will be retried",  # processing -> pending, with a backoff
     "job released",  # processing -> pending (shutdown)
     "job cancelled at a progress step",
-    "lease expired: job's worker is gone",  # processing -> pending or failed (worker/scheduler.py)
+    "lease expired: job's worker is gone",  # processing -> pending or failed (worker/reconciler.py)
 }
 
 

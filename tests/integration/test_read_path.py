@@ -151,7 +151,7 @@ def test_a_refill_that_read_the_row_before_a_delete_cannot_bring_the_job_back(cl
 
 
 def test_the_reconciler_repairs_a_view_whose_write_was_skipped(client, runtime, run_jobs):
-    from searchjobs.worker.scheduler import ReconcilerState, reconcile
+    from searchjobs.worker.reconciler import ReconcilerState, reconcile
 
     state = ReconcilerState()
     reconcile(runtime, state=state)
@@ -166,7 +166,7 @@ def test_the_reconciler_repairs_a_view_whose_write_was_skipped(client, runtime, 
 
 
 def test_a_tombstone_redis_refused_is_written_by_the_next_reconciler_pass(settings, client, runtime, run_jobs):
-    from searchjobs.worker.scheduler import ReconcilerState, reconcile
+    from searchjobs.worker.reconciler import ReconcilerState, reconcile
     from tests.integration.test_state_machine import api_key
 
     state = ReconcilerState()

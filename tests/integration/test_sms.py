@@ -30,7 +30,7 @@ from searchjobs.notifications import send as notify
 from searchjobs.notifications.messages import body_sha256
 from searchjobs.queue import enqueue_notification, notification_queue
 from searchjobs.runtime import Runtime, install
-from searchjobs.worker.scheduler import reconcile
+from searchjobs.worker.reconciler import reconcile
 from tests.conftest import TEST_SECRET, wait_for
 from tests.fake_twilio import FakeTwilio
 from tests.integration.test_core_loop import row_of, submit_upload

@@ -68,7 +68,7 @@ def check(conn: sa.Connection, text: str) -> None:
 def test_there_are_queries_to_check():
     assert {p.relative_to(PACKAGE).as_posix() for p in SQL_FILES} >= {
         "jobs/store.sql", "notifications/outbox.sql", "catalog/store.sql", "intake/store.sql", "clients.sql",
-        "worker/locks.sql", "db/engine.sql"}
+        "db/locks.sql", "db/engine.sql"}
     assert len(QUERIES) > 50
 
 

@@ -15,7 +15,8 @@ from click.testing import CliRunner
 from searchjobs import clients, service
 from searchjobs.jobs.lifecycle import JobAttempt, JobCancelled, LostOwnership
 from searchjobs.queue import is_waiting, rq_job_id
-from searchjobs.worker.scheduler import cleanup, reconcile
+from searchjobs.worker.cleanup import cleanup
+from searchjobs.worker.reconciler import reconcile
 from tests.conftest import demo_image_bytes
 from tests.faults.slow_backend import SlowBackend
 from tests.integration.test_core_loop import events_of, row_of, submit_upload
@@ -427,8 +428,8 @@ def test_the_lease_keeper_marks_a_lost_lease(client, runtime):
 
 
 def test_one_reconciler_pass_at_a_time_and_a_dead_holder_is_taken_over(runtime):
-    from searchjobs.worker import locks
-    from searchjobs.worker.scheduler import RECONCILE_LOCK
+    from searchjobs.db import locks
+    from searchjobs.worker.reconciler import RECONCILE_LOCK
 
     with runtime.db.connect() as conn:
         assert locks.acquire(conn, RECONCILE_LOCK, "other-scheduler", 30)

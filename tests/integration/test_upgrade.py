@@ -12,7 +12,7 @@ from rq.job import Job, JobStatus
 
 from searchjobs import defaults
 from searchjobs.notifications import outbox
-from searchjobs.worker.scheduler import reconcile
+from searchjobs.worker.reconciler import reconcile
 from tests.integration.test_core_loop import row_of, submit_upload
 
 # the SMS send lived here before the layout of issue #15; the search never moved, so its

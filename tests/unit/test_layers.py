@@ -35,7 +35,7 @@ TIERS: list[tuple[str, list[str]]] = [
                 "notifications.base", "notifications.console", "notifications.twilio", "notifications.senders",
                 "catalog", "catalog.store", "catalog.descriptor", "catalog.demo", "catalog.demo.*", "catalog.backends",
                 "catalog.loading", "catalog.embedders",
-                "intake", "intake.*", "clients", "worker.locks"]),
+                "intake", "intake.*", "clients"]),
     ("process", ["runtime"]),
     ("work", ["jobs.lifecycle", "jobs.search", "notifications.send", "catalog.load"]),
     ("services", ["service", "overview"]),
@@ -53,10 +53,9 @@ def module_name(path: Path) -> str:
 
 def tier_of(module: str) -> int:
     found = [i for i, (_, patterns) in enumerate(TIERS) for p in patterns if fnmatch.fnmatchcase(module, p)]
-    # "worker.locks" matches both "worker.locks" and "worker.*": the explicit name wins
-    exact = [i for i, (_, patterns) in enumerate(TIERS) if module in patterns]
     assert found, f"searchjobs.{module} is in no tier: add it to TIERS"
-    return exact[0] if exact else min(found)
+    assert len(set(found)) == 1, f"searchjobs.{module} is in more than one tier"
+    return found[0]
 
 
 def package_of(module: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from searchjobs.db import sql
+from searchjobs.db.engine import DB_ERRORS, is_outage
 
 QUERIES = sql.load(__file__)  # locks.sql
 _ACQUIRE = QUERIES["acquire"]
@@ -23,3 +24,19 @@ def acquire(conn: sa.Connection, name: str, holder: str, seconds: float) -> bool
 
 def release(conn: sa.Connection, name: str, holder: str) -> None:
     conn.execute(_RELEASE, {"name": name, "holder": holder})
+
+
+def take(engine: sa.Engine, name: str, holder: str, seconds: float) -> bool:
+    """acquire on a connection of its own (an autocommit engine: one statement)."""
+    with engine.connect() as conn:
+        return acquire(conn, name, holder, seconds)
+
+
+def give_back(engine: sa.Engine, name: str, holder: str) -> None:
+    """Release the lock; if Postgres is unreachable the lease simply runs out."""
+    try:
+        with engine.connect() as conn:
+            release(conn, name, holder)
+    except DB_ERRORS as exc:
+        if not is_outage(exc):
+            raise
