@@ -36,6 +36,8 @@ def up(port: int, host: str, worker_count: int, demo_size: int) -> None:
     """Run the whole service: embedded PostgreSQL + Valkey, migrations, web, workers, scheduler."""
     from searchjobs.embedded import InstanceLock
 
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, _stop_requested)
     settings = Settings.from_env()
     data_dir = settings.data_dir.resolve()
     try:
@@ -83,6 +85,14 @@ def up(port: int, host: str, worker_count: int, demo_size: int) -> None:
     if exited is not None:
         fail(f"a process exited on its own (pid {exited.pid}, code {exited.returncode}); everything was stopped",
              code=1)
+
+
+def _stop_requested(signum, frame) -> None:
+    """The first Ctrl-C or SIGTERM while `up` starts: an orderly stop (the KeyboardInterrupt is caught in
+    `up`); more of them while it stops are ignored, so the stop is never cut short."""
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
@@ -260,8 +270,14 @@ def _wait_until_serving(public_url: str, web: subprocess.Popen, timeout: float =
 def _wait_for_children(children: list[subprocess.Popen]) -> subprocess.Popen | None:
     """Until Ctrl-C or SIGTERM (None), or until one of the processes exits (that one)."""
     stop = threading.Event()
+
+    def requested(signum, frame) -> None:  # from now on a stop signal ends the wait, once
+        for stop_signal in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop_signal, signal.SIG_IGN)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, requested)
     while not stop.wait(0.5):
         for child in children:
             if child.poll() is not None:
