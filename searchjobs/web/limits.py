@@ -47,6 +47,7 @@ from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded, RequestL
 from limits import parse_many
 from limits.errors import StorageError
 from limits.storage import RedisStorage
+from redis.exceptions import NoScriptError
 
 from searchjobs.config import Settings
 from searchjobs.errors import ConfigError
@@ -108,10 +109,19 @@ class OneTripRedisStorage(RedisStorage):
 
     def acquire_sliding_window_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         keys = [self.prefixed_key(self._previous_window_key(key)), self.prefixed_key(self._current_window_key(key))]
+        # EVALSHA by hand: a pipeline holding Script objects first asks SCRIPT EXISTS, a round trip of its own
         pipe = self.get_connection().pipeline(transaction=False)
-        self.lua_acquire_sliding_window(keys, [limit, expiry, amount], client=pipe)
-        self.lua_sliding_window(keys, [expiry], client=pipe)
-        acquired, window = pipe.execute()
+        pipe.evalsha(self.lua_acquire_sliding_window.sha, 2, *keys, limit, expiry, amount)
+        pipe.evalsha(self.lua_sliding_window.sha, 2, *keys, expiry)
+        acquired, window = pipe.execute(raise_on_error=False)
+        if isinstance(acquired, NoScriptError):  # Redis restarted or flushed its scripts: load them, run again
+            acquired = self.lua_acquire_sliding_window(keys, [limit, expiry, amount])
+            window = self.lua_sliding_window(keys, [expiry])
+        elif isinstance(window, NoScriptError):
+            window = self.lua_sliding_window(keys, [expiry])
+        for answer in (acquired, window):
+            if isinstance(answer, Exception):
+                raise answer
         if has_request_context():
             g.setdefault("rate_windows", {})[(key, expiry)] = _window_tuple(window)
         return bool(acquired)
