@@ -280,8 +280,8 @@ def statement_variants(servers: Servers, n: int = 400) -> list[dict]:
     cur.execute("SELECT job_id, version, claim_token::text FROM search_jobs")
     jobs = [list(r) for r in cur.fetchall()]
     names = ["job_id", "version", "progress", "stage", "lease", "detail", "token"]
-    pyformat = re.sub(r":(\w+)", r"%(\1)s", job_queries._PROGRESS.text)
-    positional = re.sub(r":(\w+)", lambda m: f"${names.index(m.group(1)) + 1}", job_queries._PROGRESS.text)
+    pyformat = re.sub(r"(?<!:):(\w+)", r"%(\1)s", job_queries._PROGRESS.text)
+    positional = re.sub(r"(?<!:):(\w+)", lambda m: f"${names.index(m.group(1)) + 1}", job_queries._PROGRESS.text)
     cur.execute("PREPARE progress_step(text, int, int, text, float8, text, text) AS " + positional)
 
     def params(job):

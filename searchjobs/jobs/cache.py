@@ -141,11 +141,21 @@ class JobCache:
         return self._behind is None or self._behind.flush(timeout)
 
     def write_views(self, views: list[dict]) -> None:
-        """Version-checked writes of many views in one round trip; Redis errors propagate."""
+        """Version-checked writes of many views in one round trip; Redis errors propagate.
+
+        EVALSHA by hand: a pipeline holding Script objects first asks SCRIPT EXISTS, a round trip of
+        its own. A Redis that forgot the script (restarted, flushed) gets those views again through it.
+        """
         pipe = self.connection.pipeline(transaction=False)
         for view in views:
-            self._write(client=pipe, **self._args(view))
-        pipe.execute()
+            args = self._args(view)
+            pipe.evalsha(self._write.sha, len(args["keys"]), *args["keys"], *args["args"])
+        answers = pipe.execute(raise_on_error=False)
+        for view, answer in zip(views, answers, strict=True):
+            if isinstance(answer, redis.exceptions.NoScriptError):
+                self._write(**self._args(view))
+            elif isinstance(answer, Exception):
+                raise answer
 
     def write_rows(self, rows: list[dict]) -> int:
         """Version-checked writes of many rows in one round trip; returns how many views were behind.
