@@ -201,7 +201,7 @@ def inprocess_steps(servers: Servers, n: int, *, sync_off: bool = False, profile
     patches = [(job_queries, "claim", "claim"), (job_queries, "progress", "progress"),
                (job_queries, "complete", "complete"), (lifecycle, "_with_db_retry", "db_step_with_checkout"),
                (JobCache, "write", "cache_write"), (search, "load_query_image", "load_query_image"),
-               (descriptor, "describe", "describe"), (search, "run", "job_function")]
+               (descriptor, "analyse", "describe"), (search, "run", "job_function")]
     originals = [(owner, attr, getattr(owner, attr)) for owner, attr, _ in patches]
 
     def timed(name, func):
@@ -239,9 +239,9 @@ def inprocess_steps(servers: Servers, n: int, *, sync_off: bool = False, profile
         "RQ (dequeue, job hash bookkeeping, finish)": out["per_job_ms"] - per["job_function"],
         "SQL statements (claim + 6 progress + complete)": statements,
         "pool checkout/return around them (incl. isolation reset)": per["db_step_with_checkout"] - statements,
-        "cache writes (8 EVALSHA + view JSON)": per["cache_write"],
+        "cache writes in line (EVALSHA + view JSON; steps go behind)": per["cache_write"],
         "load image (SELECT images + validate + decode)": per["load_query_image"],
-        "describe (features)": per["describe"],
+        "describe (descriptor.analyse: GrabCut, colours, features)": per["describe"],
         "other (logging, metrics, search stub, results JSON)": per["job_function"] - per["db_step_with_checkout"]
         - per["cache_write"] - per["load_query_image"] - per["describe"],
     }
@@ -280,8 +280,8 @@ def statement_variants(servers: Servers, n: int = 400) -> list[dict]:
     cur.execute("SELECT job_id, version, claim_token::text FROM search_jobs")
     jobs = [list(r) for r in cur.fetchall()]
     names = ["job_id", "version", "progress", "stage", "lease", "detail", "token"]
-    pyformat = re.sub(r":(\w+)", r"%(\1)s", job_queries._PROGRESS.text)
-    positional = re.sub(r":(\w+)", lambda m: f"${names.index(m.group(1)) + 1}", job_queries._PROGRESS.text)
+    pyformat = re.sub(r"(?<!:):(\w+)", r"%(\1)s", job_queries._PROGRESS.text)
+    positional = re.sub(r"(?<!:):(\w+)", lambda m: f"${names.index(m.group(1)) + 1}", job_queries._PROGRESS.text)
     cur.execute("PREPARE progress_step(text, int, int, text, float8, text, text) AS " + positional)
 
     def params(job):

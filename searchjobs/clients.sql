@@ -18,6 +18,11 @@ UPDATE api_clients SET last_used_at = now()
  WHERE id = :id AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute');
 
 
+-- name: revocation_epoch
+-- Changes whenever a key is revoked: web processes compare it (about once a second) to drop cached keys.
+SELECT count(*) AS revoked, max(revoked_at) AS last_revoked_at FROM api_clients WHERE revoked_at IS NOT NULL;
+
+
 -- name: list_all
 SELECT id, name, key_prefix, is_admin, created_at, last_used_at, revoked_at FROM api_clients ORDER BY id;
 

@@ -28,6 +28,10 @@ MAX_IMAGE_PIXELS = 40_000_000  # width * height above this is refused before dec
 ALLOWED_CONTENT_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})  # what we accept
 
 WHITE = (255, 255, 255, 255)  # background that transparent pixels are flattened onto
+# open_image decodes big photos at a reduced scale whose shorter side stays at least this many pixels:
+# the descriptor works at 64 px on the garment's box (catalog/descriptor.py), so a 12-48 MP phone photo
+# needs a small share of its pixels; JPEG scales by 1/2, 1/4 or 1/8 in the decoder itself (draft)
+QUERY_MIN_SIDE = 1024
 
 
 # Pillow format name -> content type we report. MPO (multi-picture JPEG, common
@@ -140,10 +144,20 @@ def _megabytes(size: int) -> str:
 
 
 def open_image(validated: ValidatedImage) -> Image.Image:
-    """Decode a validated image to RGB, flattening any transparency onto white."""
+    """Decode a validated image to RGB, flattening any transparency onto white.
+
+    A big photo is decoded at a reduced scale (shorter side >= QUERY_MIN_SIDE): a JPEG by its
+    decoder (draft: a 40 MP photo costs a sixteenth of its pixels in memory and time), other
+    formats reduced by an integer factor right after loading, before any copy.
+    """
     try:
         with Image.open(io.BytesIO(validated.data), formats=_PIL_FORMATS) as img:
+            if img.format in ("JPEG", "MPO"):
+                img.draft("RGB", (QUERY_MIN_SIDE, QUERY_MIN_SIDE))
             img.load()
+            factor = min(img.size) // QUERY_MIN_SIDE
+            if factor >= 2 and img.mode in ("RGB", "RGBA", "L", "LA"):
+                img = img.reduce(factor)
             # phone cameras store the sensor's orientation in EXIF; show the photo as the person took it
             img = ImageOps.exif_transpose(img)
             if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:

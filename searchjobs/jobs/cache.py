@@ -12,12 +12,20 @@ How long a view can be wrong is bounded:
   (`write_rows`), so a skipped terminal write is repaired within one pass;
 - a deleted job leaves a tombstone whose version no refill can beat; if Redis
   refused it, the reconciler writes it again from `job_deletions`.
+
+A worker writes the views of its intermediate steps behind it (`write_behind`):
+Postgres has committed the step before the worker goes on, and a view is only
+a cache, so one thread per process sends them, coalesced per job (the newest
+version wins) and pipelined. Terminal views are written in line as before, so
+a finished job's view is in Redis when the job function returns; a late
+intermediate view loses to it at the version check.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from datetime import datetime
 
 import redis
@@ -100,6 +108,8 @@ class JobCache:
         self.ttl = ttl
         self.live_ttl = min(live_ttl, ttl)  # an unfinished job's view: about one lease
         self._write = connection.register_script(_WRITE_IF_NEWER)
+        self._behind: ViewWriter | None = None
+        self._behind_lock = threading.Lock()
 
     def _args(self, view: dict) -> dict:
         ttl = self.ttl if view["status"] in FINISHED_STATUSES else self.live_ttl
@@ -117,6 +127,35 @@ class JobCache:
 
     def write_row(self, row: dict) -> bool | None:
         return self.write(job_view(row))
+
+    def write_behind(self, row: dict) -> None:
+        """Queue the view of `row` for this process's writer thread and return at once (see the module doc)."""
+        if self._behind is None:
+            with self._behind_lock:
+                if self._behind is None:
+                    self._behind = ViewWriter(self)
+        self._behind.put(job_view(row))
+
+    def flush_behind(self, timeout: float = 5.0) -> bool:
+        """Wait until the views queued by `write_behind` are sent (or dropped: Redis down). False on timeout."""
+        return self._behind is None or self._behind.flush(timeout)
+
+    def write_views(self, views: list[dict]) -> None:
+        """Version-checked writes of many views in one round trip; Redis errors propagate.
+
+        EVALSHA by hand: a pipeline holding Script objects first asks SCRIPT EXISTS, a round trip of
+        its own. A Redis that forgot the script (restarted, flushed) gets those views again through it.
+        """
+        pipe = self.connection.pipeline(transaction=False)
+        for view in views:
+            args = self._args(view)
+            pipe.evalsha(self._write.sha, len(args["keys"]), *args["keys"], *args["args"])
+        answers = pipe.execute(raise_on_error=False)
+        for view, answer in zip(views, answers, strict=True):
+            if isinstance(answer, redis.exceptions.NoScriptError):
+                self._write(**self._args(view))
+            elif isinstance(answer, Exception):
+                raise answer
 
     def write_rows(self, rows: list[dict]) -> int:
         """Version-checked writes of many rows in one round trip; returns how many views were behind.
@@ -161,6 +200,53 @@ class JobCache:
             if token_hash is not None:
                 pipe.delete(token_key(token_hash))
         pipe.execute()
+
+
+class ViewWriter(threading.Thread):
+    """Sends queued views behind the worker: the newest per job, all pending ones in one pipeline.
+
+    A view that cannot be sent (Redis down) is dropped with a warning, as an in-line write would
+    be skipped: it heals by expiry or at the reconciler's next pass.
+    """
+
+    def __init__(self, cache: JobCache):
+        super().__init__(name="view-writer", daemon=True)
+        self.cache = cache
+        self._pending: dict[str, dict] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self.start()
+
+    def put(self, view: dict) -> None:
+        with self._lock:
+            queued = self._pending.get(view["job_id"])
+            if queued is None or queued["version"] < view["version"]:
+                self._pending[view["job_id"]] = view
+            self._idle.clear()
+        self._wake.set()
+
+    def flush(self, timeout: float) -> bool:
+        return self._idle.wait(timeout)
+
+    def run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                views, self._pending = list(self._pending.values()), {}
+            if views:
+                try:
+                    self.cache.write_views(views)
+                except REDIS_UNAVAILABLE as exc:
+                    log.warning("cache write skipped: %s", type(exc).__name__,
+                                extra={"job_id": views[0]["job_id"], "views": len(views)})
+                except Exception:  # noqa: BLE001 - the thread must outlive any one bad batch
+                    log.exception("cache write-behind failed", extra={"job_id": views[0]["job_id"]})
+            with self._lock:
+                if not self._pending:
+                    self._idle.set()
 
 
 def read_through(cache: JobCache, engine, job_id: str) -> tuple[dict | None, str]:

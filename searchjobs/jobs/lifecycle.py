@@ -1,7 +1,9 @@
 """The life of one attempt at a job: claim, progress steps, complete, fail, retry, release.
 
 Each step is one version-checked statement committed to Postgres before the
-worker goes on, then written to the cache (which also wakes live streams).
+worker goes on, then written to the cache (which also wakes live streams): the
+claim and the progress steps behind the worker (JobCache.write_behind: a view
+is only a cache), the terminal and requeue writes in line.
 When Postgres is unreachable the step waits and retries with backoff instead
 of failing the job; if the write had in fact landed before the connection
 dropped, the retry recognises its own write and adopts it.
@@ -119,7 +121,7 @@ class JobAttempt:
             return None
         attempt = cls(runtime, row)
         runtime.current_attempt = attempt
-        runtime.cache.write_row(row)
+        runtime.cache.write_behind(row)
         log.info("job claimed", extra={"job_id": job_id, "attempt": attempt.attempt, "worker": runtime.worker_name})
         metrics.job_claimed(row)
         return attempt
@@ -165,7 +167,7 @@ class JobAttempt:
         self.stage_started = time.perf_counter()
         metrics.PROGRESS_WRITE.observe(self.stage_started - write_started)
         self.row = self._adopt_or_lose(row, retried, {"stage": stage})
-        self.rt.cache.write_row(self.row)
+        self.rt.cache.write_behind(self.row)
         self._cancel_if_requested()
 
     def _cancel_if_requested(self) -> None:

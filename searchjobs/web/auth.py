@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import g, request
+from flask import current_app, g, request
 
 from searchjobs import clients
 from searchjobs.web.errors import ApiError
@@ -31,6 +31,14 @@ class Caller:
 
 
 ANONYMOUS = Caller()
+KEY_CACHE = "searchjobs.api_keys"  # app.extensions key of this app's clients.KeyCache
+
+
+def key_cache() -> clients.KeyCache:
+    cache = current_app.extensions.get(KEY_CACHE)
+    if cache is None:
+        cache = current_app.extensions.setdefault(KEY_CACHE, clients.KeyCache())
+    return cache
 
 
 def current_caller() -> Caller:
@@ -44,12 +52,9 @@ def current_caller() -> Caller:
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise ApiError(401, "invalid_authorization", "use Authorization: Bearer <api key>")
-    rt = runtime()
-    with rt.db.connect() as conn:
-        client = clients.authenticate(conn, key.strip())
-        if client is None:
-            raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked")
-        clients.touch(conn, client["id"])
+    client = key_cache().authenticate(runtime().db.connect, key.strip())
+    if client is None:
+        raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked")
     g.caller = Caller(client_id=client["id"], name=client["name"], is_admin=client["is_admin"])
     return g.caller
 

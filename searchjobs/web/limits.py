@@ -23,7 +23,7 @@ webhook are not limited. ``SEARCHJOBS_RATE_LIMITS=off`` turns every limit off.
 
 Answers: a limited response carries ``RateLimit-Limit``,
 ``RateLimit-Remaining`` and ``RateLimit-Reset`` (seconds until the window
-resets). Over the limit: 429 ``{"error": {"code": "rate_limited", ...}}`` with
+resets), read in the same round trip as the hit (``OneTripRedisStorage``). Over the limit: 429 ``{"error": {"code": "rate_limited", ...}}`` with
 ``Retry-After`` in seconds.
 
 When Redis (the counters' store) is unavailable (down, full, read-only,
@@ -42,10 +42,12 @@ import logging
 import math
 import time
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, has_request_context, request
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded, RequestLimit
 from limits import parse_many
 from limits.errors import StorageError
+from limits.storage import RedisStorage
+from redis.exceptions import NoScriptError
 
 from searchjobs.config import Settings
 from searchjobs.errors import ConfigError
@@ -95,6 +97,51 @@ def rate_key_function(trusted_proxies: int):
     return rate_key
 
 
+class OneTripRedisStorage(RedisStorage):
+    """`limits`' Redis storage whose sliding-window hit also reads the window back, in one pipeline.
+
+    Flask-Limiter asks the storage for the window again to write the RateLimit-* headers (a second
+    round trip per request); the window read with the hit is kept for this request and answers that
+    question instead. Outside a request, or for a window not hit in this request, Redis is asked.
+    """
+
+    STORAGE_SCHEME = ["searchjobs+redis"]
+
+    def acquire_sliding_window_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        keys = [self.prefixed_key(self._previous_window_key(key)), self.prefixed_key(self._current_window_key(key))]
+        # EVALSHA by hand: a pipeline holding Script objects first asks SCRIPT EXISTS, a round trip of its own
+        pipe = self.get_connection().pipeline(transaction=False)
+        pipe.evalsha(self.lua_acquire_sliding_window.sha, 2, *keys, limit, expiry, amount)
+        pipe.evalsha(self.lua_sliding_window.sha, 2, *keys, expiry)
+        acquired, window = pipe.execute(raise_on_error=False)
+        if isinstance(acquired, NoScriptError):  # Redis restarted or flushed its scripts: load them, run again
+            acquired = self.lua_acquire_sliding_window(keys, [limit, expiry, amount])
+            window = self.lua_sliding_window(keys, [expiry])
+        elif isinstance(window, NoScriptError):
+            window = self.lua_sliding_window(keys, [expiry])
+        for answer in (acquired, window):
+            if isinstance(answer, Exception):
+                raise answer
+        if has_request_context():
+            g.setdefault("rate_windows", {})[(key, expiry)] = _window_tuple(window)
+        return bool(acquired)
+
+    def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
+        if has_request_context():
+            seen = g.get("rate_windows", {}).get((key, expiry))
+            if seen is not None:
+                return seen
+        return super().get_sliding_window(key, expiry)
+
+
+def _window_tuple(window) -> tuple[int, float, int, float]:
+    """The sliding-window script's answer as `limits` returns it: counts, and TTLs in seconds."""
+    if not window:
+        return 0, 0.0, 0, 0.0
+    return (int(window[0] or 0), max(0, float(window[1] or 0)) / 1000,
+            int(window[2] or 0), max(0, float(window[3] or 0)) / 1000)
+
+
 class ApiLimiter(Limiter):
     """Flask-Limiter whose in-memory fallback counts while Redis is unavailable.
 
@@ -140,8 +187,8 @@ def build_limiter(app: Flask, settings: Settings) -> ApiLimiter:
         ],
         strategy=STRATEGY,
         # the Runtime's pool: short timeouts and one retry, so a dead Redis answers fast;
-        # with a pool given, the URI only tells `limits` which storage class to use
-        storage_uri="redis://",
+        # with a pool given, the URI only tells `limits` which storage class to use: ours, one round trip
+        storage_uri="searchjobs+redis://",
         storage_options={"connection_pool": rt.redis.connection_pool, "key_prefix": KEY_PREFIX,
                          "wrap_exceptions": True},
         headers_enabled=False,  # written by _headers below: RateLimit-Reset in seconds, errors handled
@@ -155,7 +202,7 @@ def build_limiter(app: Flask, settings: Settings) -> ApiLimiter:
 
 
 def _seconds_to_reset(current: RequestLimit) -> int:
-    """Seconds until the window has room again (one round trip to the counters)."""
+    """Seconds until the window has room again (from the window read with the hit: no round trip)."""
     reset_at, _ = current.window
     return max(1, math.ceil(reset_at - time.time()))
 

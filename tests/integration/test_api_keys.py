@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import re
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -304,3 +305,45 @@ def test_change_feed_pages_with_a_cursor(client, runtime, run_jobs):
     # polling at the end returns nothing new and keeps the cursor
     tail = client.get("/api/changes", query_string={"since": since}, headers=alice).get_json()
     assert tail["events"] == [] and tail["next_cursor"] == since
+
+
+# -- the in-process key cache (issue 13): no Postgres round trip per request, revocation within 2 s ----------
+
+def test_a_cached_key_costs_no_statement_per_request(runtime):
+    with runtime.engine.begin() as conn:
+        client_row, key = clients.create(conn, "acme")
+    opened = []
+
+    def connect():
+        opened.append(1)
+        return runtime.db.connect()
+
+    cache = clients.KeyCache(epoch_check_seconds=3600)
+    for _ in range(50):
+        assert cache.authenticate(connect, key)["id"] == client_row["id"]
+    assert len(opened) == 3, "one epoch read, one key lookup, one last_used_at touch for 50 requests"
+    assert count(runtime, "api_clients", "last_used_at IS NOT NULL") == 1
+    assert cache.authenticate(connect, key[:-1] + ("A" if key[-1] != "A" else "B")) is None, "a wrong key misses"
+
+
+def test_a_revoked_key_is_refused_by_every_web_process_within_2_seconds(runtime, cli):
+    from searchjobs.web import create_app
+
+    key = cli("keys", "create", "acme").stdout.strip()
+    headers = {"Authorization": f"Bearer {key}"}
+    apps = [create_app(runtime=runtime) for _ in range(2)]  # two web processes, each with its own key cache
+    web = [app.test_client() for app in apps]
+    for one in web:
+        for _ in range(3):
+            assert one.get("/api/search-jobs", headers=headers).status_code == 200
+
+    assert cli("keys", "revoke", "acme").exit_code == 0
+    revoked = time.monotonic()
+    refused_after = []
+    for one in web:
+        while one.get("/api/search-jobs", headers=headers).status_code != 401:
+            assert time.monotonic() - revoked < 2.0, "a revoked key is still served after 2 s"
+            time.sleep(0.05)
+        refused_after.append(time.monotonic() - revoked)
+    assert max(refused_after) < 2.0
+    assert all(one.get("/api/search-jobs", headers=headers).status_code == 401 for one in web), "and stays refused"

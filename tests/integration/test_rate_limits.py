@@ -85,6 +85,24 @@ def test_anonymous_submits_are_limited_per_ip(limited, runtime):
     assert limited.get("/api/categories").status_code == 200
 
 
+def test_the_headers_come_from_the_hit_one_round_trip_per_request(limited, runtime, monkeypatch):
+    """The window read with the hit writes the RateLimit-* headers: Redis is not asked a second time."""
+    from limits.storage import RedisStorage
+
+    second_reads = []
+    original = RedisStorage.get_sliding_window
+    monkeypatch.setattr(RedisStorage, "get_sliding_window",
+                        lambda self, *args: second_reads.append(args) or original(self, *args))
+    for expected_remaining in (2, 1):
+        response = limited.post(SUBMIT, json=BODY)
+        assert response.headers["RateLimit-Remaining"] == str(expected_remaining)
+    assert second_reads == []
+    runtime.redis.script_flush()  # a restarted Redis has forgotten the scripts: loaded again, the hit counted once
+    assert limited.post(SUBMIT, json=BODY).headers["RateLimit-Remaining"] == "0"
+    assert_rate_limited(limited.post(SUBMIT, json=BODY))
+    assert jobs_count(runtime) == 3
+
+
 def test_a_forged_x_forwarded_for_does_not_escape_the_limit(limited):
     for number in range(3):
         assert limited.post(SUBMIT, json=BODY, headers={"X-Forwarded-For": f"198.51.100.{number}"}).status_code == 202

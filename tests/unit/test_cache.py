@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from searchjobs.embedded import free_port
 from searchjobs.errors import DependencyUnavailable
-from searchjobs.jobs.cache import JobCache, cache_key, events_channel, job_view, read_through
+from searchjobs.jobs.cache import Gone, JobCache, cache_key, events_channel, job_view, read_through
 from searchjobs.queue import connect
 
 PHONE = "+33612345678"
@@ -88,6 +88,37 @@ def test_the_view_never_holds_the_phone_number(cache, fake):
     assert job_view(make_row(phone_number=None))["sms"] is False
 
 
+def test_written_behind_the_newest_view_lands_and_wakes_streams(cache, fake):
+    pubsub = fake.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(events_channel("job-abc"))
+    cache.connection.script_flush()  # no script loaded yet: the first batch goes through the fallback
+    for version in range(1, 6):
+        cache.write_behind(make_row(version=version, progress=version * 10))
+    assert cache.flush_behind(timeout=5)
+    assert cache.read("job-abc")["version"] == 5
+    published = []
+    deadline = time.monotonic() + 0.3
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.05)
+        if message is not None:
+            published.append(int(message["data"]))
+    assert published and published[-1] == 5 and published == sorted(published), "coalesced, never backwards"
+    pubsub.close()
+
+
+def test_a_view_written_behind_never_beats_a_newer_one_or_a_tombstone(cache):
+    cache.write_row(make_row(version=7, status="completed", progress=100))  # the terminal write, in line
+    cache.write_behind(make_row(version=6, progress=90))  # a step's view that was still queued
+    assert cache.flush_behind(timeout=5)
+    assert cache.read("job-abc")["version"] == 7
+    cache.delete("job-abc")
+    cache.connection.script_flush()  # a restarted Redis forgot the script: the view goes through it again
+    cache.write_behind(make_row(version=8))
+    assert cache.flush_behind(timeout=5)
+    with pytest.raises(Gone):
+        cache.read("job-abc")
+
+
 @pytest.fixture
 def down():
     """A cache whose Redis is a closed port, on the client the app uses (short timeouts, one retry)."""
@@ -100,6 +131,8 @@ def test_redis_down_reads_are_misses_and_writes_are_skipped(down):
     assert down.write_row(make_row()) is None
     down.delete("job-abc")  # no error either
     assert time.monotonic() - started < 2
+    down.write_behind(make_row())  # returns at once; the writer thread drops the view with a warning
+    assert down.flush_behind(timeout=5)
 
 
 class NoDatabase:

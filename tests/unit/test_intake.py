@@ -36,6 +36,7 @@ from searchjobs.intake import (
     validate_image_bytes,
 )
 from searchjobs.intake import fetch as intake_fetch
+from searchjobs.intake.image import QUERY_MIN_SIDE
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -188,6 +189,27 @@ def test_open_image_flattens_palette_transparency():
     palette_image.save(buf, "GIF", transparency=0)
     img = open_image(validate_image_bytes(buf.getvalue()))
     assert img.getpixel((1, 1)) == (255, 255, 255)
+
+
+def test_a_big_photo_is_decoded_at_a_reduced_scale_keeping_its_shape():
+    # 4608 x 3456 (16 MP): the JPEG decoder's 1/2 scale keeps the shorter side above QUERY_MIN_SIDE, 1/4 would not
+    img = open_image(validate_image_bytes(make_image("JPEG", size=(4608, 3456), quality=70)))
+    assert (img.mode, img.size) == ("RGB", (2304, 1728))
+    assert img.getpixel((1000, 1000))[0] > 150, "the same picture, smaller"
+    png = open_image(validate_image_bytes(make_image("PNG", size=(3456, 2304))))
+    assert png.size == (1728, 1152) and min(png.size) >= QUERY_MIN_SIDE
+
+
+def test_a_big_photo_keeps_its_exif_orientation_when_reduced():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees: shown upright, the photo is taller than wide
+    img = open_image(validate_image_bytes(make_image("JPEG", size=(4608, 3456), exif=exif.tobytes())))
+    assert img.size == (1728, 2304)
+
+
+def test_a_photo_below_twice_the_minimum_side_is_decoded_at_full_size():
+    img = open_image(validate_image_bytes(make_image("JPEG", size=(3000, 2000))))
+    assert img.size == (3000, 2000)
 
 
 # --------------------------------------------------------------------------- check_url
