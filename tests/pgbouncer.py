@@ -52,7 +52,8 @@ class PgBouncer:
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "userlist.txt").write_text(f'"{self.user}" ""\n')
         target_host, target_port = self.target
-        server_password = f" password={self.password}" if self.password else ""
+        # the server login: pgbouncer takes a password from the database line only with a user beside it
+        server_password = f" user={self.user} password={self.password}" if self.password else ""
         (self.dir / "pgbouncer.ini").write_text(f"""\
 [databases]
 {self.dbname} = host={target_host} port={target_port} dbname={self.dbname}{server_password}
