@@ -46,11 +46,7 @@ def up(port: int, host: str, worker_count: int, demo_size: int) -> None:
         fail(f"the data folder {data_dir} cannot be made ({exc.strerror}); set SEARCHJOBS_DATA_DIR to a folder")
     # the lock first: a second `up` on this folder is told so, not sent to another port
     lock = InstanceLock(data_dir).acquire()  # InstanceRunning: another `up` runs here; nothing touched
-    try:
-        _check_port_free(host, port)
-    except SystemExit:
-        lock.release()
-        raise
+    _check_port_free(host, port)  # on failure the process exits, and the kernel drops the lock with it
     stack = None
     children: list[subprocess.Popen] = []
     try:
