@@ -6,7 +6,7 @@
 The product app (create_app, rate limits on with limits too high to refuse, as bench/http.py runs it)
 behind Flask's test client, so only the server's work is measured: for a cached status read
 (GET /api/search-jobs/<id>, the view in Redis) anonymous and with an API key (Authorization: Bearer,
-the job owned by that key), per request: ms, Redis round trips (each send to Redis: a pipeline is
+the job owned by that key), GET /api/categories and the submit page `/` (3,000 catalog items), per request: ms, Redis round trips (each send to Redis: a pipeline is
 one), Redis commands (INFO commandstats) and Postgres statements (pg_stat_statements).
 """
 
@@ -25,6 +25,7 @@ import time
 from bench.common import Servers, commands_delta, log, median, redis_commandstats, summary_line, table, write_results
 
 HIGH_LIMIT = "100000000/minute"
+CATALOG_ROWS = 3000  # as bench/http.py: the categories' GROUP BY reads a real-sized table
 LIMITS_ENV = {"SEARCHJOBS_RATE_LIMITS": "on", "SEARCHJOBS_RATE_LIMIT_KEYED": HIGH_LIMIT,
               "SEARCHJOBS_RATE_LIMIT_ANONYMOUS": HIGH_LIMIT, "SEARCHJOBS_RATE_LIMIT_KEYED_READS": HIGH_LIMIT,
               "SEARCHJOBS_RATE_LIMIT_ANONYMOUS_READS": HIGH_LIMIT}
@@ -51,6 +52,24 @@ class RoundTrips:
         self._cls.send_packed_command = self._original
 
 
+def fill_catalog(servers: Servers) -> None:
+    """CATALOG_ROWS items over the demo categories (no images: only the categories are read here)."""
+    import psycopg2
+
+    from searchjobs.catalog.demo import DEMO_CATEGORIES
+
+    conn = psycopg2.connect(servers.database_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("TRUNCATE catalog_items CASCADE")
+        cur.execute(
+            "INSERT INTO catalog_items (sku, name, category, price) "
+            "SELECT 'SKU-' || g, 'Item ' || g, (%s::text[])[1 + g %% %s], 10 + g %% 90 FROM generate_series(1, %s) g",
+            (list(DEMO_CATEGORIES), len(DEMO_CATEGORIES), CATALOG_ROWS))
+        cur.execute("ANALYZE catalog_items")
+    conn.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000)
@@ -64,6 +83,7 @@ def main() -> None:
     runs = []
     with Servers() as servers:
         servers.truncate_jobs()
+        fill_catalog(servers)
         rt = servers.runtime(**LIMITS_ENV)
         with rt.engine.begin() as conn:
             client_row, key = clients.create(conn, "bench")
@@ -78,6 +98,8 @@ def main() -> None:
         scenarios = {
             "cached read, anonymous": (f"/api/search-jobs/{anonymous}", {}),
             "cached read, API key": (f"/api/search-jobs/{keyed}", {"Authorization": f"Bearer {key}"}),
+            "GET /api/categories": ("/api/categories", {}),
+            "GET / (submit page)": ("/", {}),
         }
         r = servers.redis()
         for rep in range(args.repeat):

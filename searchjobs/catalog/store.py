@@ -161,3 +161,9 @@ class CatalogFacts:
         if embedder is not None and not version.startswith(f"{embedder}:"):
             version = self._recent("version", catalog_version, fresh=True)
         return version
+
+
+def recent_categories(facts: CatalogFacts, *, fresh: bool = False) -> list[dict]:
+    """The catalog's categories with their item counts, kept by `facts` as its other facts are (re-read at
+    most every `facts.ttl` seconds; `fresh`: now). What the submit page and GET /api/categories show."""
+    return facts._recent("category_counts", categories, fresh=fresh)

@@ -8,8 +8,6 @@ import binascii
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from searchjobs import defaults, links, service
-from searchjobs.catalog import loading
-from searchjobs.catalog import store as catalog
 from searchjobs.db.engine import translate_errors
 from searchjobs.db.tables import JOB_STATUSES
 from searchjobs.intake import IntakeLimits
@@ -18,6 +16,7 @@ from searchjobs.jobs.cache import job_view, read_through, read_through_token
 from searchjobs.jobs.store import InvalidTransition
 from searchjobs.service import submit
 from searchjobs.web.auth import Caller, current_caller, require_submitter
+from searchjobs.web.catalog_view import catalog_categories, catalog_loading
 from searchjobs.web.errors import ApiError
 from searchjobs.web.runtime import runtime
 from searchjobs.web.submission import parse_submission
@@ -85,13 +84,6 @@ def _owned_job(job_id: str, caller: Caller) -> dict:
 def _limits() -> IntakeLimits:
     settings = runtime().settings
     return IntakeLimits(allow_private=settings.image_allow_private, allow_loopback=settings.image_allow_loopback)
-
-
-@translate_errors
-def catalog_loading() -> loading.LoadProgress | None:
-    """The catalog's first load, while it runs (the page and the API then say so)."""
-    with runtime().db.connect() as conn:
-        return loading.progress(conn)
 
 
 def refuse_while_catalog_loads() -> None:
@@ -303,6 +295,4 @@ def results(token: str):
 @translate_errors
 def categories():
     refuse_while_catalog_loads()
-    with runtime().db.connect() as conn:
-        rows = catalog.categories(conn)
-    return jsonify({"categories": rows, "max_per_job": defaults.MAX_CATEGORIES})
+    return jsonify({"categories": catalog_categories(), "max_per_job": defaults.MAX_CATEGORIES})

@@ -16,13 +16,11 @@ from flask import Blueprint, render_template
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 from searchjobs import defaults
-from searchjobs.catalog import store as catalog
 from searchjobs.catalog.demo import DEMO_LABEL, SKU_PREFIX
-from searchjobs.db.engine import translate_errors
 from searchjobs.errors import DependencyUnavailable
 from searchjobs.intake import ALLOWED_CONTENT_TYPES, MAX_IMAGE_BYTES
-from searchjobs.web.api import catalog_loading, result_job
-from searchjobs.web.runtime import runtime
+from searchjobs.web.api import result_job
+from searchjobs.web.catalog_view import catalog_categories, catalog_loading
 
 bp = Blueprint("pages", __name__)
 
@@ -115,12 +113,6 @@ def result_groups(view: dict) -> list[dict]:
     return groups
 
 
-@translate_errors
-def _categories() -> list[dict]:
-    with runtime().db.connect() as conn:
-        return catalog.categories(conn)
-
-
 @bp.get("/")
 def submit_page():
     load = catalog_loading()
@@ -131,7 +123,7 @@ def submit_page():
         return page, 200, {"Refresh": str(LOADING_REFRESH_SECONDS), "Cache-Control": "no-store"}
     return render_template(
         "submit.html",
-        categories=_categories(),
+        categories=catalog_categories(),
         countries=COUNTRY_OPTIONS,
         max_categories=defaults.MAX_CATEGORIES,
         max_image_bytes=MAX_IMAGE_BYTES,

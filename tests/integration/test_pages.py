@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import re
+import time
+
+import sqlalchemy as sa
 
 from searchjobs.db import engine as db
 from searchjobs.embedded import free_port
@@ -129,3 +132,32 @@ def test_submit_page_without_the_database_is_a_503_page(settings, runtime):
         assert "Temporarily unavailable" in response.get_data(as_text=True)
     finally:
         engine.dispose()
+
+
+def test_categories_are_served_from_the_process_facts_and_a_change_shows_within_their_ttl(client, runtime):
+    """`/` and GET /api/categories read no Postgres once the catalog is settled; an import shows within
+    CatalogFacts.ttl (30 s by default; 1 s here)."""
+    runtime.catalog_facts.ttl = 1.0
+    statements = []
+    sa.event.listen(runtime.db, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    assert client.get("/api/categories").status_code == 200  # settles: asks about a load, reads the facts
+    statements.clear()
+    assert client.get("/").status_code == 200
+    before = client.get("/api/categories").get_json()["categories"]
+    assert statements == []  # no load check, no GROUP BY per request
+    with runtime.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO catalog_items (sku, name, category, price) "
+                             "VALUES ('FRESHNESS-1', 'Fresh item', 'freshness-test', 1)"))
+    try:
+        changed = time.monotonic()
+        while True:
+            listed = client.get("/api/categories").get_json()["categories"]
+            if any(c["category"] == "freshness-test" for c in listed):
+                break
+            assert listed == before
+            assert time.monotonic() - changed < 1.0 + 1.0, "the new category did not show within the ttl"
+            time.sleep(0.05)
+        assert 'value="freshness-test"' in client.get("/").get_data(as_text=True)
+    finally:
+        with runtime.engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM catalog_items WHERE sku = 'FRESHNESS-1'"))
