@@ -2,11 +2,11 @@
 """HTTP: the app under gunicorn as the Procfile runs it, against its own hello-world route.
 
     python bench/http.py [--duration 10] [--connections 8] [--cold-jobs 60000] [--client auto|wrk|python]
-                         [--profile]
+                         [--profile] [--workers 2] [--worker-class gthread|sync|gevent] [--threads N]
 
 gunicorn --config python:searchjobs.web.gunicorn_conf with WEB_CONCURRENCY=2 (gthread, 16 threads
-each, as configured), app = bench.http_app:create() (create_app() plus /bench/hello). Load from
-wrk (-t2 -c8, keep-alive) when installed, else a Python keep-alive client with one thread per
+each, as configured; --workers, --worker-class and --threads try other settings), app = bench.http_app:create() (create_app() plus /bench/hello). Load from
+wrk (-t2 -c8, keep-alive; Debian: apt-get install wrk) when installed, else a Python keep-alive client with one thread per
 connection (much weaker: on 2 cores it competes with the server, so absolute numbers drop).
 
 Scenarios, each for --duration seconds:
@@ -74,7 +74,7 @@ def prepare_data(servers: Servers, cold_jobs: int) -> str:
     conn = psycopg2.connect(servers.database_url)
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute("TRUNCATE catalog_items")
+        cur.execute("TRUNCATE catalog_items CASCADE")  # and their vectors (catalog_embeddings)
         cur.execute(
             "INSERT INTO catalog_items (sku, name, category, price) "
             "SELECT 'SKU-' || g, 'Item ' || g, (%s::text[])[1 + g %% %s], 10 + g %% 90 FROM generate_series(1, %s) g",
@@ -189,12 +189,19 @@ def app_env(rate_limits: str) -> dict:
     return {**LIMITS_ENV, "SEARCHJOBS_RATE_LIMITS": rate_limits}
 
 
-def start_gunicorn(servers: Servers, port: int, log_path: Path, rate_limits: str) -> subprocess.Popen:
-    env = servers.env(WEB_CONCURRENCY=2, HOST="127.0.0.1", PORT=port, PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
-                      **app_env(rate_limits))
+def start_gunicorn(servers: Servers, port: int, log_path: Path, rate_limits: str, *, workers: int = 2,
+                   worker_class: str | None = None, threads: int | None = None) -> subprocess.Popen:
+    """gunicorn as the Procfile runs it; `worker_class` / `threads` (None: the config's) as the lever runs try."""
+    env = servers.env(WEB_CONCURRENCY=workers, HOST="127.0.0.1", PORT=port,
+                      PUBLIC_BASE_URL=f"http://127.0.0.1:{port}", **app_env(rate_limits))
+    levers = []  # gunicorn's command line overrides its config file
+    if worker_class:
+        levers += ["--worker-class", worker_class]
+    if threads:
+        levers += ["--threads", str(threads)]
     handle = open(log_path, "wb")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "python:searchjobs.web.gunicorn_conf",
-                             "bench.http_app:create()"], cwd=ROOT, env=env, stdout=handle, stderr=handle)
+                             *levers, "bench.http_app:create()"], cwd=ROOT, env=env, stdout=handle, stderr=handle)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -258,6 +265,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--cold-jobs", type=int, default=60000, help="distinct job ids for the DB-path read")
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument("--workers", type=int, default=2, help="WEB_CONCURRENCY (gunicorn processes)")
+    parser.add_argument("--worker-class", choices=["gthread", "sync", "gevent"], default=None,
+                        help="gunicorn --worker-class (default: the config's, gthread); gevent needs gevent and "
+                             "psycogreen installed (bench/http_app.py then makes psycopg2 cooperative)")
+    parser.add_argument("--threads", type=int, default=None, help="gunicorn --threads (gthread; default: the config's WEB_THREADS, 16)")
     parser.add_argument("--profile", action="store_true", help="also cProfile the app in-process per scenario")
     parser.add_argument("--rate-limits", choices=["on", "off"], default="on",
                         help="on: the product's limiter counts every /api request in Redis (limits set so high "
@@ -272,7 +284,8 @@ def main() -> None:
         durability = servers.durability()
         log("preparing data")
         job_id = prepare_data(servers, args.cold_jobs)
-        proc = start_gunicorn(servers, port, RESULTS_DIR / "http-gunicorn.log", args.rate_limits)
+        proc = start_gunicorn(servers, port, RESULTS_DIR / "http-gunicorn.log", args.rate_limits,
+                              workers=args.workers, worker_class=args.worker_class, threads=args.threads)
         r = servers.redis()
         try:
             def load(name: str, path: str, *, method: str = "GET", cold: bool = False, seconds=None) -> dict:
@@ -339,7 +352,8 @@ def main() -> None:
     print()
     table(["scenario", "req/s", "vs hello", "p50 ms", "p99 ms", "non-2xx", "redis cmds/req", "pg stmts/req",
            "target", "met"], rows,
-          title=f"HTTP, gunicorn gthread WEB_CONCURRENCY=2, {client} {args.connections} connections, "
+          title=f"HTTP, gunicorn {args.worker_class or 'gthread'} WEB_CONCURRENCY={args.workers}"
+                f"{f' WEB_THREADS={args.threads}' if args.threads else ''}, {client} {args.connections} connections, "
                 f"{args.duration:.0f}s each, rate limits {args.rate_limits} (2 shared cores: client, server, Postgres, Valkey)")
     for name in ("db_read", "submit"):
         print()
@@ -354,7 +368,8 @@ def main() -> None:
         "cache_vs_hello": results["cache_read"]["rps"] / hello, "db_vs_hello": results["db_read"]["rps"] / hello,
         "submit_vs_hello": results["submit"]["rps"] / hello, "cache_p99_ms": results["cache_read"]["p99_ms"],
         "db_p99_ms": results["db_read"]["p99_ms"], "hello_rps": hello, "client": client,
-        "rate_limits": args.rate_limits,
+        "rate_limits": args.rate_limits, "worker_class": args.worker_class or "gthread", "workers": args.workers,
+        "threads": args.threads,
     }
     write_results("http" if args.rate_limits == "on" else "http-ratelimits-off", {"args": vars(args), "durability": durability, "results": results,
                            "inprocess_ms": inproc, "summary": summary})

@@ -8,10 +8,16 @@ every API route, so the baseline is the framework and server cost with no Redis 
 
 from __future__ import annotations
 
+import sys
+
 from searchjobs.web import create_app
 
 
 def create():
+    if "gevent" in sys.modules:  # bench/http.py --worker-class gevent: psycopg2 must yield while it waits
+        from psycogreen.gevent import patch_psycopg
+
+        patch_psycopg()
     app = create_app()
 
     @app.get("/bench/hello")
