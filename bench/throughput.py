@@ -228,6 +228,15 @@ def inprocess_steps(servers: Servers, n: int, *, sync_off: bool = False, profile
         for owner, attr, func in originals:
             setattr(owner, attr, func)
         rt.close()
+    import psycopg2
+
+    conn = psycopg2.connect(servers.database_url)
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM search_jobs WHERE status = 'completed'")
+        completed = cur.fetchone()[0]
+    conn.close()
+    if completed != n:  # a job that failed or went back to pending would time nothing of the real path
+        raise RuntimeError(f"in-process run: only {completed} of {n} jobs completed")
     out = {"jobs": n, "sync_off": sync_off, "profiled": profile, "jobs_s_inprocess": n / elapsed,
            "per_job_ms": elapsed * 1000 / n}
     for name, values in timings.items():
