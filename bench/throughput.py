@@ -259,6 +259,7 @@ def inprocess_steps(servers: Servers, n: int, *, sync_off: bool = False, profile
         stats = pstats.Stats(profiler, stream=stream)
         stats.sort_stats("tottime").print_stats(30)
         stats.sort_stats("cumulative").print_stats(45)
+        profiler.dump_stats(RESULTS_DIR / "throughput-profile.pstats")  # for pstats / snakeviz
         path = RESULTS_DIR / "throughput-profile.txt"
         path.write_text(f"cProfile of {n} jobs in-process (sync_off={sync_off}), {elapsed:.2f}s\n"
                         + stream.getvalue())
