@@ -133,8 +133,21 @@ class Servers:
                 self._configure_and_restart()
             log(f"embedded PostgreSQL + Valkey up in {time.monotonic() - started:.1f}s ({self.tmp})")
         schema.upgrade(self.database_url)
+        self._use_configured_embedder()
         self.pg_stat = self._ensure_pg_stat()
         return self
+
+    def _use_configured_embedder(self) -> None:
+        """The empty catalog takes the configured embedder, as the product's first import does: a fresh
+        schema names the first descriptor's version, and a worker refuses jobs whose catalog names an
+        embedder it cannot load (every bench job would end as a retried `dependency_unavailable`)."""
+        from searchjobs.catalog.load import writing_embedder
+
+        rt = self.runtime()
+        try:
+            writing_embedder(rt.engine, rt.embedders)
+        finally:
+            rt.close()
 
     def _admin(self):
         import psycopg2

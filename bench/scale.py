@@ -2,6 +2,7 @@
 """Scale: status read and progress write cost at 10k / 100k / 1M jobs, and cleanup of expired jobs.
 
     python bench/scale.py [--sizes 10000,100000,1000000] [--events-per-job 8] [--cleanup 100000] [--samples 2000]
+                          [--queued 100000]
 
 Rows are bulk-inserted with generate_series (jobs completed over the last days, `events-per-job`
 events each, small results; the load session uses synchronous_commit=off, the measurements
@@ -10,7 +11,9 @@ the server's durable defaults). At each size, after ANALYZE:
     path `cache.read_through` with an empty Redis (HGET miss + SELECT + cache refill);
   - events read: `job_queries.events` for one job;
   - progress write: `job_queries.progress` (UPDATE + event INSERT CTE) on 200 processing jobs;
-all on random jobs, p50/p99. Then `--cleanup` jobs are made 30 days old and
+all on random jobs, p50/p99; then the scheduler's reconciler pass (`reconcile`) with min(size, --queued)
+jobs queued (pending, due): its time and Redis commands (INFO commandstats delta) when Redis lost its
+data (every job enqueued again) and in the steady state (every pointer present, twice). Then `--cleanup` jobs are made 30 days old and
 `searchjobs.worker.cleanup.cleanup` runs (batches of defaults.CLEANUP_BATCH) while a thread keeps
 doing progress writes and status reads: duration, longest batch (= the longest time row locks
 are held) and the worst concurrent write/read latency.
@@ -32,7 +35,9 @@ import threading
 import time
 from pathlib import Path
 
-from bench.common import Servers, log, pct, summary_line, table, write_results  # noqa: E402
+from bench.common import (  # noqa: E402
+    Servers, commands_delta, log, pct, redis_commandstats, summary_line, table, write_results,
+)
 
 CHUNK = 100_000  # jobs per bulk INSERT
 PROCESSING = 200  # jobs in `processing` for the progress writes
@@ -205,12 +210,50 @@ def cleanup_phase(servers: Servers, rt, size: int, count: int, samples_thread: b
     }
 
 
+def reconciler_phase(servers: Servers, rt, queued: int) -> list[dict]:
+    """One reconciler pass with `queued` due pending jobs: after Redis lost its data, then steady (twice)."""
+    import psycopg2
+
+    from searchjobs.worker.reconciler import ReconcilerState, reconcile
+
+    conn = psycopg2.connect(servers.database_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:  # queued long enough ago that no grace applies; changed an hour ago
+        cur.execute("UPDATE search_jobs SET status = 'pending', stage = 'queued', progress = 0, results = NULL, "
+                    "finished_at = NULL, run_after = NULL, updated_at = now() - interval '1 hour' "
+                    "WHERE id IN (SELECT id FROM search_jobs WHERE status = 'completed' ORDER BY id LIMIT %s)",
+                    (queued,))
+        cur.execute("ANALYZE search_jobs")
+    rt.redis.flushall()
+    state, passes = ReconcilerState(), []
+    for label in ("Redis lost its data: all enqueued", "steady: every pointer present", "steady, again"):
+        before = redis_commandstats(rt.redis)
+        started = time.perf_counter()
+        report = reconcile(rt, state=state)
+        elapsed = time.perf_counter() - started
+        commands = commands_delta(before, redis_commandstats(rt.redis))
+        commands.pop("info", None)
+        passes.append({"pass": label, "queued": queued, "ms": elapsed * 1000, "requeued": len(report.requeued),
+                       "views": report.views_repaired, "redis_cmds": sum(commands.values()),
+                       "top_cmds": dict(list(commands.items())[:6]),
+                       "redis_used_mb": rt.redis.info("memory")["used_memory"] / 2**20})
+        log(f"  reconciler, {queued:,} queued, {label}: {elapsed * 1000:.0f} ms, {len(report.requeued):,} enqueued, "
+            f"{sum(commands.values()):,} Redis commands")
+    with conn.cursor() as cur:  # back as they were, for the next size and the cleanup
+        cur.execute("UPDATE search_jobs SET status = 'completed', stage = 'done', progress = 100, "
+                    "finished_at = updated_at + interval '1 second' WHERE status = 'pending'")
+    conn.close()
+    rt.redis.flushall()
+    return passes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--events-per-job", type=int, default=8)
     parser.add_argument("--cleanup", type=int, default=100_000, help="expired jobs the cleanup deletes")
     parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--queued", type=int, default=100_000, help="pending jobs in the reconciler's pass")
     args = parser.parse_args()
     sizes = sorted(int(x) for x in args.sizes.split(","))
     random.seed(1)
@@ -227,6 +270,7 @@ def main() -> None:
             log(f"size {size:,}: loaded in {load_s:.1f}s; measuring")
             m = measure(servers, rt, size, args.samples)
             m.update({"size": size, "load_s": load_s})
+            m["reconciler"] = reconciler_phase(servers, rt, min(size - PROCESSING, args.queued))
             results.append(m)
             rows.append([size, m["status_get"]["p50_ms"], m["status_get"]["p99_ms"],
                          m["status_read_through_miss"]["p50_ms"], m["status_read_through_miss"]["p99_ms"],
@@ -240,6 +284,12 @@ def main() -> None:
            "progress p99", "jobs MB", "events MB"], rows,
           title=f"Status read / progress write vs. table size (ms; {args.events_per_job} events per job; "
                 f"durable settings)")
+    print()
+    table(["jobs", "queued", "reconciler pass", "ms", "enqueued", "Redis commands", "top commands", "Redis MB"],
+          [[m["size"], p["queued"], p["pass"], p["ms"], p["requeued"], p["redis_cmds"],
+            " ".join(f"{k}:{v}" for k, v in p["top_cmds"].items()), p["redis_used_mb"]]
+           for m in results for p in m["reconciler"]],
+          title="The scheduler's reconciler pass with queued jobs (time, Redis commands per pass)")
     print()
     table(["cleanup", "value"], [
         ["expired jobs deleted", clean["deleted_jobs"]], ["events deleted (cascade)", clean["deleted_events"]],
@@ -259,6 +309,10 @@ def main() -> None:
         "write_growth": last["progress_write"]["p50_ms"] / first["progress_write"]["p50_ms"],
         "cleanup_s": clean["duration_s"], "cleanup_longest_batch_ms": clean["longest_batch_ms"],
         "largest": sizes[-1],
+        "reconcile_lost_ms_large": last["reconciler"][0]["ms"],
+        "reconcile_steady_ms_large": last["reconciler"][1]["ms"],
+        "reconcile_steady_cmds_large": last["reconciler"][1]["redis_cmds"],
+        "reconcile_steady_ms_small": first["reconciler"][1]["ms"],
     }
     write_results("scale", {"args": vars(args), "durability": durability, "sizes": results, "cleanup": clean,
                             "summary": summary})

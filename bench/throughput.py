@@ -228,6 +228,15 @@ def inprocess_steps(servers: Servers, n: int, *, sync_off: bool = False, profile
         for owner, attr, func in originals:
             setattr(owner, attr, func)
         rt.close()
+    import psycopg2
+
+    conn = psycopg2.connect(servers.database_url)
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM search_jobs WHERE status = 'completed'")
+        completed = cur.fetchone()[0]
+    conn.close()
+    if completed != n:  # a job that failed or went back to pending would time nothing of the real path
+        raise RuntimeError(f"in-process run: only {completed} of {n} jobs completed")
     out = {"jobs": n, "sync_off": sync_off, "profiled": profile, "jobs_s_inprocess": n / elapsed,
            "per_job_ms": elapsed * 1000 / n}
     for name, values in timings.items():
@@ -250,6 +259,7 @@ def inprocess_steps(servers: Servers, n: int, *, sync_off: bool = False, profile
         stats = pstats.Stats(profiler, stream=stream)
         stats.sort_stats("tottime").print_stats(30)
         stats.sort_stats("cumulative").print_stats(45)
+        profiler.dump_stats(RESULTS_DIR / "throughput-profile.pstats")  # for pstats / snakeviz
         path = RESULTS_DIR / "throughput-profile.txt"
         path.write_text(f"cProfile of {n} jobs in-process (sync_off={sync_off}), {elapsed:.2f}s\n"
                         + stream.getvalue())
@@ -259,14 +269,16 @@ def inprocess_steps(servers: Servers, n: int, *, sync_off: bool = False, profile
 
 
 def statement_variants(servers: Servers, n: int = 400) -> list[dict]:
-    """One progress step, written the ways it could be: latency per call (round-robin over 50 jobs).
+    """One progress step, written the ways it could be, down to the peers' bare UPDATE: latency per call
+    and WAL bytes per call. Every round runs each variant once, in a shuffled order, on the next of 50
+    processing jobs, so drift of the shared machine falls on all of them alike.
 
-    Evidence for what a step costs and what each change would buy (same server, same run).
+    Evidence for where a durable commit's time goes and what each change would buy (same server, same run).
     """
+    import random
     import re
 
     import psycopg2
-    import sqlalchemy as sa
 
     from searchjobs.db import engine as db
     from searchjobs.jobs import store as job_queries
@@ -279,65 +291,86 @@ def statement_variants(servers: Servers, n: int = 400) -> list[dict]:
     cur.execute("UPDATE search_jobs SET status = 'processing', claim_token = gen_random_uuid()")
     cur.execute("SELECT job_id, version, claim_token::text FROM search_jobs")
     jobs = [list(r) for r in cur.fetchall()]
-    names = ["job_id", "version", "progress", "stage", "lease", "detail", "token"]
+    cur.execute("CREATE TABLE IF NOT EXISTS bench_peer_row (id int PRIMARY KEY, step int, started_at timestamptz)")
+    cur.execute("INSERT INTO bench_peer_row SELECT g, 0 FROM generate_series(0, 49) g ON CONFLICT DO NOTHING")
     pyformat = re.sub(r"(?<!:):(\w+)", r"%(\1)s", job_queries._PROGRESS.text)
-    positional = re.sub(r"(?<!:):(\w+)", lambda m: f"${names.index(m.group(1)) + 1}", job_queries._PROGRESS.text)
-    cur.execute("PREPARE progress_step(text, int, int, text, float8, text, text) AS " + positional)
+    few_columns = re.sub(r"RETURNING id, .*?claim_token::text AS claim_token",
+                         "RETURNING job_id, status, progress, stage, version, attempts, cancel_requested, updated_at",
+                         pyformat, flags=re.S)
+    fence = ("WHERE job_id = %(job_id)s AND version = %(version)s AND status = 'processing' "
+             "AND claim_token = CAST(%(token)s AS uuid) RETURNING version")
+    update_alone = ("UPDATE search_jobs SET progress = GREATEST(progress, %(progress)s), stage = %(stage)s, "
+                    "updated_at = now(), lease_expires_at = now() + make_interval(secs => %(lease)s), "
+                    "version = version + 1 " + fence)
+    update_hot = ("UPDATE search_jobs SET progress = GREATEST(progress, %(progress)s), stage = %(stage)s, "
+                  "version = version + 1 " + fence)
 
     def params(job):
         return {"job_id": job[0], "version": job[1], "progress": 50, "stage": "bench", "lease": 20.0, "detail": "{}",
                 "token": job[2]}
 
-    def raw_text(prefix=""):
-        def step(job):
-            cur.execute(prefix + pyformat, params(job))
-            return cur.fetchone()[5]
+    def raw_sql(sql, prefix=""):
+        def step(i, job):
+            cur.execute(prefix + sql, params(job))
+            row = cur.fetchone()
+            return dict(zip([d[0] for d in cur.description], row, strict=True))["version"]
         return step
 
-    def prepared(prefix=""):
-        def step(job):
-            cur.execute(prefix + "EXECUTE progress_step(%s, %s, %s, %s, %s, %s, %s)", tuple(params(job).values()))
-            return cur.fetchone()[5]
-        return step
-
-    def via(engine):
-        def step(job):
-            with engine.connect() as conn:
-                return job_queries.progress(conn, job[0], job[2], job[1], 50, "bench", 20, {})["version"]
-        return step
+    def peer_update(i, job):  # bench/peer_tasks.py's step: the peers' durable commit
+        cur.execute("UPDATE bench_peer_row SET step = %s, started_at = coalesce(started_at, clock_timestamp()) "
+                    "WHERE id = %s", (job[1], i % 50))
+        return job[1]
 
     product_engine = db.make_engine(servers.database_url, pool_size=1)
-    ac_engine = sa.create_engine(db.normalise_url(servers.database_url), pool_size=1, isolation_level="AUTOCOMMIT")
+    product_db = db.autocommit(product_engine)
+
+    def product(i, job):
+        with product_db.connect() as conn:
+            return job_queries.progress(conn, job[0], job[2], job[1], 50, "bench", 20, {})["version"]
+
+    def product_cursor(i, job):  # the same statement on the pooled connection's own DBAPI cursor
+        with product_db.connect() as conn, conn.connection.dbapi_connection.cursor() as own:
+            own.execute(pyformat, params(job))
+            return dict(zip([d[0] for d in own.description], own.fetchone(), strict=True))["version"]
+
     variants = [
-        ("as the product: engine.execution_options(AUTOCOMMIT) via SQLAlchemy", via(db.autocommit(product_engine))),
-        ("SQLAlchemy, engine created with isolation_level=AUTOCOMMIT", via(ac_engine)),
-        ("raw psycopg2 autocommit, same SQL text", raw_text()),
-        ("raw psycopg2, SET LOCAL synchronous_commit=off; same SQL", raw_text("SET LOCAL synchronous_commit = off;")),
-        ("server-side prepared statement (EXECUTE)", prepared()),
-        ("prepared + SET LOCAL synchronous_commit=off", prepared("SET LOCAL synchronous_commit = off;")),
+        ("as the product: job_queries.progress via SQLAlchemy (pool checkout per step)", product),
+        ("same, the DBAPI cursor of the pooled connection (no SQLAlchemy result)", product_cursor),
+        ("raw psycopg2, same SQL (row + event CTE, RETURNING 26 columns)", raw_sql(pyformat)),
+        ("raw psycopg2, RETURNING 8 columns", raw_sql(few_columns)),
+        ("raw psycopg2, the UPDATE alone (no event row)", raw_sql(update_alone)),
+        ("raw psycopg2, the UPDATE alone, no indexed column set (HOT)", raw_sql(update_hot)),
+        ("the peers' step: UPDATE of a 3-column row", peer_update),
+        ("raw psycopg2, SET LOCAL synchronous_commit=off; same SQL", raw_sql(pyformat, "SET LOCAL synchronous_commit = off;")),
     ]
-    out = []
-    for label, step in variants:
-        times = []
-        for i in range(n):
+    times: dict[str, list[float]] = {label: [] for label, _ in variants}
+    wal: dict[str, float] = {label: 0.0 for label, _ in variants}
+    for i in range(n):
+        order = list(variants)
+        random.shuffle(order)
+        for label, step in order:
             job = jobs[i % len(jobs)]
+            cur.execute("SELECT pg_current_wal_lsn()")
+            lsn = cur.fetchone()[0]
             t = time.perf_counter()
-            job[1] = step(job)
-            times.append((time.perf_counter() - t) * 1000)
-        out.append({"variant": label, "n": n, "p50_ms": pct(times, 50), "p99_ms": pct(times, 99),
-                    "mean_ms": sum(times) / n})
-    cur.execute("SELECT 1")
-    times = []
+            job[1] = step(i, job)
+            times[label].append((time.perf_counter() - t) * 1000)
+            cur.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", (lsn,))
+            wal[label] += float(cur.fetchone()[0])
+    out = [{"variant": label, "n": n, "p50_ms": pct(times[label], 50), "p99_ms": pct(times[label], 99),
+            "mean_ms": sum(times[label]) / n, "wal_bytes": wal[label] / n} for label, _ in variants]
+    times_select: list[float] = []
     for _ in range(n):
         t = time.perf_counter()
         cur.execute("SELECT 1")
         cur.fetchone()
-        times.append((time.perf_counter() - t) * 1000)
-    out.append({"variant": "anchor: SELECT 1 round trip (psycopg2)", "n": n, "p50_ms": pct(times, 50),
-                "p99_ms": pct(times, 99), "mean_ms": sum(times) / n})
+        times_select.append((time.perf_counter() - t) * 1000)
+    out.append({"variant": "anchor: SELECT 1 round trip (psycopg2)", "n": n, "p50_ms": pct(times_select, 50),
+                "p99_ms": pct(times_select, 99), "mean_ms": sum(times_select) / n, "wal_bytes": 0.0})
+    cur.execute("DROP TABLE bench_peer_row")
     raw.close()
+    product_db.dispose()
     product_engine.dispose()
-    ac_engine.dispose()
     return out
 
 
@@ -351,6 +384,7 @@ def main() -> None:
                         help="also run ours with SET LOCAL synchronous_commit=off on progress steps")
     parser.add_argument("--profile", action="store_true", help="cProfile the in-process run")
     parser.add_argument("--skip-fork", action="store_true", help="skip RQ's forking Worker (slowest baseline)")
+    parser.add_argument("--variant-steps", type=int, default=600, help="rounds of the progress-statement variants")
     args = parser.parse_args()
     counts = [int(x) for x in args.workers.split(",")]
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -383,7 +417,7 @@ def main() -> None:
             log("in-process run under cProfile")
             inprocess_steps(servers, args.steps_jobs, profile=True)
         log("progress statement variants")
-        variants = statement_variants(servers)
+        variants = statement_variants(servers, args.variant_steps)
 
     def med(kind, workers, key="jobs_s"):
         return median([r[key] for r in runs if r["kind"] == kind and r["workers"] == workers and r.get(key) is not None])
@@ -417,9 +451,9 @@ def main() -> None:
     table(["step", "n", "p50 ms", "p99 ms", "ms per job"], step_rows,
           title=f"Per-step persistence latency (in-process SearchWorker, {args.steps_jobs} jobs, 1 worker)")
     print()
-    table(["progress step written as", "n", "p50 ms", "p99 ms", "mean ms"],
-          [[v["variant"], v["n"], v["p50_ms"], v["p99_ms"], v["mean_ms"]] for v in variants],
-          title="One progress step, variants (same server, round-robin over 50 processing jobs)")
+    table(["progress step written as", "n", "p50 ms", "p99 ms", "mean ms", "WAL bytes"],
+          [[v["variant"], v["n"], v["p50_ms"], v["p99_ms"], v["mean_ms"], v["wal_bytes"]] for v in variants],
+          title="One durable step, variants interleaved in shuffled rounds (same server, 50 processing jobs)")
     print()
     labels = list(steps["breakdown_ms_per_job"])
     table(["part of one job (in-process, 1 worker)", "ms/job sync on"] + (["ms/job sync off"] if steps_off else []),

@@ -223,8 +223,8 @@ def _allowed_addresses(target: _Target, limits: IntakeLimits) -> list[str]:
 # --------------------------------------------------------------------------- fetching
 
 
-def fetch_image(url: str, limits: IntakeLimits = DEFAULT_LIMITS) -> ValidatedImage:
-    """Download an image URL within the limits and validate it.
+def fetch_image(url: str, limits: IntakeLimits = DEFAULT_LIMITS, *, decode: bool = True) -> ValidatedImage:
+    """Download an image URL within the limits and validate it (``decode``: see ``validate_image_bytes``).
 
     Redirects are followed by hand, at most ``limits.max_redirects``; every hop
     goes through the same URL and address checks as the first.
@@ -254,7 +254,7 @@ def fetch_image(url: str, limits: IntakeLimits = DEFAULT_LIMITS) -> ValidatedIma
             # Closing without draining: an unread body is simply dropped with the connection.
             response.close()
             pool.close()
-        return validate_image_bytes(data, content_type, limits)
+        return validate_image_bytes(data, content_type, limits, decode=decode)
     raise AssertionError("unreachable: the loop returns or raises")
 
 

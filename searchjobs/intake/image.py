@@ -87,12 +87,17 @@ class ValidatedImage:
 
 
 def validate_image_bytes(
-    data: bytes, declared_type: str | None = None, limits: IntakeLimits = DEFAULT_LIMITS
+    data: bytes, declared_type: str | None = None, limits: IntakeLimits = DEFAULT_LIMITS, *, decode: bool = True
 ) -> ValidatedImage:
     """Check size, real format, dimensions and integrity of an image.
 
     ``declared_type`` (upload or Content-Type header) is never trusted; the
     returned ``content_type`` is what the bytes really are.
+
+    ``decode=False`` checks everything but the integrity (no pixel is decoded): for a caller that
+    hands the image to ``open_image`` at once, whose decode refuses a truncated or corrupt file with
+    the same error. The worker does so: a 40 MP photo is then decoded once, at draft scale, not
+    twice with one at full size.
     """
     data = bytes(data)
     if len(data) > limits.max_bytes:
@@ -107,9 +112,10 @@ def validate_image_bytes(
             width, height = img.size
             _check_dimensions(width, height, limits)
             img.verify()
-        # verify() leaves the image unusable and misses truncation; a full load catches it.
-        with Image.open(io.BytesIO(data), formats=_PIL_FORMATS) as img:
-            img.load()
+        if decode:
+            # verify() leaves the image unusable and misses truncation; a full load catches it.
+            with Image.open(io.BytesIO(data), formats=_PIL_FORMATS) as img:
+                img.load()
     except UnidentifiedImageError as exc:
         raise _unidentified_error(data) from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

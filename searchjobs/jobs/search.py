@@ -36,15 +36,21 @@ def intake_limits(runtime: Runtime) -> intake.IntakeLimits:
 
 
 def load_query_image(runtime: Runtime, row: dict):
-    """The person's photo: the uploaded bytes from Postgres, or the URL fetched with hard limits."""
+    """The person's photo: the uploaded bytes from Postgres, or the URL fetched with hard limits.
+
+    The size, format and pixel checks run on the header; the pixels are decoded once, by open_image
+    (at draft scale for a big JPEG), which refuses a truncated or corrupt file as the full decode of
+    the intake check would have.
+    """
     if row["image_id"] is not None:
         with runtime.db.connect() as conn:
             stored = image_queries.get(conn, row["image_id"])
         if stored is None:
             raise intake.ImageError("the uploaded image is gone", code="image_unreadable")
-        validated = intake.validate_image_bytes(stored["data"], stored["content_type"], intake_limits(runtime))
+        validated = intake.validate_image_bytes(stored["data"], stored["content_type"], intake_limits(runtime),
+                                                decode=False)
     elif row["original_image_url"]:
-        validated = intake.fetch_image(row["original_image_url"], intake_limits(runtime))
+        validated = intake.fetch_image(row["original_image_url"], intake_limits(runtime), decode=False)
     else:
         raise intake.ImageError("the job has no image", code="image_unreadable")
     return intake.open_image(validated)

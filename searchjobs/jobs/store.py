@@ -328,6 +328,19 @@ def due_pending(conn: sa.Connection, grace_seconds: float, limit: int, after_id:
     return [dict(r) for r in conn.execute(_DUE_PENDING, params).mappings()]
 
 
+_PENDING_DUE_SINCE = QUERIES["pending_due_since"]
+
+
+def pending_due_since(conn: sa.Connection, since: datetime, grace_seconds: float, limit: int,
+                      after_id: int = 0) -> list[dict]:
+    """The due pending jobs (as `due_pending`) that became due or changed at or after `since` (Postgres time).
+
+    One page of `limit` after the row id `after_id` (keyset paging).
+    """
+    params = {"since": since, "grace": float(grace_seconds), "limit": limit, "after_id": after_id}
+    return [dict(r) for r in conn.execute(_PENDING_DUE_SINCE, params).mappings()]
+
+
 _CHANGED_SINCE = QUERIES["changed_since"]
 
 

@@ -299,6 +299,19 @@ SELECT id, job_id, attempts, run_after FROM search_jobs
  LIMIT :limit;
 
 
+-- name: pending_due_since
+-- The reconciler's steady pass: the due pending jobs (as due_pending) that became due or changed at or after
+-- :since (Postgres time): changed since :since - :grace (so submits whose grace ended since), or a retry whose
+-- run_after came since. One keyset page after row id :after_id.
+SELECT id, job_id, attempts, run_after FROM search_jobs
+ WHERE status = 'pending' AND NOT cancel_requested AND id > :after_id
+   AND CASE WHEN run_after IS NULL THEN updated_at < now() - make_interval(secs => :grace)
+            ELSE run_after <= now() END
+   AND (updated_at >= CAST(:since AS timestamptz) - make_interval(secs => :grace) OR run_after >= :since)
+ ORDER BY id
+ LIMIT :limit;
+
+
 -- name: changed_since
 -- The reconciler's view refresh: rows changed at or after :since (Postgres time), one page in row-id order.
 SELECT id, job_id, status, progress, stage, version, attempts, phone_number, country_code, categories,

@@ -10,6 +10,16 @@ one pass every few seconds (run by searchjobs/worker/scheduler.py):
 - SMS outbox rows that are due, or left `sending` by a killed sender, are enqueued.
 Several schedulers may run: a lock row in Postgres (searchjobs.db.locks) lets one pass at a time
 work; it needs no session, so it holds through PgBouncer's transaction pooling.
+
+What a pass checks in Redis is bounded, not the whole queue. It sweeps every due pending job (one
+pointer check each) when Redis lost its data (the marker is missing, or a sweep after a loss did not
+finish) and at a scheduler's first pass (a fresh or restarted scheduler, so taking over from another
+never skips a job). Otherwise it checks the pending jobs that became due or changed since its previous
+pass (submits past their grace, retries now due, expired leases; looked up with the same overlap as
+the view refresh, so a slow commit is not missed) and one rotating page of ROTATION_PAGE older ones,
+by row id, wrapping at the end: a pointer lost while Redis kept its data (evicted, deleted by hand, a
+worker killed between its pop and its claim) is found within ceil(queued / ROTATION_PAGE) + 1 passes
+of one scheduler, `queued` being the most due pending jobs meanwhile (100k queued: 51 passes, ~4 min).
 """
 
 from __future__ import annotations
@@ -34,7 +44,11 @@ RECONCILE_LOCK = "reconciler"  # lock row: one reconciler pass at a time across 
 # its steps, so a second scheduler takes over soon after the first one's host is gone
 RECONCILE_LOCK_SECONDS = 10
 RECONCILE_BATCH = 1000  # pending jobs read per page of a reconciler pass
-REDIS_MARKER = "searchjobs:reconciler:marker"  # set by every pass; missing means Redis lost its data
+REDIS_MARKER = "searchjobs:reconciler:marker"  # missing means Redis lost its data
+# its values: set to SWEEPING before the sweep that follows a loss, to SWEPT (only if still there) after it,
+# so a loss during the sweep, or a sweep cut short, is swept again by the next pass of any scheduler
+MARKER_SWEEPING, MARKER_SWEPT = b"sweeping", b"swept"
+ROTATION_PAGE = 2000  # older due pending jobs whose pointer a steady pass checks, a page by row id that wraps
 # a row's updated_at is its statement's start time, and no statement outlives the statement timeout: look
 # back that long (and a margin) before the last pass, so a slow commit's row is not missed
 VIEW_REFRESH_OVERLAP = timedelta(milliseconds=STATEMENT_TIMEOUT_MS) + timedelta(seconds=5)
@@ -55,6 +69,9 @@ class ReconcilerState:
     """What one scheduler process carries from a pass to the next."""
 
     views_since: datetime | None = None  # Postgres time up to which changed rows' views were re-written
+    # Postgres time at the start of the last completed pointer check (None: the next pass sweeps every job)
+    pointers_since: datetime | None = None
+    rotation_after_id: int = 0  # the steady pass's page of older pending jobs starts after this row id
 
 
 def reconcile(runtime: Runtime, *, expire: bool = True, state: ReconcilerState | None = None) -> PassReport:
@@ -73,7 +90,7 @@ def reconcile(runtime: Runtime, *, expire: bool = True, state: ReconcilerState |
     try:
         if expire:
             report.expired = _expire_leases(runtime)
-        report.requeued = _enqueue_missing_pointers(runtime)
+        report.requeued = _enqueue_missing_pointers(runtime, state)
         locks.take(runtime.db, RECONCILE_LOCK, runtime.worker_name, RECONCILE_LOCK_SECONDS)  # still ours: renewed between steps
         report.views_repaired = _refresh_changed_views(runtime, state)
         report.notifications = _enqueue_due_notifications(runtime)
@@ -94,29 +111,79 @@ def _expire_leases(runtime: Runtime) -> int:
     return len(expired)
 
 
-def _enqueue_missing_pointers(runtime: Runtime) -> list[str]:
-    """Due pending jobs with no live pointer in Redis are enqueued: one pipelined check and one
-    pipelined enqueue per page, so a pass costs a few round trips per thousand jobs."""
-    # the marker is gone when Redis lost its data (flushed, restarted empty): every pointer went
-    # with it, so no pending job can still be on its way in and the grace is pointless
-    grace = defaults.PENDING_GRACE_SECONDS if runtime.redis.exists(REDIS_MARKER) else 0
+def _enqueue_missing_pointers(runtime: Runtime, state: ReconcilerState) -> list[str]:
+    """Due pending jobs with no live pointer in Redis are enqueued: every one after Redis lost its data or
+    at a scheduler's first pass, else those due or changed since the last pass and a rotating page of older
+    ones. One pipelined check and one pipelined enqueue per page of RECONCILE_BATCH."""
+    marker = runtime.redis.get(REDIS_MARKER)
+    # the marker is gone when Redis lost its data (flushed, restarted empty, failed over to an empty
+    # replica): every pointer went with it, so no pending job can still be on its way in and the grace is
+    # pointless; set before the sweep, so a loss during it deletes it again
+    data_lost = marker is None or marker == MARKER_SWEEPING
+    if marker is None:
+        runtime.redis.set(REDIS_MARKER, MARKER_SWEEPING)
+    grace = 0 if data_lost else defaults.PENDING_GRACE_SECONDS
+    with runtime.db.connect() as conn:
+        now = database_now(conn)  # before the reads: the next pass looks for changes from here on
+    if data_lost or state.pointers_since is None:
+        requeued = _check_every_pending(runtime, grace)
+        rotation_after_id = 0
+    else:
+        requeued, rotation_after_id = _check_changed_and_a_page(runtime, state, grace)
+    if data_lost:
+        runtime.redis.set(REDIS_MARKER, MARKER_SWEPT, xx=True)  # unless Redis lost it again meanwhile
+    state.pointers_since, state.rotation_after_id = now, rotation_after_id
+    if requeued:
+        log.info("re-enqueued %d pending jobs missing from Redis", len(requeued),
+                 extra={"redis_data_lost": data_lost})
+    return requeued
+
+
+def _check_every_pending(runtime: Runtime, grace: float) -> list[str]:
     requeued: list[str] = []
     after_id = 0
     while True:
         with runtime.db.connect() as conn:
             pending = job_queries.due_pending(conn, grace, RECONCILE_BATCH, after_id)
-        pointers = [(row["job_id"], row["attempts"]) for row in pending]
+        requeued += _enqueue_if_missing(runtime, pending)
+        if len(pending) < RECONCILE_BATCH:
+            return requeued
+        after_id = pending[-1]["id"]
+
+
+def _check_changed_and_a_page(runtime: Runtime, state: ReconcilerState, grace: float) -> tuple[list[str], int]:
+    """The due pending jobs that became due or changed since the last pass, then the next page of older
+    ones; returns the jobs enqueued and the row id the next page starts after (0: wrapped)."""
+    assert state.pointers_since is not None
+    # a row's updated_at (and a retry's run_after) is its statement's start time: look back past the
+    # last pass as far as a statement can take to commit, as the view refresh does
+    since = state.pointers_since - VIEW_REFRESH_OVERLAP
+    requeued: list[str] = []
+    checked: set[str] = set()
+    after_id = 0
+    while True:
+        with runtime.db.connect() as conn:
+            changed = job_queries.pending_due_since(conn, since, grace, RECONCILE_BATCH, after_id)
+        checked.update(row["job_id"] for row in changed)
+        requeued += _enqueue_if_missing(runtime, changed)
+        if len(changed) < RECONCILE_BATCH:
+            break
+        after_id = changed[-1]["id"]
+    with runtime.db.connect() as conn:
+        page = job_queries.due_pending(conn, grace, ROTATION_PAGE, state.rotation_after_id)
+    requeued += _enqueue_if_missing(runtime, [row for row in page if row["job_id"] not in checked])
+    return requeued, (page[-1]["id"] if len(page) == ROTATION_PAGE else 0)
+
+
+def _enqueue_if_missing(runtime: Runtime, pending: list[dict]) -> list[str]:
+    """One pipelined check of these jobs' pointers, one pipelined enqueue of those missing (per RECONCILE_BATCH)."""
+    requeued: list[str] = []
+    for start in range(0, len(pending), RECONCILE_BATCH):
+        pointers = [(row["job_id"], row["attempts"]) for row in pending[start:start + RECONCILE_BATCH]]
         present = waiting(runtime.redis, [rq_job_id(job_id, attempts) for job_id, attempts in pointers])
         missing = [pointer for pointer, found in zip(pointers, present, strict=True) if not found]
         enqueue_searches(runtime.redis, missing, job_timeout=runtime.settings.job_timeout)
         requeued.extend(job_id for job_id, _ in missing)
-        if len(pending) < RECONCILE_BATCH:
-            break
-        after_id = pending[-1]["id"]
-    runtime.redis.set(REDIS_MARKER, "1")
-    if requeued:
-        log.info("re-enqueued %d pending jobs missing from Redis", len(requeued),
-                 extra={"redis_data_lost": grace == 0})
     return requeued
 
 

@@ -31,6 +31,10 @@ from searchjobs.runtime import Runtime, install
 
 log = logging.getLogger(__name__)
 
+# seconds between two wake-ups of the thread that listens on RQ's command channel (RQ's own is 60): at
+# teardown RQ unsubscribes, then redis-py 8 joins that thread, which without a subscription waits out
+# the rest of its sleep; an idle worker then took up to a minute to exit on SIGTERM
+COMMAND_LISTENER_WAKE = 1.0
 RESTART_PAUSE_FIRST = 0.5  # seconds before the first restart of a work loop that lost Redis
 RESTART_PAUSE_MAX = 5.0  # seconds; cap on that pause, and on RQ's own wait between dequeue retries
 STABLE_RUN_SECONDS = 60.0  # a work loop that ran this long before failing restarts with the first pause again
@@ -78,6 +82,14 @@ class SearchWorker(SimpleWorker):
     max_connection_wait_time = RESTART_PAUSE_MAX
     shutdown_requested = False  # a SIGTERM/SIGINT arrived: do not restart this work loop
 
+    def subscribe(self):
+        """Listen on this worker's RQ command channel (stop-job, shutdown), waking every
+        COMMAND_LISTENER_WAKE seconds, so that the teardown's join of the listener is bounded by it."""
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(sleep_time=COMMAND_LISTENER_WAKE, daemon=True,
+                                                       exception_handler=self._pubsub_exception_handler)
+
     def _install_signal_handlers(self):
         super()._install_signal_handlers()
         if self.stop_signalled.is_set():
@@ -114,7 +126,7 @@ def _discard(worker: SearchWorker) -> None:
     """Let go of a worker whose loop ended on a Redis error (its teardown may not have run)."""
     thread = getattr(worker, "pubsub_thread", None)
     if thread is not None:
-        thread.stop()  # no I/O: the thread ends at its next wake-up
+        thread.stop()  # no I/O: the thread ends at its next wake-up (within COMMAND_LISTENER_WAKE)
     worker.connection.close()
 
 

@@ -146,6 +146,32 @@ def test_permanent_image_failure_fails_the_job_with_a_code(client, runtime, run_
     assert view["error"]["code"] == "image_unreadable"
 
 
+def _noisy_jpeg(size=(320, 240)) -> bytes:  # under the test client's in-memory upload size
+    import hashlib
+
+    from PIL import Image
+
+    raw = hashlib.sha256(b"seed").digest() * (size[0] * size[1] * 3 // 32 + 1)
+    buf = io.BytesIO()
+    Image.frombytes("RGB", size, raw[: size[0] * size[1] * 3]).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def test_a_truncated_photo_fails_the_job_at_its_one_decode(client, runtime, run_jobs, image_server):
+    # the worker checks the header only and decodes once (open_image): a cut file is refused there, for good
+    whole = _noisy_jpeg()
+    url = image_server(whole[: len(whole) // 2], content_type="image/jpeg")
+    fetched = client.post("/api/search-jobs", json={"image_url": url, "categories": ["bag"]}).get_json()["job_id"]
+    uploaded = submit_upload(client, image=whole).get_json()["job_id"]
+    with runtime.engine.begin() as conn:  # bytes that went bad after the upload's own check
+        conn.execute(sa.text("UPDATE images SET data = substring(data FROM 1 FOR length(data) / 2) "
+                             "WHERE id = (SELECT image_id FROM search_jobs WHERE job_id = :j)"), {"j": uploaded})
+    run_jobs()
+    for job_id in (fetched, uploaded):
+        row = row_of(runtime, job_id)
+        assert (row["status"], row["error_code"], row["attempts"]) == ("failed", "image_unreadable", 1)
+
+
 def test_categories_and_health(client, runtime):
     body = client.get("/api/categories").get_json()
     names = [c["category"] for c in body["categories"]]

@@ -116,6 +116,24 @@ def test_validate_rejects_truncated_jpeg():
     assert info.value.code == "image_unreadable"
 
 
+@pytest.mark.parametrize("data", [noisy_jpeg(), noisy_jpeg((2400, 2200)), make_image("PNG", size=(300, 200))],
+                         ids=["small jpeg", "big jpeg (draft scale)", "png"])
+def test_a_truncated_image_is_refused_by_the_header_check_or_its_one_decode(data):
+    cut = data[: len(data) // 2]
+    with pytest.raises(ImageError) as info:  # as the worker does: header check, then one decode in open_image
+        open_image(validate_image_bytes(cut, decode=False))  # (a PNG's missing end is seen by verify() already)
+    assert (info.value.code, info.value.transient) == ("image_unreadable", False)
+    assert open_image(validate_image_bytes(data, decode=False)).mode == "RGB"  # the whole file is fine
+
+
+def test_the_header_check_still_refuses_what_the_header_tells():
+    for data, code in ((png_claiming(6000, 7000), "image_dimensions_too_large"), (b"not an image", "image_unreadable"),
+                       (make_image("BMP"), "image_unsupported_type")):
+        with pytest.raises(ImageError) as info:
+            validate_image_bytes(data, decode=False)
+        assert info.value.code == code
+
+
 def test_validate_rejects_corrupt_png_crc():
     data = bytearray(PNG)
     data[30] ^= 0xFF  # break the IHDR CRC
