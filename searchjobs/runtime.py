@@ -35,6 +35,7 @@ class Runtime:
     release_requested: threading.Event = field(default_factory=threading.Event)
     # the attempt this process is running, for the lease heartbeat (one at a time: no fork, no threads)
     current_attempt: object | None = None
+    pre_ping: bool = False  # check each pooled connection at checkout, on both engines (the web does)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, pre_ping: bool = False, **kwargs) -> Runtime:
@@ -43,12 +44,12 @@ class Runtime:
         check_sentinel_service(redis_url)  # a misspelt service name is a configuration error, not an outage
         engine = db.make_engine(database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout,
                                 pre_ping=pre_ping)
-        return cls(settings=settings, engine=engine, redis=connect(redis_url), **kwargs)
+        return cls(settings=settings, engine=engine, redis=connect(redis_url), pre_ping=pre_ping, **kwargs)
 
     @cached_property
     def db(self) -> sa.Engine:
         """Autocommit view of the same pool: single statements, one round trip each."""
-        return db.autocommit(self.engine)
+        return db.autocommit(self.engine, pre_ping=self.pre_ping)
 
     @cached_property
     def cache(self) -> JobCache:

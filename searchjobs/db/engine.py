@@ -117,15 +117,18 @@ def session_defaults(conn: sa.Connection) -> None:
     conn.execute(_SESSION_DEFAULTS, {"statement_timeout": f"{int(STATEMENT_TIMEOUT_MS)}ms"})
 
 
-def autocommit(engine: sa.Engine) -> sa.Engine:
+def autocommit(engine: sa.Engine, *, pre_ping: bool = False) -> sa.Engine:
     """An engine on the same database whose statements each commit on their own (one round trip).
+
+    `pre_ping` as for `make_engine`: the web's status reads and feeds go through this engine, so the
+    web passes it here too, or each web process answers its first read after a Postgres restart 503.
 
     Its own pool, not `engine.execution_options(isolation_level=...)`: that variant switches the
     isolation level at every checkout and sends `SET default_transaction_isolation` at every return,
     which doubled the round trips of a job (bench/throughput.py, pg_stat_statements).
     """
     return make_engine(engine.url.render_as_string(hide_password=False), pool_size=engine.pool.size(),
-                       echo=engine.echo, autocommit=True, pool_timeout=engine.pool.timeout())
+                       echo=engine.echo, autocommit=True, pool_timeout=engine.pool.timeout(), pre_ping=pre_ping)
 
 
 # What a database call can raise when Postgres is out of reach: the driver's errors (wrapped) and

@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from searchjobs import links
 from searchjobs.db import engine as db
 from searchjobs.embedded import EmbeddedValkey, free_port
 from searchjobs.jobs import store as job_queries
@@ -16,6 +18,7 @@ from searchjobs.jobs.cache import cache_key
 from searchjobs.queue import connect
 from searchjobs.runtime import Runtime
 from searchjobs.web import create_app
+from searchjobs.web import runtime as web_runtime
 from tests.conftest import demo_image_bytes
 from tests.integration.test_core_loop import submit_upload
 
@@ -192,3 +195,23 @@ def test_a_job_id_naming_another_cache_key_is_only_not_found(client, runtime):
     assert client.get(f"/api/results/{token}").status_code == 200  # caches the token's mapping
     for name in (f"token:{links.token_hash(token)}", f"../token:{links.token_hash(token)}"):
         assert client.get(f"/api/search-jobs/{name}").status_code == 404, name
+
+
+def test_a_read_after_postgres_dropped_the_webs_pooled_connections_is_served(settings, runtime):
+    """What a Postgres restart does to an idle web process: the backends behind its pooled connections
+    are gone. Its next read goes to Postgres (a job id that was never submitted) and is answered 404,
+    not 503, because the web's engines both ping a pooled connection at checkout."""
+    web = create_app(settings)  # as gunicorn builds it, with its own Runtime
+    web.config["TESTING"] = True
+    client, web_rt = web.test_client(), web.extensions[web_runtime.EXTENSION]
+    never_submitted = f"/api/search-jobs/{links.new_job_id()}"
+    try:
+        assert client.get(never_submitted).status_code == 404  # the read engine now pools a connection
+        with web_rt.db.connect() as conn:
+            backend = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        with runtime.engine.begin() as conn:
+            assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": backend}).scalar_one()
+        response = client.get(never_submitted)
+        assert response.status_code == 404, response.get_json()
+    finally:
+        web_rt.close()
