@@ -46,15 +46,12 @@ another version are not comparable.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
-
-from searchjobs.errors import SearchJobsError
+from PIL import Image
 
 # One thread: the images are tiny, the worker runs one job per core, and OpenCV's thread pool
 # is not safe to inherit across the fork of a forking worker.
@@ -147,12 +144,6 @@ _OPPONENT = np.array(
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-class ImageDecodeError(SearchJobsError):
-    """The image bytes could not be decoded."""
-
-    code = "image_unreadable"  # same code as intake's decode failures
-
-
 @dataclass(frozen=True)
 class Analysis:
     vector: np.ndarray  # the descriptor, as describe() returns it
@@ -179,22 +170,6 @@ def _vector(rgb: np.ndarray, weight: np.ndarray) -> np.ndarray:
     )
     parts = [w * _unit(b) for w, b in blocks]
     return _unit(np.concatenate(parts)).astype(np.float32)
-
-
-def describe_bytes(data: bytes) -> np.ndarray:
-    """Decode already-validated image bytes with Pillow, then ``describe()``.
-
-    Decodes at full resolution and applies the EXIF orientation, like the worker's
-    query path (``intake.open_image``), so both give the same vector for the same bytes.
-    """
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            # Phone photos are often stored sideways with an orientation tag.
-            upright = ImageOps.exif_transpose(image)
-            return describe(upright)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageDecodeError(f"cannot decode image: {exc}") from exc
 
 
 def describe_many(images: Iterable[Image.Image]) -> np.ndarray:

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from bench.perturb import perturb
-from searchjobs.catalog import demo, descriptor
+from searchjobs import intake
+from searchjobs.catalog import demo, descriptor, load
 from searchjobs.errors import SearchJobsError
 
 CATALOG_SIZE = 150  # 15 items per category: enough for top-5 to mean something, still ~2 s
@@ -58,7 +59,7 @@ def test_shape_dtype_and_unit_norm(catalog):
 def test_deterministic_for_the_same_bytes(catalog):
     items, images, vectors, _ = catalog
     data = items[7].image_png
-    first, second = descriptor.describe_bytes(data), descriptor.describe_bytes(data)
+    first, second = load.describe_bytes(data), load.describe_bytes(data)
     assert np.array_equal(first, second)
     # Decoding ourselves and describing gives the very same vector, as does the batch.
     assert np.array_equal(first, descriptor.describe(images[7]))
@@ -142,19 +143,19 @@ def test_describe_bytes_accepts_jpeg_and_follows_exif_orientation():
     image = solid("coral", category="shoes")
     buf = io.BytesIO()
     image.save(buf, "JPEG", quality=90)
-    plain = descriptor.describe_bytes(buf.getvalue())
+    plain = load.describe_bytes(buf.getvalue())
     # Stored rotated, with the tag that says how to turn it back (6 = rotate 90 degrees clockwise).
     exif = Image.Exif()
     exif[0x0112] = 6
     buf = io.BytesIO()
     image.transpose(Image.Transpose.ROTATE_90).save(buf, "JPEG", quality=90, exif=exif)
-    tagged = descriptor.describe_bytes(buf.getvalue())
+    tagged = load.describe_bytes(buf.getvalue())
     assert float(plain @ tagged) > 0.98
 
 
 def test_undecodable_bytes_raise_a_project_error():
-    with pytest.raises(descriptor.ImageDecodeError) as info:
-        descriptor.describe_bytes(b"not an image at all")
+    with pytest.raises(intake.ImageError) as info:
+        load.describe_bytes(b"not an image at all")
     assert isinstance(info.value, SearchJobsError)
     assert info.value.code == "image_unreadable"
 
@@ -236,3 +237,20 @@ def test_isolation_is_deterministic():
     image = garment_on_wall(light=True)
     first, second = descriptor.isolate(image), descriptor.isolate(image)
     assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+
+
+def test_a_big_catalog_photo_is_described_from_the_same_decode_as_the_same_photo_as_a_query():
+    # 2400 px on the shorter side: the query path decodes it at half scale (a JPEG draft); an import
+    # that decoded it at full size would describe another image than a search of the same file
+    image = solid("teal", category="dress").resize((2400, 2400), Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=85)
+    data = buf.getvalue()
+    as_query = descriptor.describe(intake.open_image(intake.validate_image_bytes(data)))
+    assert np.array_equal(load.describe_bytes(data, "image/jpeg"), as_query)
+    row = load.CatalogRow(sku="BIG-1", name="Big", category="dress", price=1, currency="EUR", image_data=data,
+                          image_content_type="image/jpeg", image_url=None, attributes={}, image=None)
+    # every embedder, ours or an ONNX model, gets the catalog photo decoded that way
+    assert np.array_equal(load._vectors([row], load.DescriptorEmbedder())[0], as_query)
+    with Image.open(io.BytesIO(data)) as full:
+        assert not np.array_equal(descriptor.describe(full.convert("RGB")), as_query)  # the decode matters
