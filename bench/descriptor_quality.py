@@ -1,12 +1,16 @@
 #!/usr/bin/env python
-"""Descriptor quality without any server: recall@1/@5 of perturbed demo images, brute force.
+"""Descriptor quality without any server: near-copy recall@1/@5 and photo-query precision@5, brute force.
 
 Builds the demo catalog in memory, describes every image, then for a sample of items
 perturbs the image (bench/perturb.py: crop 80-95% per side, resize 60-140%, brightness
 +-20%, JPEG q60) and ranks the catalog by cosine *within the item's category*, as the
 product searches. An item is found at k if its own SKU is among the k best.
+With --photo-queries N it also ranks N photo-like queries of unseen garments
+(bench/photo_queries.py, the judge of bench/search_quality.py) and grades their top 5
+by colour and pattern, per colour and per pattern: the fast harness to try a descriptor
+lever before the command of record (bench/search_quality.py, through Postgres).
 
-    python bench/descriptor_quality.py --size 3000 --queries 300 --seed 1
+    python bench/descriptor_quality.py --size 3000 --queries 300 --seed 0 --photo-queries 300
 
 Prints figures only; timing depends on the (shared) machine, so nothing is asserted.
 """
@@ -17,6 +21,7 @@ import argparse
 import io
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +30,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.perturb import perturb  # noqa: E402
+from bench.photo_queries import make_queries  # noqa: E402
 from searchjobs.catalog import (
     demo,
     descriptor,  # noqa: E402
@@ -41,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=3000, help="demo catalog items")
     parser.add_argument("--queries", type=int, default=300, help="perturbed queries (0 = every item)")
     parser.add_argument("--seed", type=int, default=1, help="catalog and perturbation seed")
+    parser.add_argument("--photo-queries", type=int, default=0, help="photo-like similar-item queries (0 = none)")
+    parser.add_argument("--photo-seed", type=int, default=1, help="seed of the photo-like queries")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -49,9 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     images = [_decode(item.image_png) for item in items]
     categories = np.array([item.category for item in items])
 
-    started = time.perf_counter()
-    catalog = descriptor.describe_many(images)
-    describe_s = time.perf_counter() - started
+    vectors, catalog_ms = [], []
+    for image in images:
+        started = time.perf_counter()
+        vectors.append(descriptor.describe(image))
+        catalog_ms.append((time.perf_counter() - started) * 1000)
+    catalog = np.stack(vectors)
+    describe_s = sum(catalog_ms) / 1000
 
     rng = np.random.default_rng(args.seed)
     count = args.size if args.queries <= 0 else min(args.queries, args.size)
@@ -87,8 +99,30 @@ def main(argv: list[str] | None = None) -> int:
     for sku, name, got in misses[:SHOW_MISSES]:
         print(f"  miss {sku} ({name}): top3 {got}")
     print(f"render {args.size / render_s:.0f} items/s; describe catalog {args.size / describe_s:.0f} images/s "
-          f"(256x256); describe queries {count / query_s:.0f} images/s")
+          f"(256x256, p50 {np.median(catalog_ms):.1f} ms, p95 {np.percentile(catalog_ms, 95):.1f} ms); "
+          f"describe queries {count / query_s:.0f} images/s")
+    if args.photo_queries:
+        _photo_queries(args, items, catalog, categories)
     return 0
+
+
+def _photo_queries(args, items, catalog: np.ndarray, categories: np.ndarray) -> None:
+    """Colour and pattern precision@5 of photo-like queries of unseen garments, in memory."""
+    colour, pattern, describe_ms = defaultdict(list), defaultdict(list), []
+    for query in make_queries(args.photo_queries, args.photo_seed):
+        started = time.perf_counter()
+        vector = descriptor.describe(query.image)
+        describe_ms.append((time.perf_counter() - started) * 1000)
+        pool = np.flatnonzero(categories == query.category)
+        top = pool[np.argsort(-(catalog[pool] @ vector), kind="stable")][:5]
+        colour[query.colour].append(np.mean([items[i].attributes["colour"] == query.colour for i in top]))
+        pattern[query.pattern].append(np.mean([items[i].attributes["pattern"] == query.pattern for i in top]))
+    every = [p for ps in colour.values() for p in ps]
+    print(f"{args.photo_queries} photo-like queries (seed {args.photo_seed}): colour p@5 {np.mean(every):.3f}, "
+          f"pattern p@5 {np.mean([p for ps in pattern.values() for p in ps]):.3f}; "
+          f"describe p50 {np.median(describe_ms):.1f} ms, p95 {np.percentile(describe_ms, 95):.1f} ms")
+    print("colour p@5: " + ", ".join(f"{c} {np.mean(v):.2f}" for c, v in sorted(colour.items())))
+    print("pattern p@5: " + ", ".join(f"{c} {np.mean(v):.2f}" for c, v in sorted(pattern.items())))
 
 
 def _decode(data: bytes) -> Image.Image:

@@ -123,7 +123,7 @@ def main() -> None:
     with Servers(pg_stat_statements=False) as servers:
         engine = servers.engine()
         with engine.begin() as conn:
-            conn.execute(sa.text("TRUNCATE catalog_items"))
+            conn.execute(sa.text("TRUNCATE catalog_items CASCADE"))
         log(f"loading the demo catalog: {args.size} items")
         started = time.perf_counter()
         load_demo(engine, args.size, seed=args.seed)

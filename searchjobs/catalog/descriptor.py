@@ -4,25 +4,33 @@ One code path serves catalog images and query photos; cosine similarity between
 two descriptors (a dot product, since they are L2-normalised) is the search score.
 
 How it sees an image
-  1. isolate the garment: GrabCut (OpenCV) on a 64x64 downscale, started from "the
-     border is backdrop, the rest may be object"; its colour models separate a
-     garment from a plain packshot backdrop, a shaded or gradient wall or a busy room;
-  2. correct the light: per-channel gains that make the backdrop grey (grey world on
-     the backdrop, not on the garment), so a warm or cool cast moves less;
+  1. isolate the garment: when the border is one plain colour (a catalog packshot), the
+     garment is what differs from it (no colour model needed: a packshot is described
+     in half the time); otherwise GrabCut (OpenCV, 2 rounds) on a 64x64 downscale, started from
+     "the border is backdrop, the rest may be object"; its colour models separate a
+     garment from a shaded or gradient wall or a busy room;
+  2. correct the light half-way: per-channel gains that take the backdrop half-way to
+     grey (grey world on the backdrop, not on the garment: fully, a beige wall turned
+     every garment blue);
   3. crop to the garment's bounding box, rescale to 64x64 and put it on a neutral
      backdrop: position and size in the frame no longer matter, and the wall leaks
-     into no block.
+     into no block; the same box is also kept at 96x96, unmasked, for the fabric.
 
 What it captures (on the isolated garment)
-  * colour: a soft-binned CIELAB histogram, fine in chroma (a, b), coarse in
-    lightness (4 steps), so uneven light and folds shift little weight;
+  * colour: a soft-binned CIELAB histogram, 6 x 7 steps in chroma (a, b), 5 in
+    lightness, so uneven light and folds shift little weight;
   * coarse layout: the mean colour on a soft 4x4 grid (which colour is where);
   * shape: gradient-orientation histograms on a soft 4x4 grid (the outline);
   * pattern: inside the garment only, at two scales, the orientation histogram
     turned so its strongest bin comes first (stripes, checks, dots at any angle)
-    and a histogram of edge strength (plain fabric vs print).
-  Blocks are normalised, weighted (colour counts most: people search by colour
-  first) and the whole vector is L2-normalised.
+    and a histogram of edge strength (plain fabric vs print);
+  * fabric: the power spectrum of the garment's inside at 96x96 (colours divided by
+    its mean brightness, in opponent channels): the share of power in 10 log-spaced
+    frequency bands (the print's scale), its total (plain vs print) and the
+    magnitudes of its angular harmonics (stripes, checks, dots; a turn leaves them).
+  The histogram blocks are centred (their mean element taken off, so their cosines
+  are not all near 1), weighted (colour counts most: people search by colour first)
+  and the whole vector is L2-normalised.
   ``analyse()`` also returns the dominant colours of the isolated garment (up to 3
   swatches: hex + share), which the result page shows as "the colours we saw".
 
@@ -35,10 +43,15 @@ What it is robust to
 What it does NOT do
   * it is not semantic: a red dress and a red scarf of similar shape can score close,
     which is why the product searches within one category at a time;
-  * a garment of the backdrop's own colour (a beige coat on a beige wall) can be cut
-    badly, and a strongly coloured wall biases the white balance;
-  * it sees the garment at 64x64, so texture finer than ~1/30 of it (fine knit,
-    pinstripes), material, logos and text are invisible to it.
+  * a garment of the backdrop's own colour (a beige coat on a beige wall, a white
+    shirt on a white packshot backdrop) can be cut badly;
+  * it cannot tell a white garment under warm light from a cream one, or a grey wall
+    from a beige one under a cast: light colours (white, pink, camel, khaki) drift
+    most on photos;
+  * colour and pattern share one vector: a print of another colour can outrank the
+    same print in the right colour (bench/README.md has the trade-off, measured);
+  * texture finer than ~1/40 of the garment (fine knit, pinstripes), material, logos
+    and text are invisible to it.
 
 Bump DESCRIPTOR_VERSION whenever any number below changes: stored vectors from
 another version are not comparable.
@@ -46,22 +59,19 @@ another version are not comparable.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
-
-from searchjobs.errors import SearchJobsError
+from PIL import Image
 
 # One thread: the images are tiny, the worker runs one job per core, and OpenCV's thread pool
 # is not safe to inherit across the fork of a forking worker.
 cv2.setNumThreads(1)
 
 # Identifies the maths below; stored alongside vectors as catalog_version.
-DESCRIPTOR_VERSION = "garment-v2"
+DESCRIPTOR_VERSION = "garment-v3"
 
 # Side of the square working image everything is computed on (pixels).
 WORK_SIZE = 64
@@ -75,14 +85,19 @@ FLATTEN_BACKGROUND = (255, 255, 255)
 
 # GrabCut: pixels this close to the border start as background, everything inside as probable object.
 GRABCUT_MARGIN = 2
-GRABCUT_ITERATIONS = 3
+GRABCUT_ITERATIONS = 2
+# A border this plain (this quantile of its pixels within PLAIN_BORDER_NEAR, max-channel 0..1, of its
+# median colour) is a studio backdrop: the object is what differs from it by more than PLAIN_OBJECT_FAR.
+PLAIN_BORDER_QUANTILE = 0.95
+PLAIN_BORDER_NEAR = 0.05
+PLAIN_OBJECT_FAR = 0.08
 # Below this share of the image the "object" is noise: describe the whole image instead.
 MIN_OBJECT_SHARE = 0.03
 # The backdrop the isolated garment is put on for the layout and gradient blocks (RGB 0..1).
 NEUTRAL = np.array([0.96, 0.96, 0.96], dtype=np.float32)
 
 # White balance from the backdrop: how far towards grey (0 = off, 1 = fully), and the largest gain.
-WB_STRENGTH = 1.0
+WB_STRENGTH = 0.5
 WB_MAX_GAIN = 1.3
 
 # Pixels within this max-channel distance (0..1) of the border colour count as backdrop.
@@ -93,7 +108,7 @@ BACKDROP_FAR = 0.14
 BACKDROP_FLOOR = 0.05
 
 # CIELAB colour histogram: bins per axis and the range each spans (values outside go to the edge bins).
-L_BINS, A_BINS, B_BINS = 4, 4, 5
+L_BINS, A_BINS, B_BINS = 5, 6, 7
 LAB_L = (0.0, 100.0)
 LAB_A = (-50.0, 70.0)
 LAB_B = (-60.0, 70.0)
@@ -104,6 +119,7 @@ COLOUR_POWER = 0.75
 # smallest share shown, and the Lab axis scale (lightness counts half, as in the colour block).
 SWATCHES = 3
 KMEANS_ROUNDS = 8
+KMEANS_SAMPLE = 800
 SWATCH_MERGE = 12.0
 SWATCH_MIN_SHARE = 0.10
 _SWATCH_SCALE = np.array([0.5, 1.0, 1.0], dtype=np.float32)
@@ -125,18 +141,38 @@ ORIENT_BINS = 6
 ENERGY_BINS = 10
 ENERGY_RANGE = (-5.0, 0.0)  # natural log of the gradient magnitude (0..1 colour units per 2 pixels)
 
+# The fabric block: the garment's crop at this side (pixels), its inside eroded by FABRIC_ERODE pixels
+# and softened (Gaussian sigma) so the mask's edge adds no frequencies of its own.
+FABRIC_SIZE = 96
+FABRIC_ERODE_PX = 4
+FABRIC_EDGE_SOFTEN = 2.0
+# Radial frequency bands, log-spaced between these many cycles per FABRIC_SIZE (folds and shading are
+# slower than the lower end; the upper end is a period of ~3 pixels).
+FABRIC_BANDS = 10
+FABRIC_CYCLES = (3.0, 42.0)
+# Texture contrast (log10 of the relative power in the bands) in soft bins over this range.
+CONTRAST_BINS = 8
+CONTRAST_RANGE = (-3.5, -0.5)
+# Orientation bins of the spectrum over 0..180 degrees, and the angular harmonics kept (magnitudes only:
+# a turned pattern has the same ones), each in soft bins over 0..1.
+FABRIC_ANGLES = 12
+FABRIC_HARMONICS = 4
+HARMONIC_BINS = 4
+
 # Block weights (relative contribution to the cosine).
-WEIGHT_COLOUR = 2.0
+WEIGHT_COLOUR = 4.5
 WEIGHT_LAYOUT = 0.6
 WEIGHT_GRADIENT = 1.25
-WEIGHT_PATTERN = 1.5
+WEIGHT_PATTERN = 2.5
+WEIGHT_FABRIC = 1.0
 
 COLOUR_DIM = L_BINS * A_BINS * B_BINS
 LAYOUT_DIM = GRID * GRID * 3
 GRADIENT_DIM = GRID * GRID * ORIENT_BINS
 PATTERN_DIM = 2 * (ORIENT_BINS + ENERGY_BINS)
-# Length of every descriptor: 80 + 48 + 96 + 32 = 256, the vector(256) column of migration 0002.
-DESCRIPTOR_DIM = COLOUR_DIM + LAYOUT_DIM + GRADIENT_DIM + PATTERN_DIM
+FABRIC_DIM = FABRIC_BANDS + CONTRAST_BINS + FABRIC_HARMONICS * HARMONIC_BINS
+# Length of every descriptor: 210 + 48 + 96 + 32 + 34 = 420 (each embedder records its own dimension).
+DESCRIPTOR_DIM = COLOUR_DIM + LAYOUT_DIM + GRADIENT_DIM + PATTERN_DIM + FABRIC_DIM
 
 # Opponent-colour transform (RGB -> brightness, red-green, yellow-blue), rows orthonormal.
 _OPPONENT = np.array(
@@ -147,12 +183,6 @@ _OPPONENT = np.array(
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-class ImageDecodeError(SearchJobsError):
-    """The image bytes could not be decoded."""
-
-    code = "image_unreadable"  # same code as intake's decode failures
-
-
 @dataclass(frozen=True)
 class Analysis:
     vector: np.ndarray  # the descriptor, as describe() returns it
@@ -161,40 +191,29 @@ class Analysis:
 
 def describe(image: Image.Image) -> np.ndarray:
     """Descriptor of one image: float32, shape (DESCRIPTOR_DIM,), unit L2 norm."""
-    return _vector(*isolate(image))
+    return _vector(isolate(image))
 
 
 def analyse(image: Image.Image) -> Analysis:
     """The descriptor and the garment's dominant colours, from one isolation (the query path)."""
-    rgb, weight = isolate(image)
-    return Analysis(_vector(rgb, weight), dominant_colours(rgb, weight))
+    garment = isolate(image)
+    return Analysis(_vector(garment), dominant_colours(garment.rgb, garment.weight))
 
 
-def _vector(rgb: np.ndarray, weight: np.ndarray) -> np.ndarray:
+def _vector(garment: Garment) -> np.ndarray:
+    rgb, weight = garment.rgb, garment.weight
+    # The histogram blocks are centred (their mean element taken off): all-positive vectors have cosines
+    # bunched near 1, so a block's weight said little about its pull; centred, each block's similarity
+    # spans -1..1 and the weights trade colour against pattern as they say (a fixed projection, no data).
     blocks = (
-        (WEIGHT_COLOUR, _colour_block(rgb, weight)),
+        (WEIGHT_COLOUR, _centred(_colour_block(rgb, weight))),
         (WEIGHT_LAYOUT, _layout_block(rgb)),
-        (WEIGHT_GRADIENT, _gradient_block(rgb)),
-        (WEIGHT_PATTERN, _pattern_block(rgb, weight)),
+        (WEIGHT_GRADIENT, _centred(_gradient_block(rgb))),
+        (WEIGHT_PATTERN, _centred(_pattern_block(rgb, weight))),
+        (WEIGHT_FABRIC, _centred(_fabric_block(garment.fabric, garment.fabric_mask))),
     )
     parts = [w * _unit(b) for w, b in blocks]
     return _unit(np.concatenate(parts)).astype(np.float32)
-
-
-def describe_bytes(data: bytes) -> np.ndarray:
-    """Decode already-validated image bytes with Pillow, then ``describe()``.
-
-    Decodes at full resolution and applies the EXIF orientation, like the worker's
-    query path (``intake.open_image``), so both give the same vector for the same bytes.
-    """
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            # Phone photos are often stored sideways with an orientation tag.
-            upright = ImageOps.exif_transpose(image)
-            return describe(upright)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageDecodeError(f"cannot decode image: {exc}") from exc
 
 
 def describe_many(images: Iterable[Image.Image]) -> np.ndarray:
@@ -217,7 +236,8 @@ def dominant_colours(rgb: np.ndarray, weight: np.ndarray) -> list[dict]:
     if len(pixels) < SWATCHES:
         pixels = rgb.reshape(-1, 3)
     lab = _lab(pixels[None])[0] * _SWATCH_SCALE
-    centres = _kmeans(lab, SWATCHES)
+    # The centres from an even sample of the pixels (a swatch is a share, not a pixel count): a third of the cost.
+    centres = _kmeans(lab[::max(1, len(lab) // KMEANS_SAMPLE)], SWATCHES)
     labels = np.argmin(((lab[:, None] - centres[None]) ** 2).sum(-1), axis=1)
     groups = [np.flatnonzero(labels == k) for k in range(len(centres))]
     groups = sorted((g for g in groups if len(g)), key=len, reverse=True)
@@ -271,24 +291,74 @@ def _kmeans(points: np.ndarray, k: int) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
-def isolate(image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
-    """The garment alone: (WORK_SIZE square RGB of its bounding box on a neutral backdrop, its mask)."""
+@dataclass(frozen=True)
+class Garment:
+    """What isolate() keeps of an image: the garment at two resolutions."""
+
+    rgb: np.ndarray  # WORK_SIZE square RGB 0..1 of its bounding box, on the NEUTRAL backdrop
+    weight: np.ndarray  # its mask there (0..1)
+    fabric: np.ndarray  # FABRIC_SIZE square RGB 0..1 of the same box, light-corrected, not masked
+    fabric_mask: np.ndarray  # the garment's inside there (0..1, eroded away from its outline)
+
+
+def isolate(image: Image.Image) -> Garment:
+    """The garment alone, at WORK_SIZE (colour, layout, outline) and at FABRIC_SIZE (its fabric's pattern)."""
     flat = _flat_rgb(image)
+    # Three resizes read this image (whole, garment, fabric): shrink a big one by an integer factor once,
+    # keeping twice FABRIC_SIZE, instead of in each of them.
+    factor = min(flat.size) // (2 * FABRIC_SIZE)
+    if factor >= 2:
+        flat = flat.reduce(factor)
     small = np.asarray(flat.resize((WORK_SIZE, WORK_SIZE), RESAMPLE, reducing_gap=REDUCING_GAP))
-    mask = _grabcut(small)
+    mask = _plain_backdrop_mask(small)
+    if mask is None:
+        mask = _grabcut(small)
     if mask is None:
         rgb = small.astype(np.float32) / 255.0
-        return rgb, _object_weight(rgb)
+        fabric = np.asarray(flat.resize((FABRIC_SIZE, FABRIC_SIZE), RESAMPLE, reducing_gap=REDUCING_GAP),
+                            dtype=np.float32) / 255.0
+        weight = _object_weight(rgb)
+        return Garment(rgb, weight, fabric, _fabric_inside(weight))
     ys, xs = np.nonzero(mask)
     sx, sy = flat.width / WORK_SIZE, flat.height / WORK_SIZE
     box = (xs.min() * sx, ys.min() * sy, (xs.max() + 1) * sx, (ys.max() + 1) * sy)
+    gains = _white_balance(small, mask)
     crop = flat.resize((WORK_SIZE, WORK_SIZE), RESAMPLE, box=box, reducing_gap=REDUCING_GAP)
-    rgb = np.clip(np.asarray(crop, dtype=np.float32) / 255.0 * _white_balance(small, mask), 0.0, 1.0)
+    rgb = np.clip(np.asarray(crop, dtype=np.float32) / 255.0 * gains, 0.0, 1.0)
+    fabric = flat.resize((FABRIC_SIZE, FABRIC_SIZE), RESAMPLE, box=box, reducing_gap=REDUCING_GAP)
+    fabric = np.clip(np.asarray(fabric, dtype=np.float32) / 255.0 * gains, 0.0, 1.0)
     cut = Image.fromarray((mask * 255).astype(np.uint8))
     weight = np.asarray(cut.resize((WORK_SIZE, WORK_SIZE), Image.Resampling.BILINEAR,
                                    box=(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)), dtype=np.float32) / 255.0
     rgb = rgb * weight[..., None] + NEUTRAL * (1.0 - weight[..., None])
-    return rgb.astype(np.float32), weight.astype(np.float32)
+    return Garment(rgb.astype(np.float32), weight.astype(np.float32), fabric, _fabric_inside(weight))
+
+
+def _fabric_inside(weight: np.ndarray) -> np.ndarray:
+    """The garment's inside at FABRIC_SIZE: its mask eroded, so the outline is no part of the pattern."""
+    garment = (cv2.resize(weight, (FABRIC_SIZE, FABRIC_SIZE), interpolation=cv2.INTER_LINEAR) > 0.5).astype(np.uint8)
+    # Eroded from the crop's border too (OpenCV's default border never erodes): the crop's edge is the
+    # bounding box, where the mask's outermost row or column is often half wall.
+    inside = cv2.erode(garment, _FABRIC_ERODE, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    # The softened edge stays on the garment: a wall pixel, even weighted by 2 %, is a strong edge of its own.
+    return cv2.GaussianBlur(inside.astype(np.float32), (0, 0), FABRIC_EDGE_SOFTEN) * garment
+
+
+def _plain_backdrop_mask(small: np.ndarray) -> np.ndarray | None:
+    """The object's mask (0/1) when the border is one plain colour (a packshot), else None.
+
+    GrabCut is the costly step of a describe (~10 ms of ~13); a studio backdrop needs no colour model:
+    what differs from the border's colour is the object."""
+    rgb = small.astype(np.float32) / 255.0
+    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    backdrop = np.median(border, axis=0)
+    if np.quantile(np.abs(border - backdrop).max(axis=-1), PLAIN_BORDER_QUANTILE) > PLAIN_BORDER_NEAR:
+        return None
+    mask = (np.abs(rgb - backdrop).max(axis=-1) > PLAIN_OBJECT_FAR).astype(np.uint8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    if mask.mean() < MIN_OBJECT_SHARE:
+        return None
+    return mask.astype(np.float32)
 
 
 def _white_balance(small: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -467,7 +537,8 @@ def _pattern_block(rgb: np.ndarray, weight: np.ndarray) -> np.ndarray:
     quarter-turn apart: checks; flat: dots or print), and a histogram of edge strength (plain fabric
     has only faint edges, a print many strong ones).
     """
-    inside = cv2.erode((weight > 0.9).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(np.float32)
+    inside = cv2.erode((weight > 0.9).astype(np.uint8), np.ones((5, 5), np.uint8),
+                       borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(np.float32)
     parts = []
     for image, mask in ((rgb, inside), (cv2.resize(rgb, (WORK_SIZE // 2, WORK_SIZE // 2), interpolation=cv2.INTER_AREA),
                                           cv2.resize(inside, (WORK_SIZE // 2, WORK_SIZE // 2), interpolation=cv2.INTER_AREA))):
@@ -484,6 +555,51 @@ def _pattern_block(rgb: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def _fabric_block(fabric: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """The fabric's periodic texture, from the power spectrum of the garment's inside at FABRIC_SIZE.
+
+    Colours are divided by the fabric's mean brightness (light and exposure cancel) and turned into
+    opponent channels, so red stripes on green of equal brightness count too. Three parts: where the
+    power lies across log-spaced frequency bands (the print's scale; plain fabric has none), how strong
+    it is (plain vs print), and how it is spread over orientations, as the magnitudes of the angular
+    harmonics (one peak: stripes; two a quarter-turn apart: checks; even: dots) that a turn leaves as they are.
+    """
+    area = float(inside.sum())
+    if area < 64:
+        return np.zeros(FABRIC_DIM)
+    brightness = float((fabric @ _LUMA * inside).sum() / area)
+    channels = np.moveaxis(fabric @ _OPPONENT.T, -1, 0) / max(brightness, 0.05)
+    means = (channels * inside).sum(axis=(1, 2)) / area
+    centred = (channels - means[:, None, None]) * inside
+    power = (np.abs(np.fft.rfft2(centred.astype(np.float32))) ** 2).sum(axis=0) / (area * area)
+    bands = np.bincount(_FABRIC_BAND.ravel(), weights=power.ravel(), minlength=FABRIC_BANDS + 1)[1:]
+    total = float(bands.sum())
+    if total <= 0:
+        return np.zeros(FABRIC_DIM)
+    shape = np.sqrt(bands / total)
+    level = np.clip((np.log10(total) - CONTRAST_RANGE[0]) / (CONTRAST_RANGE[1] - CONTRAST_RANGE[0]), 0, 1)
+    contrast = _soft_histogram([(np.array([level]), CONTRAST_BINS, False)], np.ones(1))
+    angular = np.bincount(_FABRIC_ANGLE.ravel(), weights=(power * (_FABRIC_BAND > 0)).ravel(),
+                          minlength=FABRIC_ANGLES)
+    spectrum = np.abs(np.fft.rfft(angular))
+    ratios = np.clip(spectrum[1:FABRIC_HARMONICS + 1] / max(float(spectrum[0]), 1e-12), 0, 1)
+    harmonics = np.concatenate([_soft_histogram([(np.array([r]), HARMONIC_BINS, False)], np.ones(1))
+                                for r in ratios])
+    return np.concatenate([shape, np.sqrt(contrast), np.sqrt(harmonics / FABRIC_HARMONICS)])
+
+
+def _fabric_geometry() -> tuple[np.ndarray, np.ndarray]:
+    """Per rfft2 coefficient at FABRIC_SIZE: its radial band (0 = outside every band) and orientation bin."""
+    fy = np.fft.fftfreq(FABRIC_SIZE) * FABRIC_SIZE
+    fx = np.fft.rfftfreq(FABRIC_SIZE) * FABRIC_SIZE
+    radius = np.hypot(fy[:, None], fx[None, :])
+    low, high = np.log(FABRIC_CYCLES[0]), np.log(FABRIC_CYCLES[1])
+    position = (np.log(np.maximum(radius, 1e-6)) - low) / (high - low)
+    band = np.where((position >= 0) & (position < 1), np.floor(position * FABRIC_BANDS).astype(np.intp) + 1, 0)
+    angle = np.mod(np.arctan2(fy[:, None], fx[None, :]), np.pi) / np.pi
+    return band, np.minimum((angle * FABRIC_ANGLES).astype(np.intp), FABRIC_ANGLES - 1)
+
+
 def _cell_weights(cells: int, size: int) -> np.ndarray:
     """(cells x size) matrix: how much each pixel row/column belongs to each soft grid cell."""
     centres = (np.arange(size, dtype=np.float32) + 0.5) / size
@@ -495,6 +611,10 @@ def _cell_weights(cells: int, size: int) -> np.ndarray:
     return weights
 
 
+def _centred(block: np.ndarray) -> np.ndarray:
+    return block - block.mean()
+
+
 def _unit(vector: np.ndarray) -> np.ndarray:
     norm = float(np.linalg.norm(vector))
     return vector / norm if norm > 0 else vector
@@ -503,6 +623,9 @@ def _unit(vector: np.ndarray) -> np.ndarray:
 # The colour words in the swatches' scaled Lab, computed once.
 _NAMES = list(COLOUR_NAMES)
 _NAMED_LAB = _lab(np.array([list(COLOUR_NAMES.values())], dtype=np.float32) / 255.0)[0] * _SWATCH_SCALE
+
+_FABRIC_BAND, _FABRIC_ANGLE = _fabric_geometry()
+_FABRIC_ERODE = np.ones((2 * FABRIC_ERODE_PX + 1, 2 * FABRIC_ERODE_PX + 1), np.uint8)
 
 # Soft grid weights and per-cell pixel mass, computed once for WORK_SIZE.
 _CELL_WEIGHTS = _cell_weights(GRID, WORK_SIZE)

@@ -8,7 +8,6 @@ vectors of the catalog's active embedder only (an empty catalog first switches t
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import multiprocessing
@@ -120,8 +119,20 @@ def _vectors(rows: list[CatalogRow], embedder: Embedder) -> list[np.ndarray]:
     writing embedder; any other embeds the images here (decoded from the stored bytes if need be)."""
     if embedder.spec == DESCRIPTOR_SPEC and all(r.vector is not None for r in rows):
         return [r.vector for r in rows]
-    images = [r.image if r.image is not None else Image.open(io.BytesIO(r.image_data)) for r in rows]
+    images = [r.image if r.image is not None else decode(r.image_data, r.image_content_type) for r in rows]
     return list(embedder.embed_many(images))
+
+
+def decode(data: bytes, content_type: str | None = None, limits: intake.IntakeLimits | None = None) -> Image.Image:
+    """A catalog image's bytes decoded exactly as a query photo's are (``intake.open_image``: EXIF
+    orientation, and a big photo at a reduced scale), so the same file gives the same vector either way."""
+    validated = intake.validate_image_bytes(data, content_type, limits or intake.IntakeLimits())
+    return intake.open_image(validated)
+
+
+def describe_bytes(data: bytes, content_type: str | None = None) -> np.ndarray:
+    """Our descriptor of image bytes, through the query path's decode (raises intake.ImageError)."""
+    return descriptor.describe(decode(data, content_type))
 
 
 def _batches(rows: Iterable[CatalogRow], size: int) -> Iterator[list[CatalogRow]]:
@@ -267,12 +278,10 @@ class ReembedReport:
 
 def _item_image(row: dict, limits: intake.IntakeLimits):
     if row["image_data"] is not None:
-        validated = intake.validate_image_bytes(row["image_data"], row["image_content_type"], limits)
-    elif row["image_url"]:
-        validated = intake.fetch_image(row["image_url"], limits)
-    else:
-        raise ValueError("the item has no image")
-    return intake.open_image(validated)
+        return decode(row["image_data"], row["image_content_type"], limits)
+    if row["image_url"]:
+        return intake.open_image(intake.fetch_image(row["image_url"], limits))
+    raise ValueError("the item has no image")
 
 
 def reembed(engine: sa.Engine, embedder: Embedder, limits: intake.IntakeLimits, batch: int = EMBED_BATCH,

@@ -6,7 +6,7 @@ import numpy as np
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from searchjobs.catalog import descriptor
+from searchjobs.catalog import descriptor, load
 from searchjobs.catalog.backends import PgVectorBackend
 from searchjobs.cli import main
 from tests.conftest import TEST_CATALOG_SIZE, demo_image_bytes
@@ -18,7 +18,7 @@ def cli_env(settings) -> dict:
 
 def test_search_returns_only_the_requested_category(runtime):
     backend = PgVectorBackend(runtime.db, "http://testserver")
-    vector = descriptor.describe_bytes(demo_image_bytes(0, "dress"))
+    vector = load.describe_bytes(demo_image_bytes(0, "dress"))
     with runtime.engine.connect() as conn:
         categories = [r[0] for r in conn.execute(sa.text("SELECT DISTINCT category FROM catalog_items"))]
     for category in categories:
@@ -84,7 +84,7 @@ def test_demo_catalog_embeddings_are_the_descriptor_of_their_images(runtime):
             {"s": item.sku}).one()
     vector = np.array([float(x) for x in stored.strip("[]").split(",")], dtype=np.float32)
     assert version == descriptor.DESCRIPTOR_VERSION and attributes["demo"] is True
-    assert np.allclose(vector, descriptor.describe_bytes(item.image_png), atol=1e-5)
+    assert np.allclose(vector, load.describe_bytes(item.image_png), atol=1e-5)
 
 
 def test_catalog_demo_command_loads_a_labelled_demo_catalog_and_upserts(settings, runtime):

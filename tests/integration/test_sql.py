@@ -196,9 +196,10 @@ def test_an_unknown_name_fails_with_the_file_named(tmp_path):
 def test_the_settings_of_a_several_statement_query_end_with_its_message(runtime):
     """catalog/store.sql's nearest sets hnsw.ef_search for itself only: on the autocommit engine the
     settings and the SELECT are one implicit transaction, so the pooled session keeps its defaults."""
+    from searchjobs.catalog import descriptor
     from searchjobs.catalog import store as catalog
 
-    vector = "[" + ",".join(["0.1"] * 256) + "]"
+    vector = "[" + ",".join(["0.1"] * descriptor.DESCRIPTOR_DIM) + "]"
     with runtime.db.connect() as conn:
         hits = catalog.nearest(conn, "dress", vector, 3, ef_search=123)
         after = conn.execute(sa.text("SELECT current_setting('hnsw.ef_search'), "

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from searchjobs.catalog import demo, descriptor
-from searchjobs.catalog.load import DEMO_CHUNK, demo_rows
+from searchjobs.catalog import demo
+from searchjobs.catalog.load import DEMO_CHUNK, demo_rows, describe_bytes
 
 SIZE = 3 * DEMO_CHUNK + 7  # several chunks, the last one short
 SEED = 11
@@ -28,7 +28,7 @@ def test_each_row_is_its_item_and_the_descriptor_of_its_stored_png():
     for item, row in zip(items, rows, strict=True):
         assert row.image_data == item.image_png and row.attributes["source"] == demo.DEMO_LABEL
         # described before encoding, yet the same vector as the query path gets from the PNG
-        assert np.array_equal(row.vector, descriptor.describe_bytes(item.image_png))
+        assert np.array_equal(row.vector, describe_bytes(item.image_png))
 
 
 def test_an_empty_catalog_has_no_rows():

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from bench.perturb import perturb
-from searchjobs.catalog import demo, descriptor
+from searchjobs import intake
+from searchjobs.catalog import demo, descriptor, load
 from searchjobs.errors import SearchJobsError
 
 CATALOG_SIZE = 150  # 15 items per category: enough for top-5 to mean something, still ~2 s
@@ -58,7 +59,7 @@ def test_shape_dtype_and_unit_norm(catalog):
 def test_deterministic_for_the_same_bytes(catalog):
     items, images, vectors, _ = catalog
     data = items[7].image_png
-    first, second = descriptor.describe_bytes(data), descriptor.describe_bytes(data)
+    first, second = load.describe_bytes(data), load.describe_bytes(data)
     assert np.array_equal(first, second)
     # Decoding ourselves and describing gives the very same vector, as does the batch.
     assert np.array_equal(first, descriptor.describe(images[7]))
@@ -104,7 +105,11 @@ def test_different_colours_give_clearly_different_vectors():
 def test_brightness_change_keeps_vector_close():
     image = solid("teal")
     darker = Image.fromarray((np.asarray(image, dtype=np.float32) * 0.8).astype(np.uint8))
-    assert float(descriptor.describe(image) @ descriptor.describe(darker)) > 0.9
+    query = descriptor.describe(darker)
+    # centred blocks spread cosines over -1..1, so "close" is a ranking: teal stays nearer than any other colour
+    scores = {name: float(query @ descriptor.describe(solid(name, seed=1))) for name in demo.PALETTE}
+    assert max(scores, key=scores.get) == "teal"
+    assert float(query @ descriptor.describe(image)) > 0.75
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "L", "P", "1", "CMYK", "I;16", "I", "F"])
@@ -142,25 +147,25 @@ def test_describe_bytes_accepts_jpeg_and_follows_exif_orientation():
     image = solid("coral", category="shoes")
     buf = io.BytesIO()
     image.save(buf, "JPEG", quality=90)
-    plain = descriptor.describe_bytes(buf.getvalue())
+    plain = load.describe_bytes(buf.getvalue())
     # Stored rotated, with the tag that says how to turn it back (6 = rotate 90 degrees clockwise).
     exif = Image.Exif()
     exif[0x0112] = 6
     buf = io.BytesIO()
     image.transpose(Image.Transpose.ROTATE_90).save(buf, "JPEG", quality=90, exif=exif)
-    tagged = descriptor.describe_bytes(buf.getvalue())
+    tagged = load.describe_bytes(buf.getvalue())
     assert float(plain @ tagged) > 0.98
 
 
 def test_undecodable_bytes_raise_a_project_error():
-    with pytest.raises(descriptor.ImageDecodeError) as info:
-        descriptor.describe_bytes(b"not an image at all")
+    with pytest.raises(intake.ImageError) as info:
+        load.describe_bytes(b"not an image at all")
     assert isinstance(info.value, SearchJobsError)
     assert info.value.code == "image_unreadable"
 
 
 # ---------------------------------------------------------------------------
-# Isolating the garment and the colours it reports (garment-v2)
+# Isolating the garment, the colours it reports, its fabric (garment-v3)
 # ---------------------------------------------------------------------------
 
 
@@ -179,7 +184,8 @@ def garment_on_wall(garment=(200, 30, 40), wall=(150, 150, 146), size=(300, 400)
 
 
 def test_isolate_cuts_the_garment_out_of_the_wall():
-    rgb, weight = descriptor.isolate(garment_on_wall())
+    garment = descriptor.isolate(garment_on_wall())
+    rgb, weight = garment.rgb, garment.weight
     assert rgb.shape == (descriptor.WORK_SIZE, descriptor.WORK_SIZE, 3) and weight.shape == rgb.shape[:2]
     # Cropped to the garment: it fills the frame's middle, the corners (outside the trapezoid) are backdrop.
     middle = weight[24:40, 24:40]
@@ -225,14 +231,79 @@ def test_white_balance_pulls_a_tinted_backdrop_towards_grey():
     # A grey garment on a light grey wall, photographed under a warm (tungsten-like) cast.
     neutral = np.asarray(garment_on_wall(garment=(110, 110, 110), wall=(190, 190, 190)), dtype=np.float32)
     warm = Image.fromarray(np.clip(neutral * np.array([1.15, 1.0, 0.82]), 0, 255).astype(np.uint8))
-    rgb, weight = descriptor.isolate(warm)
-    # The garment comes out nearly neutral again once the backdrop is made grey.
-    garment = rgb[weight > 0.95]
-    spread = garment.mean(axis=0).max() - garment.mean(axis=0).min()
-    assert spread < 0.04
+    isolated = descriptor.isolate(warm)
+    # The cast on the garment is at least halved (the gains go half-way: a beige wall is no grey one).
+    garment = isolated.rgb[isolated.weight > 0.95].mean(axis=0)
+    cast = np.ptp(np.array([110 * 1.15, 110, 110 * 0.82]) / 255)
+    assert np.ptp(garment) < 0.6 * cast
 
 
 def test_isolation_is_deterministic():
     image = garment_on_wall(light=True)
     first, second = descriptor.isolate(image), descriptor.isolate(image)
-    assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+    assert np.array_equal(first.rgb, second.rgb) and np.array_equal(first.weight, second.weight)
+    assert np.array_equal(first.fabric, second.fabric)
+
+
+def test_a_big_catalog_photo_is_described_from_the_same_decode_as_the_same_photo_as_a_query():
+    # 2400 px on the shorter side: the query path decodes it at half scale (a JPEG draft); an import
+    # that decoded it at full size would describe another image than a search of the same file
+    image = solid("teal", category="dress").resize((2400, 2400), Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=85)
+    data = buf.getvalue()
+    as_query = descriptor.describe(intake.open_image(intake.validate_image_bytes(data)))
+    assert np.array_equal(load.describe_bytes(data, "image/jpeg"), as_query)
+    row = load.CatalogRow(sku="BIG-1", name="Big", category="dress", price=1, currency="EUR", image_data=data,
+                          image_content_type="image/jpeg", image_url=None, attributes={}, image=None)
+    # every embedder, ours or an ONNX model, gets the catalog photo decoded that way
+    assert np.array_equal(load._vectors([row], load.DescriptorEmbedder())[0], as_query)
+    with Image.open(io.BytesIO(data)) as full:
+        assert not np.array_equal(descriptor.describe(full.convert("RGB")), as_query)  # the decode matters
+
+
+def striped_garment_on_wall(angle_deg: float, period: float = 14.0, wall=(196, 186, 166)) -> Image.Image:
+    """A navy garment with white stripes at `angle_deg`, on a beige wall (drawn here, not by the demo catalog)."""
+    image = np.asarray(garment_on_wall(garment=(30, 40, 90), wall=wall), dtype=np.uint8).copy()
+    garment = (image == (30, 40, 90)).all(axis=-1)
+    yy, xx = np.mgrid[0:image.shape[0], 0:image.shape[1]]
+    a = np.deg2rad(angle_deg)
+    stripes = ((xx * np.cos(a) + yy * np.sin(a)) % period) < period * 0.35
+    image[garment & stripes] = (236, 236, 232)
+    return Image.fromarray(image)
+
+
+def test_stripes_at_any_angle_match_stripes_not_plain_fabric():
+    striped = descriptor.describe(demo.render_item_image("dress", "navy", "striped", np.random.default_rng(2),
+                                                         secondary="white"))
+    plain = descriptor.describe(demo.render_item_image("dress", "navy", "solid", np.random.default_rng(2)))
+    for angle in (0, 30, 60, 90):
+        query = descriptor.describe(striped_garment_on_wall(angle))
+        assert float(query @ striped) > float(query @ plain), angle
+
+
+def test_the_fabric_block_does_not_change_when_the_print_turns():
+    blocks = []
+    for angle in (10, 55, 100):
+        garment = descriptor.isolate(striped_garment_on_wall(angle))
+        blocks.append(descriptor._fabric_block(garment.fabric, garment.fabric_mask))
+    plain = descriptor.isolate(garment_on_wall(garment=(30, 40, 90), wall=(196, 186, 166)))
+    plain_block = descriptor._fabric_block(plain.fabric, plain.fabric_mask)
+    unit = [descriptor._unit(b) for b in blocks]
+    # the crop is squeezed to a square, so a turn changes the period a little: close, not equal
+    turned = min(float(a @ b) for a in unit for b in unit)
+    assert turned > 0.7
+    assert max(float(u @ descriptor._unit(plain_block)) for u in unit) < turned - 0.2
+
+
+def test_a_plain_packshot_is_cut_without_grabcut_and_a_wall_photo_with_it(monkeypatch):
+    calls = []
+    real = descriptor._grabcut
+    monkeypatch.setattr(descriptor, "_grabcut", lambda small: calls.append(1) or real(small))
+    packshot = descriptor.isolate(solid("red"))
+    assert calls == [] and packshot.weight[24:40, 24:40].min() > 0.9  # the garment fills its crop
+    descriptor.isolate(garment_on_wall(light=True))
+    assert calls == [1]
+    # a white garment on a near-white packshot backdrop is still found (by its rim and what differs)
+    white = descriptor.isolate(solid("white"))
+    assert white.weight.mean() > 0.3
