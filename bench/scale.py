@@ -13,7 +13,8 @@ the server's durable defaults). At each size, after ANALYZE:
   - progress write: `job_queries.progress` (UPDATE + event INSERT CTE) on 200 processing jobs;
 all on random jobs, p50/p99; then the scheduler's reconciler pass (`reconcile`) with min(size, --queued)
 jobs queued (pending, due): its time and Redis commands (INFO commandstats delta) when Redis lost its
-data (every job enqueued again) and in the steady state (every pointer present, twice). Then `--cleanup` jobs are made 30 days old and
+data (every job enqueued again), in the steady state (every pointer present, twice: the changed jobs
+and one rotating page) and at a new scheduler's first pass (every pointer checked). Then `--cleanup` jobs are made 30 days old and
 `searchjobs.worker.cleanup.cleanup` runs (batches of defaults.CLEANUP_BATCH) while a thread keeps
 doing progress writes and status reads: duration, longest batch (= the longest time row locks
 are held) and the worst concurrent write/read latency.
@@ -211,7 +212,8 @@ def cleanup_phase(servers: Servers, rt, size: int, count: int, samples_thread: b
 
 
 def reconciler_phase(servers: Servers, rt, queued: int) -> list[dict]:
-    """One reconciler pass with `queued` due pending jobs: after Redis lost its data, then steady (twice)."""
+    """One reconciler pass with `queued` due pending jobs: after Redis lost its data, then steady (twice), then
+    a new scheduler's first pass (a sweep, Redis kept its data)."""
     import psycopg2
 
     from searchjobs.worker.reconciler import ReconcilerState, reconcile
@@ -226,7 +228,10 @@ def reconciler_phase(servers: Servers, rt, queued: int) -> list[dict]:
         cur.execute("ANALYZE search_jobs")
     rt.redis.flushall()
     state, passes = ReconcilerState(), []
-    for label in ("Redis lost its data: all enqueued", "steady: every pointer present", "steady, again"):
+    for label in ("Redis lost its data: all enqueued", "steady: every pointer present", "steady, again",
+                  "a new scheduler: every pointer checked"):
+        if label.startswith("a new scheduler"):
+            state = ReconcilerState()  # a restarted scheduler's first pass sweeps, Redis kept its data
         before = redis_commandstats(rt.redis)
         started = time.perf_counter()
         report = reconcile(rt, state=state)

@@ -19,7 +19,8 @@ pass (submits past their grace, retries now due, expired leases; looked up with 
 the view refresh, so a slow commit is not missed) and one rotating page of ROTATION_PAGE older ones,
 by row id, wrapping at the end: a pointer lost while Redis kept its data (evicted, deleted by hand, a
 worker killed between its pop and its claim) is found within ceil(queued / ROTATION_PAGE) + 1 passes
-of one scheduler, `queued` being the most due pending jobs meanwhile (100k queued: 51 passes, ~4 min).
+of one scheduler, `queued` being the most due pending jobs meanwhile (100k queued: 51 passes, ~4 min;
+fewer than ROTATION_PAGE queued: every pass checks every one).
 """
 
 from __future__ import annotations
@@ -129,7 +130,8 @@ def _enqueue_missing_pointers(runtime: Runtime, state: ReconcilerState) -> list[
         requeued = _check_every_pending(runtime, grace)
         rotation_after_id = 0
     else:
-        requeued, rotation_after_id = _check_changed_and_a_page(runtime, state, grace)
+        requeued, rotation_after_id = _check_changed_and_a_page(
+            runtime, state.pointers_since, state.rotation_after_id, grace)
     if data_lost:
         runtime.redis.set(REDIS_MARKER, MARKER_SWEPT, xx=True)  # unless Redis lost it again meanwhile
     state.pointers_since, state.rotation_after_id = now, rotation_after_id
@@ -151,13 +153,13 @@ def _check_every_pending(runtime: Runtime, grace: float) -> list[str]:
         after_id = pending[-1]["id"]
 
 
-def _check_changed_and_a_page(runtime: Runtime, state: ReconcilerState, grace: float) -> tuple[list[str], int]:
-    """The due pending jobs that became due or changed since the last pass, then the next page of older
-    ones; returns the jobs enqueued and the row id the next page starts after (0: wrapped)."""
-    assert state.pointers_since is not None
+def _check_changed_and_a_page(runtime: Runtime, last_pass: datetime, rotation_after_id: int,
+                              grace: float) -> tuple[list[str], int]:
+    """The due pending jobs that became due or changed since the last pass, then the page of older ones
+    after `rotation_after_id`; returns the jobs enqueued and the row id the next page starts after (0: wrapped)."""
     # a row's updated_at (and a retry's run_after) is its statement's start time: look back past the
     # last pass as far as a statement can take to commit, as the view refresh does
-    since = state.pointers_since - VIEW_REFRESH_OVERLAP
+    since = last_pass - VIEW_REFRESH_OVERLAP
     requeued: list[str] = []
     checked: set[str] = set()
     after_id = 0
@@ -170,7 +172,7 @@ def _check_changed_and_a_page(runtime: Runtime, state: ReconcilerState, grace: f
             break
         after_id = changed[-1]["id"]
     with runtime.db.connect() as conn:
-        page = job_queries.due_pending(conn, grace, ROTATION_PAGE, state.rotation_after_id)
+        page = job_queries.due_pending(conn, grace, ROTATION_PAGE, rotation_after_id)
     requeued += _enqueue_if_missing(runtime, [row for row in page if row["job_id"] not in checked])
     return requeued, (page[-1]["id"] if len(page) == ROTATION_PAGE else 0)
 

@@ -23,7 +23,7 @@ def run_scheduler(runtime: Runtime, stop: threading.Event, *, once: bool = False
     """Reconcile every few seconds and clean up hourly until `stop` is set."""
     next_cleanup = time.monotonic()
     expire_after = 0.0  # monotonic time before which leases are not expired (set after a database outage)
-    state = ReconcilerState()
+    state = ReconcilerState()  # this process's: its first pass sweeps every pending job, later ones a bounded set
     while not stop.is_set():
         try:
             reconcile(runtime, expire=time.monotonic() >= expire_after, state=state)
