@@ -35,6 +35,13 @@ log = logging.getLogger(__name__)
 # teardown RQ unsubscribes, then redis-py 8 joins that thread, which without a subscription waits out
 # the rest of its sleep; an idle worker then took up to a minute to exit on SIGTERM
 COMMAND_LISTENER_WAKE = 1.0
+# seconds an idle worker's BLPOP waits before RQ's loop goes round again (RQ's own: its worker TTL - 15,
+# about 7 minutes). Python runs signal handlers on the main thread only, and only between bytecodes: a
+# stop signal that the kernel hands to another thread of the process (the lease keeper, the listener
+# above, a native library's pool; it does so when two arrive together, as Ctrl-C on `searchjobs up`
+# sends SIGINT and then up sends SIGTERM) does not interrupt the main thread's BLPOP, and the worker
+# would go on waiting until a job or the timeout came. A short wait bounds that to about a second.
+IDLE_DEQUEUE_TIMEOUT = 1
 RESTART_PAUSE_FIRST = 0.5  # seconds before the first restart of a work loop that lost Redis
 RESTART_PAUSE_MAX = 5.0  # seconds; cap on that pause, and on RQ's own wait between dequeue retries
 STABLE_RUN_SECONDS = 60.0  # a work loop that ran this long before failing restarts with the first pause again
@@ -81,6 +88,10 @@ class SearchWorker(SimpleWorker):
     # RQ doubles its wait between dequeue retries up to a minute; Redis back means work back within seconds
     max_connection_wait_time = RESTART_PAUSE_MAX
     shutdown_requested = False  # a SIGTERM/SIGINT arrived: do not restart this work loop
+
+    @property
+    def dequeue_timeout(self) -> int:
+        return IDLE_DEQUEUE_TIMEOUT
 
     def subscribe(self):
         """Listen on this worker's RQ command channel (stop-job, shutdown), waking every
