@@ -15,6 +15,7 @@ import logging
 import random
 import socket
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote, urlsplit
 
 import redis
@@ -23,6 +24,7 @@ from redis.retry import Retry as RedisRetry
 from redis.sentinel import Sentinel
 from rq import Queue
 from rq.job import Job, JobStatus
+from rq.utils import utcparse
 
 from searchjobs import defaults
 from searchjobs.errors import ConfigError
@@ -226,20 +228,78 @@ def enqueue_notification(connection: redis.Redis, notification_id: int) -> Job:
 
 
 _WAITING = {s.value.encode() for s in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)}
+_QUEUED = JobStatus.QUEUED.value.encode()
+# A worker pops a pointer (BLPOP: ours listen on two queues, so RQ keeps no intermediate list) and only
+# then marks it started: one that dies, or whose Redis dies, in between leaves a hash that says "queued"
+# in no queue. Nothing here enqueues at the front, so a queue is FIFO by enqueue time: a "queued" pointer
+# enqueued this long before the one at its queue's head (or this long ago, with the queue empty) is
+# suspect, and LPOS then tells whether it is still listed. The margin covers the clocks of several
+# enqueuing hosts; LPOS, which scans the list, runs for suspects only.
+POPPED_MARGIN = timedelta(seconds=60)
 
 
 def waiting(connection: redis.Redis, rq_job_ids: list[str]) -> list[bool]:
     """For each RQ id, True if Redis holds a pointer a worker will still pick up (queued, scheduled, deferred).
 
-    One pipelined round trip for the whole list (the reconciler checks a page of
-    pending jobs at a time). "started" does not count: for a job Postgres says is
-    pending, it is the leftover of a worker that died; a duplicate pointer costs
-    one refused claim.
+    A few pipelined round trips for the whole list (the reconciler checks a page of pending jobs at a
+    time). "started" does not count: for a job Postgres says is pending, it is the leftover of a worker
+    that died; nor does a "queued" pointer no longer in its queue (see POPPED_MARGIN). A duplicate
+    pointer costs one refused claim.
     """
     pipe = connection.pipeline(transaction=False)
     for rq_id in rq_job_ids:
-        pipe.hget(Job.key_for(rq_id), "status")
-    return [status in _WAITING for status in pipe.execute()]
+        pipe.hmget(Job.key_for(rq_id), "status", "origin", "enqueued_at")
+    pointers = pipe.execute()
+    found = [status in _WAITING for status, _, _ in pointers]
+    heads = _queue_heads(connection, {origin for status, origin, _ in pointers if status == _QUEUED and origin})
+    now = datetime.now(UTC)
+    suspects = [i for i, (status, origin, enqueued_at) in enumerate(pointers)
+                if status == _QUEUED and _enqueued_before_head(origin, enqueued_at, heads, now)]
+    if suspects:
+        pipe = connection.pipeline(transaction=False)
+        for i in suspects:
+            pipe.lpos(Queue.redis_queue_namespace_prefix + pointers[i][1].decode(), rq_job_ids[i])
+        for i, position in zip(suspects, pipe.execute(), strict=True):
+            found[i] = position is not None
+    return found
+
+
+_EMPTY = object()  # a queue with nothing in it
+
+
+def _queue_heads(connection: redis.Redis, origins: set[bytes]) -> dict[bytes, object]:
+    """Per queue name: when the pointer at its head was enqueued (_EMPTY: the queue is empty; None: unknown)."""
+    names = sorted(origins)
+    if not names:
+        return {}
+    pipe = connection.pipeline(transaction=False)
+    for name in names:
+        pipe.lindex(Queue.redis_queue_namespace_prefix + name.decode(), 0)
+    heads = dict(zip(names, pipe.execute(), strict=True))
+    listed = [(name, head) for name, head in heads.items() if head is not None]
+    pipe = connection.pipeline(transaction=False)
+    for _, head in listed:
+        pipe.hget(Job.key_for(head.decode()), "enqueued_at")
+    stamps = dict(zip([name for name, _ in listed], pipe.execute(), strict=True)) if listed else {}
+    return {name: _parse_time(stamps[name]) if name in stamps else _EMPTY for name in names}
+
+
+def _enqueued_before_head(origin: bytes | None, enqueued_at: bytes | None, heads: dict[bytes, object],
+                          now: datetime) -> bool:
+    enqueued, head = _parse_time(enqueued_at), heads.get(origin)
+    if enqueued is None or head is None:
+        return False  # cannot tell: keep it
+    reference = now if head is _EMPTY else head
+    return enqueued < reference - POPPED_MARGIN
+
+
+def _parse_time(stamp: bytes | None) -> datetime | None:
+    if not stamp:
+        return None
+    try:
+        return utcparse(stamp.decode()).replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def is_waiting(connection: redis.Redis, rq_job_id: str) -> bool:

@@ -5,12 +5,14 @@ Real Postgres and Redis; the rotating page is made small so a handful of jobs sp
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 from rq.job import Job
+from rq.utils import utcformat
 
-from searchjobs.queue import is_waiting, rq_job_id, search_queue
+from searchjobs.queue import POPPED_MARGIN, is_waiting, rq_job_id, search_queue
 from searchjobs.worker import reconciler
 from searchjobs.worker.reconciler import MARKER_SWEPT, REDIS_MARKER, ReconcilerState, reconcile
 from tests.integration.test_state_machine import new_job, sql
@@ -120,4 +122,36 @@ def test_a_new_scheduler_sweeps_every_pending_job(runtime, queued):
 
     taking_over = ReconcilerState()  # a restarted scheduler, or a second one taking the lock
     assert sorted(reconcile(runtime, state=taking_over).requeued) == sorted(queued[PAGE:])
+    assert all(times_queued(runtime, job_id) == 1 for job_id in queued)
+
+
+def age_pointer(runtime, job_id: str, seconds: float) -> None:
+    """Make the pointer look enqueued `seconds` ago (RQ's own format of `enqueued_at`)."""
+    stamp = utcformat(datetime.now(UTC) - timedelta(seconds=seconds))
+    runtime.redis.hset(Job.key_for(rq_job_id(job_id, 0)), "enqueued_at", stamp)
+
+
+def test_a_pointer_popped_by_a_worker_that_died_before_starting_it_is_enqueued_again(runtime, queued):
+    """A worker pops the pointer, then dies (or its Redis does) before marking it started: its hash still
+    says "queued", in no queue. It is found within the bound once it is older than the queue's head by
+    the margin, and enqueued once."""
+    state = steady_state(runtime)
+    lost = queued[JOBS // 2]
+    runtime.redis.lrem(search_queue(runtime.redis).key, 0, rq_job_id(lost, 0))  # what the dead worker's BLPOP did
+    age_pointer(runtime, lost, POPPED_MARGIN.total_seconds() + 60)
+    assert runtime.redis.hget(Job.key_for(rq_job_id(lost, 0)), "status") == b"queued"
+
+    requeued_by_pass = [reconcile(runtime, state=state).requeued for _ in range(BOUND)]
+    assert sum(requeued_by_pass, []) == [lost], requeued_by_pass
+    assert times_queued(runtime, lost) == 1
+    assert all(reconcile(runtime, state=state).requeued == [] for _ in range(BOUND))
+
+
+def test_an_old_pointer_still_in_its_queue_is_not_enqueued_twice(runtime, queued):
+    """Enqueue times are the enqueuing hosts' clocks: a pointer that merely looks older than the head is
+    looked up in its queue before anything is enqueued."""
+    state = steady_state(runtime)
+    for job_id in queued[1:]:
+        age_pointer(runtime, job_id, POPPED_MARGIN.total_seconds() + 60)
+    assert all(reconcile(runtime, state=state).requeued == [] for _ in range(BOUND))
     assert all(times_queued(runtime, job_id) == 1 for job_id in queued)
