@@ -23,6 +23,7 @@ from flask import current_app
 from searchjobs.catalog import loading
 from searchjobs.catalog import store as catalog
 from searchjobs.db.engine import translate_errors
+from searchjobs.errors import DependencyUnavailable
 from searchjobs.web.runtime import runtime
 
 EXTENSION = "searchjobs.catalog_view"  # app.extensions key of this app's CatalogView
@@ -39,7 +40,12 @@ class CatalogView:
         """The catalog's first load while it runs, else None."""
         if time.monotonic() < self._settled_until:
             return None
-        with self._lock:  # one request of the process asks; the others wait for its answer
+        # One request of the process asks; the others wait for its answer, as long as they would wait for a
+        # pooled connection: a question stuck on a Postgres cut off (10 s a try, 15 s a statement) must not
+        # queue every thread behind it one timeout after another, cache-served reads included
+        if not self._lock.acquire(timeout=self.engine.pool.timeout()):
+            raise DependencyUnavailable("the database is slow to answer")
+        try:
             if time.monotonic() < self._settled_until:
                 return None
             with self.engine.connect() as conn:
@@ -47,6 +53,8 @@ class CatalogView:
             if load is None and catalog.recent_categories(self.facts, fresh=True):
                 self._settled_until = time.monotonic() + self.facts.ttl
             return load
+        finally:
+            self._lock.release()
 
     def categories(self) -> list[dict]:
         """[{category, items}], at most `facts.ttl` seconds old (call `loading()` first)."""
