@@ -190,3 +190,25 @@ def test_a_request_does_not_queue_behind_another_requests_stuck_catalog_question
         blocker.close()
         first.join(10)
     assert asking == [200]  # the stuck one is answered once Postgres answers
+
+
+def test_a_category_the_page_lists_is_one_a_submit_accepts(client, runtime):
+    """The page's categories and the submit's category check come from one read of the catalog: a category
+    imported a moment ago is offered and refused by neither, or by both, never offered then refused."""
+    from tests.integration.test_core_loop import submit_upload
+
+    runtime.catalog_facts.ttl = 1.0
+    assert client.get("/api/categories").status_code == 200  # the listed categories are read now
+    time.sleep(0.5)
+    assert submit_upload(client, categories="dress").status_code == 202  # the accepted ones, if kept apart, now
+    with runtime.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO catalog_items (sku, name, category, price) "
+                             "VALUES ('CONSISTENT-1', 'New item', 'consistency-test', 1)"))
+    try:
+        time.sleep(0.65)  # the listing's read is over a ttl old, the check's (if its own) is not
+        listed = [c["category"] for c in client.get("/api/categories").get_json()["categories"]]
+        submitted = submit_upload(client, categories="consistency-test")
+        assert ("consistency-test" in listed) == (submitted.status_code == 202), (listed, submitted.get_json())
+    finally:
+        with runtime.engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM catalog_items WHERE sku = 'CONSISTENT-1'"))
