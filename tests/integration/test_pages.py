@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 import time
 
 import sqlalchemy as sa
@@ -161,3 +162,53 @@ def test_categories_are_served_from_the_process_facts_and_a_change_shows_within_
     finally:
         with runtime.engine.begin() as conn:
             conn.execute(sa.text("DELETE FROM catalog_items WHERE sku = 'FRESHNESS-1'"))
+
+
+def test_a_request_does_not_queue_behind_another_requests_stuck_catalog_question(client, runtime):
+    """When the settled period ends, one request asks Postgres about the catalog and the others wait for its
+    answer; a question stuck on a Postgres cut off (10 s per try) must not queue every thread of the process
+    behind it, one timeout after another: a waiter gives up after the pool's own wait and answers 503."""
+    runtime.catalog_facts.ttl = 0.2
+    assert client.get("/api/categories").status_code == 200  # settled
+    time.sleep(0.3)  # the settled period is over: the next request asks again
+    blocker = runtime.engine.connect()
+    transaction = blocker.begin()
+    blocker.execute(sa.text("LOCK TABLE catalog_items IN ACCESS EXCLUSIVE MODE"))  # the category read hangs
+    asking = []
+    first = threading.Thread(target=lambda: asking.append(client.get("/api/categories").status_code))
+    try:
+        first.start()
+        time.sleep(0.5)  # it now holds the question, stuck in its category read
+        started = time.monotonic()
+        waiter = client.get("/api/categories")
+        waited = time.monotonic() - started
+        assert (waiter.status_code, waiter.get_json()["error"]["code"]) == (503, "service_unavailable")
+        assert waiter.headers["Retry-After"]
+        assert waited < runtime.db.pool.timeout() + 1.5, waited
+    finally:
+        transaction.rollback()
+        blocker.close()
+        first.join(10)
+    assert asking == [200]  # the stuck one is answered once Postgres answers
+
+
+def test_a_category_the_page_lists_is_one_a_submit_accepts(client, runtime):
+    """The page's categories and the submit's category check come from one read of the catalog: a category
+    imported a moment ago is offered and refused by neither, or by both, never offered then refused."""
+    from tests.integration.test_core_loop import submit_upload
+
+    runtime.catalog_facts.ttl = 1.0
+    assert client.get("/api/categories").status_code == 200  # the listed categories are read now
+    time.sleep(0.5)
+    assert submit_upload(client, categories="dress").status_code == 202  # the accepted ones, if kept apart, now
+    with runtime.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO catalog_items (sku, name, category, price) "
+                             "VALUES ('CONSISTENT-1', 'New item', 'consistency-test', 1)"))
+    try:
+        time.sleep(0.65)  # the listing's read is over a ttl old, the check's (if its own) is not
+        listed = [c["category"] for c in client.get("/api/categories").get_json()["categories"]]
+        submitted = submit_upload(client, categories="consistency-test")
+        assert ("consistency-test" in listed) == (submitted.status_code == 202), (listed, submitted.get_json())
+    finally:
+        with runtime.engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM catalog_items WHERE sku = 'CONSISTENT-1'"))
