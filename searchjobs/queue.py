@@ -251,10 +251,11 @@ def waiting(connection: redis.Redis, rq_job_ids: list[str]) -> list[bool]:
         pipe.hmget(Job.key_for(rq_id), "status", "origin", "enqueued_at")
     pointers = pipe.execute()
     found = [status in _WAITING for status, _, _ in pointers]
-    heads = _queue_heads(connection, {origin for status, origin, _ in pointers if status == _QUEUED and origin})
     now = datetime.now(UTC)
+    queued_in = {origin for status, origin, _ in pointers if status == _QUEUED and origin}
+    heads = _queue_heads(connection, queued_in, now)
     suspects = [i for i, (status, origin, enqueued_at) in enumerate(pointers)
-                if status == _QUEUED and _enqueued_before_head(origin, enqueued_at, heads, now)]
+                if status == _QUEUED and _enqueued_before_head(enqueued_at, heads.get(origin))]
     if suspects:
         pipe = connection.pipeline(transaction=False)
         for i in suspects:
@@ -264,11 +265,9 @@ def waiting(connection: redis.Redis, rq_job_ids: list[str]) -> list[bool]:
     return found
 
 
-_EMPTY = object()  # a queue with nothing in it
-
-
-def _queue_heads(connection: redis.Redis, origins: set[bytes]) -> dict[bytes, object]:
-    """Per queue name: when the pointer at its head was enqueued (_EMPTY: the queue is empty; None: unknown)."""
+def _queue_heads(connection: redis.Redis, origins: set[bytes], now: datetime) -> dict[bytes, datetime | None]:
+    """Per queue name: when the pointer at its head was enqueued; `now` for an empty queue (it holds none of
+    them); None when the head's time cannot be read."""
     names = sorted(origins)
     if not names:
         return {}
@@ -281,23 +280,21 @@ def _queue_heads(connection: redis.Redis, origins: set[bytes]) -> dict[bytes, ob
     for _, head in listed:
         pipe.hget(Job.key_for(head.decode()), "enqueued_at")
     stamps = dict(zip([name for name, _ in listed], pipe.execute(), strict=True)) if listed else {}
-    return {name: _parse_time(stamps[name]) if name in stamps else _EMPTY for name in names}
+    return {name: _parse_time(stamps[name]) if name in stamps else now for name in names}
 
 
-def _enqueued_before_head(origin: bytes | None, enqueued_at: bytes | None, heads: dict[bytes, object],
-                          now: datetime) -> bool:
-    enqueued, head = _parse_time(enqueued_at), heads.get(origin)
+def _enqueued_before_head(enqueued_at: bytes | None, head: datetime | None) -> bool:
+    enqueued = _parse_time(enqueued_at)
     if enqueued is None or head is None:
         return False  # cannot tell: keep it
-    reference = now if head is _EMPTY else head
-    return enqueued < reference - POPPED_MARGIN
+    return enqueued < head - POPPED_MARGIN
 
 
 def _parse_time(stamp: bytes | None) -> datetime | None:
     if not stamp:
         return None
     try:
-        return utcparse(stamp.decode()).replace(tzinfo=UTC)
+        return utcparse(stamp.decode())  # RQ's own format, in UTC
     except ValueError:
         return None
 

@@ -151,10 +151,15 @@ class CatalogFacts:
             self._read[what] = cached
         return cached[1]
 
+    def categories(self, *, fresh: bool = False) -> list[dict]:
+        """The categories with their item counts (`fresh`: read now). What the submit page and
+        GET /api/categories show."""
+        return self._recent("category_counts", categories, fresh=fresh)
+
     def category_names(self) -> set[str]:
-        # the names of the very read the pages list (recent_categories), not a read of their own at another
+        # the names of the very read the pages list (categories), not a read of their own at another
         # moment: a category just imported is then offered and accepted together, never offered then refused
-        return {row["category"] for row in recent_categories(self)}
+        return {row["category"] for row in self.categories()}
 
     def version(self, embedder: str | None = None) -> str:
         """The catalog version; re-read at once when it names another embedder than `embedder` (the one
@@ -164,8 +169,3 @@ class CatalogFacts:
             version = self._recent("version", catalog_version, fresh=True)
         return version
 
-
-def recent_categories(facts: CatalogFacts, *, fresh: bool = False) -> list[dict]:
-    """The catalog's categories with their item counts, kept by `facts` as its other facts are (re-read at
-    most every `facts.ttl` seconds; `fresh`: now). What the submit page and GET /api/categories show."""
-    return facts._recent("category_counts", categories, fresh=fresh)

@@ -53,7 +53,7 @@ class CatalogView:
                 return None
             with self.engine.connect() as conn:
                 load = loading.progress(conn)
-            if load is None and catalog.recent_categories(self.facts, fresh=True):
+            if load is None and self.facts.categories(fresh=True):
                 self._settled_until = time.monotonic() + self.facts.ttl
             return load
         finally:
@@ -61,7 +61,7 @@ class CatalogView:
 
     def categories(self) -> list[dict]:
         """[{category, items}], at most `facts.ttl` seconds old (call `loading()` first)."""
-        return catalog.recent_categories(self.facts)
+        return self.facts.categories()
 
 
 def catalog_view() -> CatalogView:
