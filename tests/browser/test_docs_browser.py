@@ -4,6 +4,7 @@ phone-sized screen."""
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from searchjobs.web.openapi import DOCUMENT
 
@@ -34,7 +35,8 @@ def test_docs_page_renders_every_operation(live_server, new_page, screen):
     assert page.locator(".opblock").count() == operation_count()
     submit = page.locator("#operations-jobs-submitJob")
     submit.locator(".opblock-summary").first.click()
-    assert submit.get_by_text("multipart/form-data").first.is_visible()
+    # Swagger UI renders the opened operation after the click returns; wait for it rather than look once
+    expect(submit.get_by_text("multipart/form-data").first).to_be_visible(timeout=10000)
     # no CSP violation (Chromium reports each as a console error) and no script error
     assert problems == [], problems
     if screen == "phone":

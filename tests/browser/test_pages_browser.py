@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import demo_image_bytes
 
@@ -57,7 +58,7 @@ def test_submit_watch_progress_and_land_on_results(live_server, new_page, photo)
     page.goto(live_server.url + "/")
     assert page.locator("h1").inner_text() == "Find clothes like your photo"
     fill_form(page, photo, phone="06 12 34 56 78")
-    assert page.locator("#photo-preview").is_visible()
+    expect(page.locator("#photo-preview")).to_be_visible()  # drawn once the browser has read the file
     page.get_by_role("button", name="Find similar clothes").click()
 
     # the job page is the result link; nobody has run the job yet
