@@ -104,10 +104,12 @@ _MARK_RETRY = QUERIES["mark_retry"]
 
 def mark_retry(conn: sa.Connection, notification_id: int, attempt: int, *, status: str, delay: float | None,
                error_code: str | None, error_message: str, may_land_for: float | None = None,
-               give_up_at: datetime | None = None) -> bool:
+               give_up_at: datetime | None = None, due_at: datetime | None = None) -> bool:
     """Back to `pending` (definitely not sent) or `unknown` (may have been sent), due again after `delay`.
 
-    - `delay=None` parks an `unknown` row: no next attempt, an operator decides;
+    - `due_at` instead of `delay`: due again at that time of the database's clock, exactly (a delay counts
+      from this statement's start, which comes later than a time the caller read);
+    - `delay=None` (and no `due_at`) parks an `unknown` row: no next attempt, an operator decides;
     - `may_land_for`: the request just given up on may still land for this many seconds from now
       (counted from when its failure is recorded, so a request that started late cannot shorten it):
       `may_land_until` moves to at least now + this;
@@ -120,10 +122,11 @@ def mark_retry(conn: sa.Connection, notification_id: int, attempt: int, *, statu
     make the next try send without looking the message up first.
     """
     assert status in ("pending", "unknown")
-    assert delay is not None or status == "unknown", "only an unknown outcome is parked"
+    assert delay is None or due_at is None, "a delay or a due time, not both"
+    assert delay is not None or due_at is not None or status == "unknown", "only an unknown outcome is parked"
     result = conn.execute(
         _MARK_RETRY,
-        {"id": notification_id, "attempt": attempt, "status": status,
+        {"id": notification_id, "attempt": attempt, "status": status, "due_at": due_at,
          "delay": None if delay is None else float(delay),
          "land": float(may_land_for) if may_land_for is not None else None,
          "give_up_at": give_up_at, "code": error_code, "message": error_message[:300]},

@@ -61,13 +61,13 @@ SELECT j.job_id, 'notified', j.status, j.progress, j.stage, j.version, j.attempt
 
 -- name: mark_retry
 -- Back to :status, 'pending' (not sent) or 'unknown' (may have been sent), for the claim :attempt only.
--- Due again after :delay seconds (NULL: parked); an unknown row never before may_land_until, which
--- moves to at least now + :land; :give_up_at, when given, is the new deadline.
+-- Due again at :due_at, or after :delay seconds (both NULL: parked); an unknown row never before
+-- may_land_until, which moves to at least now + :land; :give_up_at, when given, is the new deadline.
 UPDATE notifications
    SET status = :status,
        may_land_until = greatest(may_land_until, now() + make_interval(secs => CAST(:land AS float8))),
-       next_attempt_at = CASE WHEN CAST(:delay AS float8) IS NULL THEN NULL
-         ELSE greatest(now() + make_interval(secs => CAST(:delay AS float8)),
+       next_attempt_at = CASE WHEN CAST(:delay AS float8) IS NULL AND CAST(:due_at AS timestamptz) IS NULL THEN NULL
+         ELSE greatest(coalesce(CAST(:due_at AS timestamptz), now() + make_interval(secs => CAST(:delay AS float8))),
                        CASE WHEN :status = 'unknown' THEN greatest(may_land_until,
                             now() + make_interval(secs => CAST(:land AS float8))) END) END,
        give_up_at = coalesce(CAST(:give_up_at AS timestamptz), give_up_at),

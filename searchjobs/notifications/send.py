@@ -9,6 +9,8 @@ Exactly one SMS per completed job, through crashes and provider faults, never gi
   exact body are committed; the request is then made only if it starts within SEND_START_GRACE of
   that (a monotonic reading taken before the commit), else the row goes back `unknown` unsent;
 - 429 and connection refused mean "not sent": retried with backoff and jitter;
+- a Postgres error before the request (a backend terminated, a failover) hands the row back, due at
+  once, instead of leaving it `sending` until re-claimed: nothing was sent;
 - a 5xx, a timeout or a dropped connection leave the outcome unknown, and so does a sender killed
   mid-send (its row stays `sending` until re-claimed). The next try looks the message up at the
   provider (messages to that number since the first try whose result link carries the job's token),
@@ -48,6 +50,7 @@ import weakref
 from datetime import datetime, timedelta
 
 from searchjobs import defaults, links, metrics
+from searchjobs.db.engine import DB_ERRORS, is_outage
 from searchjobs.notifications import outbox
 from searchjobs.notifications.base import (
     CredentialsRejectedError,
@@ -69,6 +72,7 @@ STALE_SENDING_SECONDS = 120  # a row `sending` for longer than this was left by 
 SMS_BACKOFF_BASE = 5.0  # seconds; first retry delay, doubled each time, with jitter
 SMS_BACKOFF_MAX = 600.0  # seconds; cap on one retry delay
 LINK_MISMATCH = "sms_link_mismatch"  # error code: this process's SECRET_KEY did not sign the job's link
+DATABASE_FAILED = "sms_database_error"  # error code: Postgres failed a try before its request; nothing sent
 SEND_START_GRACE = defaults.SMS_SEND_START_GRACE  # seconds from recording a send to its request's latest start
 
 # sender -> (monotonic time until which this process sends nothing with it, the provider's refusal)
@@ -106,7 +110,16 @@ def send(notification_id: int) -> str:
     row = _claim(runtime, notification_id)
     if row is None:
         return "skipped"
-    return _Try(runtime, sender, row).run()
+    attempt = _Try(runtime, sender, row)
+    try:
+        return attempt.run()
+    except DB_ERRORS as exc:
+        # Postgres failed this try. Before the request, hand the row back now rather than leave it
+        # `sending` until STALE_SENDING_SECONDS presume this sender dead. After it, the row stays `sending`:
+        # the request may have landed, and the try that takes the row over looks it up first.
+        if attempt.requested or not is_outage(exc) or not attempt.release(exc):
+            raise
+        return "retry"
 
 
 def _claim(runtime: Runtime, notification_id: int) -> dict | None:
@@ -122,6 +135,7 @@ class _Try:
 
     def __init__(self, runtime: Runtime, sender: Sender, row: dict):
         self.runtime, self.sender, self.row = runtime, sender, row
+        self.requested = False  # a create request was (or may have been) made by this try
         self.id, self.attempt = row["id"], row["attempts"]
         self.now: datetime = row["db_now"]  # the database's clock: every deadline is on it
         self.context = {"job_id": row["job_id"], "notification_id": self.id, "to": mask(row["to_number"]),
@@ -204,6 +218,7 @@ class _Try:
         if recorded is None:
             return "skipped"
         settings = self.runtime.settings
+        self.requested = True
         try:
             message = self.sender.send(self.row["to_number"], body,
                                        status_callback=status_callback_url(self.runtime),
@@ -269,6 +284,23 @@ class _Try:
     def _past_deadline(self) -> bool:
         return self.row["give_up_at"] is not None and self.now >= self.row["give_up_at"]
 
+    def release(self, exc: Exception) -> bool:
+        """Before any request of this try, Postgres failed it: the row goes back to what the claim found,
+        due at once (`unknown` still waits for its look-up time). False if Postgres refuses this too."""
+        status = "pending" if self._lookup_at() is None else "unknown"
+        try:
+            with self.runtime.db.connect() as conn:
+                outbox.mark_retry(conn, self.id, self.attempt, status=status, delay=0,
+                                  error_code=DATABASE_FAILED, error_message=f"database error before the send: {exc}")
+        except DB_ERRORS:
+            log.warning("SMS try stopped by a database error; its row is taken over after %s s",
+                        STALE_SENDING_SECONDS, extra=self.context)
+            return False
+        log.warning("SMS try stopped by a database error before its request; due again",
+                    extra={**self.context, "error": type(exc).__name__})
+        metrics.SMS_SENDS.labels("retry").inc()
+        return True
+
     def _wait_for_lookup(self, lookup_at: datetime) -> str:
         """Too early to look up (the last request may still land): come back at `lookup_at`."""
         row = self.row
@@ -276,8 +308,8 @@ class _Try:
         if row["previous_status"] == "sending":
             code, message = "sms_sender_lost", "a sender stopped mid-send; the message may have been sent"
         with self.runtime.db.connect() as conn:
-            outbox.mark_retry(conn, self.id, self.attempt, status="unknown",
-                              delay=(lookup_at - self.now).total_seconds(), error_code=code, error_message=message)
+            outbox.mark_retry(conn, self.id, self.attempt, status="unknown", delay=None, due_at=lookup_at,
+                              error_code=code, error_message=message)
         log.info("SMS may still land at the provider; looking it up later",
                  extra={**self.context, "lookup_at": lookup_at.isoformat()})
         metrics.SMS_SENDS.labels("unknown").inc()

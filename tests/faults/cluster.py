@@ -302,13 +302,23 @@ class Cluster:
         def all_sent():
             bodies = [m["body"] for m in self.fake.messages]
             return all(any(token in body for body in bodies) for token in due.values())
-        wait_for(all_sent, SMS_TIMEOUT, "every due SMS", interval=0.2)
+        try:
+            wait_for(all_sent, SMS_TIMEOUT, "every due SMS", interval=0.2)
+        except AssertionError as exc:  # say which rows are behind, and why
+            raise AssertionError(f"{exc}; the unsent rows: {self.unsent_notifications()}") from None
         messages = self.fake.messages
         for job_id, token in due.items():
             mine = [m for m in messages if token in m["body"]]
             assert len(mine) == 1, (job_id, len(mine))
             assert mine[0]["to"] == self.jobs[job_id]
         assert len(messages) == len(due)
+
+    def unsent_notifications(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(sa.text(
+                "SELECT id, job_id, status, attempts, last_error_code, last_error_message, claimed_at, "
+                "last_send_at, may_land_until, next_attempt_at, now() AS db_now FROM notifications "
+                "WHERE status NOT IN ('sent', 'delivered') ORDER BY id")).mappings()]
 
     def check_responses(self) -> None:
         for what, status, retry_after in self.responses:

@@ -381,6 +381,40 @@ def test_a_sender_killed_before_its_request_sends_again_without_waiting(client, 
     assert message["body"] == expected_body(token) and methods(fake_twilio) == ["POST"]
 
 
+@pytest.mark.parametrize("earlier", ["none", "unknown"])
+def test_a_database_error_before_the_request_hands_the_row_back_at_once(client, sms_runtime, run_jobs, fake_twilio,
+                                                                         monkeypatch, earlier):
+    """Postgres drops the sender's connection between its claim and its request (a backend terminated,
+    as in a failover): no request is made, and the row is due again now, not after STALE_SENDING_SECONDS."""
+    job_id, token = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    notification_queue(sms_runtime.redis).empty()
+    if earlier == "unknown":  # an earlier request that may have landed: the row must stay to be looked up
+        fake_twilio.script(("error", 500, 20500))
+        assert notify.send(notification_id) == "unknown"
+        make_due(sms_runtime, notification_id)
+
+    def terminated(conn, *args, **kwargs):
+        conn.execute(sa.text("SELECT pg_terminate_backend(pg_backend_pid())"))
+
+    monkeypatch.setattr(outbox, "mark_sending", terminated)
+    requests_before = len(fake_twilio.requests)
+    assert notify.send(notification_id) == "retry"
+    row = the_row(sms_runtime, job_id)
+    assert row["status"] == ("pending" if earlier == "none" else "unknown")
+    assert row["last_error_code"] == notify.DATABASE_FAILED
+    with sms_runtime.db.connect() as conn:
+        assert row["next_attempt_at"] <= conn.execute(sa.text("SELECT now()")).scalar()
+    calls = methods(fake_twilio)[requests_before:]
+    assert "POST" not in calls and bool(calls) == (earlier == "unknown")  # only the earlier request's look-up
+    assert fake_twilio.messages == []
+
+    monkeypatch.undo()
+    assert notify.send(notification_id) == "sent"
+    [message] = fake_twilio.messages
+    assert message["body"] == expected_body(token)
+
+
 def test_stale_attempt_cannot_overwrite_a_newer_claim(client, sms_runtime, run_jobs, fake_twilio):
     job_id, _ = completed_job(client, sms_runtime, run_jobs)
     notification_id = the_row(sms_runtime, job_id)["id"]
