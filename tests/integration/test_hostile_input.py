@@ -242,6 +242,10 @@ READS = {
     "limit zero": ("/api/search-jobs?limit=0", 400, "invalid_limit"),
     "limit too large": ("/api/changes?limit=100000", 400, "invalid_limit"),
     "limit not a number": ("/api/search-jobs?limit=ten", 400, "invalid_limit"),
+    # str.isdigit() is true of these, and int() refuses the first: it was a 500
+    "limit of a superscript digit": ("/api/search-jobs?limit=%C2%B2", 400, "invalid_limit"),
+    "feed limit of a superscript digit": ("/api/changes?limit=%C2%B2", 400, "invalid_limit"),
+    "limit of an Arabic-Indic digit": ("/api/search-jobs?limit=%D9%A1", 400, "invalid_limit"),
     "unknown status": ("/api/search-jobs?status=exploded", 400, "invalid_status"),
     "empty status": ("/api/search-jobs?status=", 400, "invalid_status"),  # the document's enum has no ""
     "overlong job id": ("/api/search-jobs/" + "a" * 5000, 404, "not_found"),
