@@ -20,7 +20,8 @@ ERROR_CODES = {
     "malformed_multipart": "The multipart/form-data body has no boundary or no readable part.",
     "invalid_body": "The JSON body is not an object.",
     "unknown_field": "The body has a field this operation does not take (`field` names it).",
-    "invalid_field": "A field has the wrong type or holds a NUL byte (`field` names it).",
+    "invalid_field": "A field has the wrong type, holds a NUL byte, or is given more than once (only "
+                     "categories may repeat) (`field` names it).",
     "field_too_long": "A text field or a category name is too long.",
     "unsupported_media_type": "The body is neither multipart/form-data nor application/json.",
     "payload_too_large": f"The body is larger than {defaults.MAX_CONTENT_LENGTH} bytes (a multipart submit that "
