@@ -204,6 +204,8 @@ SSRF_URLS = [
     "http://127.0.0.1/a.png",
     "http://127.1.2.3:8080/a.png",
     "http://localhost/a.png",
+    "http://localhost./a.png",  # a fully qualified name (trailing dot) is the same host
+    "http://127.0.0.1./a.png",
     "http://images.localhost/a.png",
     "http://[::1]/a.png",
     "http://[::ffff:127.0.0.1]/a.png",
