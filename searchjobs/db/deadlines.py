@@ -52,6 +52,7 @@ class Watchdog:
         self._armed: dict[int, tuple[float, int]] = {}  # token -> (monotonic deadline, socket fd)
         self._tokens = itertools.count()
         self._pid = None  # the process whose thread runs: a forked child starts its own
+        self._wakes_at = float("inf")  # when the thread next looks: an earlier deadline wakes it, others wait
 
     def arm(self, fd: int, seconds: float) -> int:
         deadline = time.monotonic() + seconds
@@ -65,7 +66,8 @@ class Watchdog:
                 threading.Thread(target=self._run, name="db-deadlines", daemon=True).start()
             token = next(self._tokens)
             self._armed[token] = (deadline, fd)
-            self._lock.notify()
+            if deadline < self._wakes_at:  # rarely: waking the thread per statement cost 36 us of 69 (SELECT 1)
+                self._lock.notify()
         return token
 
     def disarm(self, token: int) -> bool:
@@ -77,11 +79,13 @@ class Watchdog:
         with self._lock:
             while True:
                 if not self._armed:
+                    self._wakes_at = float("inf")
                     self._lock.wait()
                     continue
                 token, (deadline, fd) = min(self._armed.items(), key=lambda item: item[1][0])
                 left = deadline - time.monotonic()
                 if left > 0:
+                    self._wakes_at = deadline
                     self._lock.wait(left)
                     continue
                 # under the lock: the owner cannot disarm, return the connection and have the fd reused meanwhile
