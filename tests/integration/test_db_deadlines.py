@@ -85,7 +85,10 @@ def test_readyz_answers_within_its_budget_when_its_backend_is_frozen(web):
     assert client.get("/readyz").status_code == 200
     with rt.db.connect() as conn:  # the one idle connection of the pool, which the probe will check out
         backend = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
-    os.kill(backend, signal.SIGSTOP)
+    try:
+        os.kill(backend, signal.SIGSTOP)
+    except (ProcessLookupError, PermissionError):  # DATABASE_URL names a server this test cannot signal
+        pytest.skip("the Postgres backend is not a local process this test may stop")
     try:
         started = time.monotonic()
         with ThreadPoolExecutor(1) as pool:
