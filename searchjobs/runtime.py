@@ -36,20 +36,23 @@ class Runtime:
     # the attempt this process is running, for the lease heartbeat (one at a time: no fork, no threads)
     current_attempt: object | None = None
     pre_ping: bool = False  # check each pooled connection at checkout, on both engines (the web does)
+    statement_deadline: float | None = None  # seconds a wait for Postgres may last, on both engines (the web's)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, pre_ping: bool = False, **kwargs) -> Runtime:
-        """pre_ping: check each pooled connection at checkout (the web does; see db.engine.make_engine)."""
+    def from_settings(cls, settings: Settings, *, pre_ping: bool = False, statement_deadline: float | None = None,
+                      **kwargs) -> Runtime:
+        """pre_ping, statement_deadline: see db.engine.make_engine (the web sets both)."""
         database_url, redis_url = settings.require_urls()
         check_sentinel_service(redis_url)  # a misspelt service name is a configuration error, not an outage
         engine = db.make_engine(database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout,
-                                pre_ping=pre_ping)
-        return cls(settings=settings, engine=engine, redis=connect(redis_url), pre_ping=pre_ping, **kwargs)
+                                pre_ping=pre_ping, statement_deadline=statement_deadline)
+        return cls(settings=settings, engine=engine, redis=connect(redis_url), pre_ping=pre_ping,
+                   statement_deadline=statement_deadline, **kwargs)
 
     @cached_property
     def db(self) -> sa.Engine:
         """Autocommit view of the same pool: single statements, one round trip each."""
-        return db.autocommit(self.engine, pre_ping=self.pre_ping)
+        return db.autocommit(self.engine, pre_ping=self.pre_ping, statement_deadline=self.statement_deadline)
 
     @cached_property
     def cache(self) -> JobCache:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from searchjobs import defaults
-from searchjobs.db import sql
+from searchjobs.db import deadlines, sql
 from searchjobs.errors import ConfigError, DependencyUnavailable
 
 CONNECT_TIMEOUT = 3  # seconds; an unreachable Postgres must fail fast, not hang a request
@@ -29,6 +29,10 @@ STATEMENT_TIMEOUT_MS = 15000
 # idle, every 2 s, 3 lost ones: ~11 s), and for data sent but not acknowledged, libpq's tcp_user_timeout.
 KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 5, 2, 3  # seconds, seconds, probes
 TCP_USER_TIMEOUT_MS = 10000  # unacknowledged data this long: the connection is dead
+# A Postgres that answers nothing though its sockets stay open (frozen, stuck on its storage) defeats all of the
+# above; the web's engines also give up on an answer after this long (db/deadlines.py): the server's own
+# statement_timeout, plus a margin, so a slow statement Postgres still answers is never cut by us first
+STATEMENT_DEADLINE = STATEMENT_TIMEOUT_MS / 1000 + 2  # seconds
 
 
 def normalise_url(url: str) -> str:
@@ -62,7 +66,11 @@ def _hosts_to_query(url: str) -> str:
 
 def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, echo: bool = False,
                 autocommit: bool = False, pool_timeout: float = defaults.DB_POOL_TIMEOUT,
-                pre_ping: bool = False) -> sa.Engine:
+                pre_ping: bool = False, statement_deadline: float | None = None) -> sa.Engine:
+    """`statement_deadline`: seconds after which a wait for Postgres's answer is given up, the connection
+    closed and an OperationalError raised (db/deadlines.py; the web passes STATEMENT_DEADLINE)."""
+    deadline_args = {} if statement_deadline is None else {
+        "connection_factory": deadlines.connection_factory(statement_deadline)}
     engine = sa.create_engine(
         normalise_url(url),
         pool_size=pool_size,
@@ -88,6 +96,7 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, echo: bo
             "keepalives_interval": KEEPALIVE_INTERVAL,
             "keepalives_count": KEEPALIVE_COUNT,
             "tcp_user_timeout": TCP_USER_TIMEOUT_MS,
+            **deadline_args,
         },
     )
     return engine
@@ -117,18 +126,20 @@ def session_defaults(conn: sa.Connection) -> None:
     conn.execute(_SESSION_DEFAULTS, {"statement_timeout": f"{int(STATEMENT_TIMEOUT_MS)}ms"})
 
 
-def autocommit(engine: sa.Engine, *, pre_ping: bool = False) -> sa.Engine:
+def autocommit(engine: sa.Engine, *, pre_ping: bool = False, statement_deadline: float | None = None) -> sa.Engine:
     """An engine on the same database whose statements each commit on their own (one round trip).
 
     `pre_ping` as for `make_engine`: the web's status reads and feeds go through this engine, so the
-    web passes it here too, or each web process answers its first read after a Postgres restart 503.
+    web passes it here too, or each web process answers its first read after a Postgres restart 503;
+    `statement_deadline` as well, for the same reads.
 
     Its own pool, not `engine.execution_options(isolation_level=...)`: that variant switches the
     isolation level at every checkout and sends `SET default_transaction_isolation` at every return,
     which doubled the round trips of a job (bench/throughput.py, pg_stat_statements).
     """
     return make_engine(engine.url.render_as_string(hide_password=False), pool_size=engine.pool.size(),
-                       echo=engine.echo, autocommit=True, pool_timeout=engine.pool.timeout(), pre_ping=pre_ping)
+                       echo=engine.echo, autocommit=True, pool_timeout=engine.pool.timeout(), pre_ping=pre_ping,
+                       statement_deadline=statement_deadline)
 
 
 # What a database call can raise when Postgres is out of reach: the driver's errors (wrapped) and

@@ -145,6 +145,10 @@ def _normalise_host(host: str) -> str:
         except ValueError as exc:
             raise ImageError(f"invalid IPv6 host {host!r}", code="image_url_invalid") from exc
         return str(address)
+    # "localhost." and "127.0.0.1." (fully qualified: a trailing dot) are the same hosts as without it; kept,
+    # the dot hid them from the submit's early checks (refused only once resolved by the worker)
+    if host.endswith(".") and not host.endswith(".."):
+        host = host[:-1]
     try:
         ascii_host = host.encode("idna").decode("ascii")
     except UnicodeError as exc:

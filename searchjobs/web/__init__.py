@@ -8,6 +8,7 @@ from flask import Flask
 
 from searchjobs import defaults
 from searchjobs.config import Settings
+from searchjobs.db import engine as db_engine
 from searchjobs.runtime import Runtime
 from searchjobs.runtime import install as install_runtime
 from searchjobs.web import api, errors, events, health, limits, media, openapi, pages, security, webhooks
@@ -28,7 +29,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         MAX_CONTENT_LENGTH=defaults.MAX_CONTENT_LENGTH,
         JSON_SORT_KEYS=False,
     )
-    rt = runtime or Runtime.from_settings(settings, pre_ping=True)
+    rt = runtime or Runtime.from_settings(settings, pre_ping=True, statement_deadline=db_engine.STATEMENT_DEADLINE)
     install_runtime(rt)
     web_runtime.init_app(app, rt)
     errors.init_app(app)

@@ -140,7 +140,8 @@ def get_job(job_id: str):
 
 def _page_limit() -> int:
     raw = request.args.get("limit", str(DEFAULT_PAGE))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    # ASCII only: str.isdigit() is also true of "²" (which int() refuses) and of other scripts' digits
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
         raise ApiError(400, "invalid_limit", f"limit must be an integer from 1 to {MAX_PAGE}")
     return int(raw)
 

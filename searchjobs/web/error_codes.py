@@ -14,18 +14,22 @@ from searchjobs.web.schemas import MAX_IDEMPOTENCY_KEY
 # Every `error.code` an answer may carry, with what it means. The Error schema's enum is this list.
 ERROR_CODES = {
     # request shape
-    "bad_request": "The request could not be read (for example a broken multipart body), or an /api query "
-                   "parameter is given more than once.",
+    "bad_request": "The request could not be read (for example a broken multipart body, or a control "
+                   "character in a header), or an /api query parameter is given more than once.",
     "malformed_json": "The body is not valid JSON.",
     "malformed_multipart": "The multipart/form-data body has no boundary or no readable part.",
     "invalid_body": "The JSON body is not an object.",
     "unknown_field": "The body has a field this operation does not take (`field` names it).",
-    "invalid_field": "A field has the wrong type or holds a NUL byte (`field` names it).",
+    "invalid_field": "A field has the wrong type, holds a NUL byte, or is given more than once (only "
+                     "categories may repeat) (`field` names it).",
     "field_too_long": "A text field or a category name is too long.",
     "unsupported_media_type": "The body is neither multipart/form-data nor application/json.",
     "payload_too_large": f"The body is larger than {defaults.MAX_CONTENT_LENGTH} bytes (a multipart submit that "
                          "large gets image_too_large), or a form's text field is too large to read.",
     "method_not_allowed": "The path exists but not with this method.",
+    "uri_too_long": "The request line is longer than the server reads (4094 bytes) (414).",
+    "header_fields_too_large": "A header is longer than the server reads (8190 bytes), or there are too many "
+                               "(431).",
     "not_found": "No such job, result link, image or path (or not visible to this caller).",
     # submissions
     "categories_required": "No category was given, or a categories entry names none.",

@@ -4,9 +4,12 @@ Threaded workers: a live-progress stream (SSE) holds a thread, not a process,
 while it waits; see README "Live progress" for how many one process holds.
 """
 
+import json
 import os
 import shutil
 import tempfile
+
+from gunicorn import util as gunicorn_util
 
 from searchjobs import logs
 
@@ -68,3 +71,24 @@ def child_exit(server, worker):
 def on_exit(server):
     if _own_metrics_dir:
         shutil.rmtree(_own_metrics_dir, ignore_errors=True)
+
+
+# -- gunicorn's own refusals as JSON ---------------------------------------------------
+# A request gunicorn cannot parse never reaches the app (a header over 8190 bytes: 431, a control character
+# in a header value or a request line over 4094 bytes: 400 / 414). gunicorn wrote those as HTML; the API's
+# rule is a JSON error with a stable code. Its workers write them through gunicorn.util.write_error, the one
+# seam there is: this replaces it in the processes that load this file (the `web` process only).
+GUNICORN_ERROR_CODES = {400: "bad_request", 403: "forbidden", 414: "uri_too_long",
+                        431: "header_fields_too_large", 500: "internal_error"}  # any other: http_error
+
+
+def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
+    code = GUNICORN_ERROR_CODES.get(status_int, "http_error")
+    message = "internal error" if status_int >= 500 else (mesg or reason)
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"X-Content-Type-Options: nosniff\r\nContent-Length: {len(body)}\r\n\r\n")
+    gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+gunicorn_util.write_error = write_json_error

@@ -6,6 +6,7 @@ from flask import Blueprint, jsonify
 
 from searchjobs import defaults
 from searchjobs.catalog import loading
+from searchjobs.db import deadlines
 from searchjobs.db.engine import DB_ERRORS, ping
 from searchjobs.queue import REDIS_UNAVAILABLE
 from searchjobs.web.runtime import runtime
@@ -14,6 +15,9 @@ bp = Blueprint("health", __name__)
 
 READY_PROBE_KEY = "searchjobs:readyz"  # a tiny key /readyz writes to see that Redis takes writes
 READY_PROBE_TTL = 60  # seconds
+# The probe's wait for Postgres's answers; a frozen Postgres then costs it this plus, when the pooled
+# connection it cut must be replaced, one connect_timeout (db.engine.CONNECT_TIMEOUT): about 5 s, then 503
+READY_PROBE_DB_SECONDS = 2.0
 
 
 @bp.get("/healthz")
@@ -28,6 +32,7 @@ def readyz():
 
     While the catalog's first load runs, submits are refused (503 catalog_loading), so the process
     is not ready either: `checks.catalog` says how far the load is.
+    A Postgres that does not answer (frozen) is unavailable after READY_PROBE_DB_SECONDS.
     Redis is reported, not required: without it submits still commit (the reconciler enqueues
     them later) and reads come from Postgres, so the body says `degraded` instead.
     A Redis that answers PING but refuses writes (full, read-only) counts as unavailable.
@@ -35,7 +40,7 @@ def readyz():
     rt = runtime()
     checks = {}
     try:
-        with rt.db.connect() as conn:
+        with deadlines.within(READY_PROBE_DB_SECONDS), rt.db.connect() as conn:
             ping(conn)
             load = loading.progress(conn)
         checks["database"] = "ok"

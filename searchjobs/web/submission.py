@@ -78,9 +78,24 @@ def parse_idempotency_key(request: Request) -> str | None:
     return key
 
 
+def _refuse_repeated(name: str) -> ValidationError:
+    """A field given twice: taking either value would be a guess (a JSON parser keeps the last, a form
+    reader the first), and a proxy checking the other one would be fooled."""
+    shown = name[:MAX_CATEGORY_LENGTH]  # the name comes from the caller: cut short
+    return ValidationError(f"{shown} is given more than once", code="invalid_field", field=shown)
+
+
+def _object_without_repeats(pairs: list[tuple[str, object]]) -> dict:
+    body = dict(pairs)
+    if len(body) < len(pairs):
+        seen = set()
+        raise _refuse_repeated(next(name for name, _ in pairs if name in seen or seen.add(name)))
+    return body
+
+
 def read_json_body(request: Request) -> dict:
     try:
-        body = json.loads(request.get_data(cache=False) or b"null")
+        body = json.loads(request.get_data(cache=False) or b"null", object_pairs_hook=_object_without_repeats)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
         raise ValidationError("the body is not valid JSON", code="malformed_json") from None
     if not isinstance(body, dict):
@@ -118,6 +133,10 @@ def read_form_body(request: Request, limits: intake.IntakeLimits) -> dict:
         # werkzeug drops what it cannot parse: a body with no readable part is broken, not empty
         raise ValidationError("the multipart body could not be read (broken body or wrong boundary)",
                               code="malformed_multipart")
+    for parts in (request.form, request.files):  # categories may repeat (one part per category), nothing else
+        repeated = next((name for name, values in parts.lists() if len(values) > 1 and name != "categories"), None)
+        if repeated is not None or any(name in request.form for name in request.files):
+            raise _refuse_repeated(repeated or next(name for name in request.files if name in request.form))
     fields: dict = {name: request.form.get(name) for name in request.form if name != "categories"}
     if fields.get("image_url") == "":
         del fields["image_url"]

@@ -15,6 +15,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import psutil
 import pytest
 import redis
 import requests
@@ -280,6 +281,69 @@ def test_pool_exhaustion_answers_503_within_the_pool_timeout(cluster):
     print(f"[faults] pool exhaustion: {len(refused)} of {len(answers)} reads answered 503 while reads were "
           f"blocked for {LOCK_SECONDS:.0f}s; slowest answer {max(took for _, _, took in answers):.1f}s")
     assert slowest_refusal < POOL_TIMEOUT + 2
+
+
+def postgres_processes(cluster) -> list[psutil.Process]:
+    """The postmaster and every process it started (backends, checkpointer, WAL writer, ...)."""
+    postmaster = psutil.Process(int((cluster.stack.postgres.pgdata / "postmaster.pid").read_text().split()[0]))
+    return [postmaster, *postmaster.children(recursive=True)]
+
+
+def test_frozen_postgres_answers_503_within_bounded_time(cluster):
+    """Postgres frozen (SIGSTOP on all its processes): sockets stay open and the kernel acknowledges what is
+    sent, so only a client-side deadline ends a wait. Before db/deadlines.py, /readyz, a submit and a read
+    that needs Postgres waited until the freeze ended (seen live: 40 s client timeouts, and every pooled
+    connection held). Now /readyz answers 503 within its probe budget plus a connect timeout, the others
+    503 + Retry-After within the statement deadline plus a connect timeout, a cached read 200."""
+    from searchjobs.db.engine import CONNECT_TIMEOUT, STATEMENT_DEADLINE
+    from searchjobs.web.health import READY_PROBE_DB_SECONDS
+
+    cluster.keep_workers()
+    ids = cluster.submit_batch(2, retry_503=10)  # a pooled connection may still be dead from an earlier fault
+    cluster.wait_finished(ids)
+    assert cluster.request("GET", f"/api/search-jobs/{ids[0]}", "cached read before the freeze").status_code == 200
+    never_existed = "/api/search-jobs/never-existed-frozen"  # a miss: always a read from Postgres
+
+    def timed(method, path, **kwargs):
+        started = time.monotonic()
+        response = requests.request(method, cluster.base + path, timeout=STATEMENT_DEADLINE + 30, **kwargs)
+        return path, response.status_code, response.headers.get("Retry-After"), time.monotonic() - started
+
+    processes = postgres_processes(cluster)
+    for process in processes:
+        process.send_signal(signal.SIGSTOP)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda call: timed(*call[:2], **call[2]), [
+                ("GET", "/readyz", {}),
+                ("GET", never_existed, {}),
+                ("POST", "/api/search-jobs", {"data": {"categories": "dress"},
+                                              "files": {"image": ("p.png", cluster.images[0], "image/png")}}),
+                ("GET", f"/api/search-jobs/{ids[0]}", {}),
+            ]))
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGCONT)
+    by_path = {path: (status, retry_after, took) for path, status, retry_after, took in answers}
+    print(f"[faults] frozen Postgres: {answers}")
+    ready_status, ready_retry, ready_took = by_path["/readyz"]
+    assert ready_status == 503 and ready_retry, answers
+    assert ready_took < READY_PROBE_DB_SECONDS + CONNECT_TIMEOUT + 2, answers
+    for path in (never_existed, "/api/search-jobs"):
+        status, retry_after, took = by_path[path]
+        assert status == 503 and retry_after, answers
+        assert took < STATEMENT_DEADLINE + CONNECT_TIMEOUT + 3, answers
+    assert by_path[f"/api/search-jobs/{ids[0]}"][0] == 200, answers  # from the cache
+    record("frozen Postgres: /readyz 503 after", ready_took)
+    record("frozen Postgres: slowest 503", max(took for _, status, _, took in answers if status == 503))
+
+    # thawed: the web answers from Postgres again, and jobs still run to the end
+    wait_for(lambda: cluster.request("GET", "/readyz", "readyz after the freeze").status_code == 200, 30,
+             "/readyz ready again")
+    later = cluster.submit_batch(2, retry_503=10)
+    cluster.wait_finished(later)
+    cluster.check(ids + later)
+    cluster.check_responses()
 
 
 def test_skipped_terminal_cache_write_is_repaired_by_the_reconciler(cluster):

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from searchjobs.catalog import loading
 from searchjobs.catalog import store as catalog
-from tests.conftest import TEST_CATALOG_SIZE, demo_image_bytes
+from tests.conftest import TEST_CATALOG_SIZE, demo_image_bytes, wait_for
 
 TOTAL = 5000  # items the pretended load puts in
 
@@ -59,8 +59,11 @@ def test_a_loader_that_dies_leaves_no_load_behind(runtime):
             assert loading.progress(conn).total == TOTAL
     finally:
         raw.invalidate()  # closes the socket, as a killed process would
-    with runtime.engine.connect() as conn:
-        assert loading.progress(conn) is None
+
+    def no_load():  # the backend notices the closed socket and ends its transaction a moment later
+        with runtime.engine.connect() as conn:
+            return loading.progress(conn) is None
+    wait_for(no_load, 5, "the dead loader's announcement to end")
 
 
 def test_two_announcements_do_not_wait_for_each_other(runtime):

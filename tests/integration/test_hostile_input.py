@@ -168,6 +168,17 @@ SUBMISSIONS = {
     "letters for a phone number": (json_body(phone_number="call me maybe"), 422, "invalid_phone_number"),
     "too short a phone number": (json_body(phone_number="+1 555"), 422, "invalid_phone_number"),
     "national number without a country": (json_body(phone_number="06 12 34 56 78"), 422, "phone_country_required"),
+    # a field given twice: which one counts would be a guess (the first was taken, a JSON key's last)
+    "phone_number twice (form)": (lambda: raw_multipart(("categories", None, b"dress"), ("image", "p.png", photo()),
+                                                        ("phone_number", None, b"+33612345678"),
+                                                        ("phone_number", None, b"not a phone")), 400, "invalid_field"),
+    "image twice": (lambda: raw_multipart(("categories", None, b"dress"), ("image", "a.png", photo()),
+                                          ("image", "b.png", photo())), 400, "invalid_field"),
+    "an empty then a real image_url beside an image": (lambda: raw_multipart(
+        ("categories", None, b"dress"), ("image", "p.png", photo()), ("image_url", None, b""),
+        ("image_url", None, GOOD_URL.encode())), 400, "invalid_field"),
+    "JSON key twice": (raw_json('{"categories": ["dress"], "image_url": "' + GOOD_URL + '", '
+                                '"phone_number": "+33612345678", "phone_number": "junk"}'), 400, "invalid_field"),
     # Idempotency-Key
     "empty Idempotency-Key": ({**json_body(), "headers": {"Idempotency-Key": ""}}, 400, "invalid_idempotency_key"),
     "overlong Idempotency-Key": ({**json_body(), "headers": {"Idempotency-Key": "k" * 201}}, 400,
@@ -193,6 +204,8 @@ SSRF_URLS = [
     "http://127.0.0.1/a.png",
     "http://127.1.2.3:8080/a.png",
     "http://localhost/a.png",
+    "http://localhost./a.png",  # a fully qualified name (trailing dot) is the same host
+    "http://127.0.0.1./a.png",
     "http://images.localhost/a.png",
     "http://[::1]/a.png",
     "http://[::ffff:127.0.0.1]/a.png",
@@ -242,6 +255,10 @@ READS = {
     "limit zero": ("/api/search-jobs?limit=0", 400, "invalid_limit"),
     "limit too large": ("/api/changes?limit=100000", 400, "invalid_limit"),
     "limit not a number": ("/api/search-jobs?limit=ten", 400, "invalid_limit"),
+    # str.isdigit() is true of these, and int() refuses the first: it was a 500
+    "limit of a superscript digit": ("/api/search-jobs?limit=%C2%B2", 400, "invalid_limit"),
+    "feed limit of a superscript digit": ("/api/changes?limit=%C2%B2", 400, "invalid_limit"),
+    "limit of an Arabic-Indic digit": ("/api/search-jobs?limit=%D9%A1", 400, "invalid_limit"),
     "unknown status": ("/api/search-jobs?status=exploded", 400, "invalid_status"),
     "empty status": ("/api/search-jobs?status=", 400, "invalid_status"),  # the document's enum has no ""
     "overlong job id": ("/api/search-jobs/" + "a" * 5000, 404, "not_found"),

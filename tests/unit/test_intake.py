@@ -697,3 +697,19 @@ def test_check_url_refuses_forbidden_literals_early(url):
 
 def test_check_url_allows_loopback_literal_when_configured():
     check_url("http://127.0.0.1:8080/a.png", IntakeLimits(allow_loopback=True))
+
+
+def test_a_format_we_do_not_take_is_named_without_its_plugin_parsing_the_bytes(monkeypatch):
+    """Only the plugins of the formats we take parse untrusted bytes (image._PIL_FORMATS). Naming another
+    format for the error ran Image.open with every plugin: a PSD's header parser read the caller's bytes.
+    Its magic number alone names it now."""
+    from PIL import PsdImagePlugin
+
+    def parsed(self):
+        raise AssertionError("the PSD plugin parsed an upload")
+
+    monkeypatch.setattr(PsdImagePlugin.PsdImageFile, "_open", parsed)
+    with pytest.raises(ImageError) as info:
+        validate_image_bytes(b"8BPS\x00\x01" + b"\x00" * 64)
+    assert info.value.code == "image_unsupported_type"
+    assert "PSD" in info.value.message

@@ -1,0 +1,107 @@
+"""The web's client-side deadline on Postgres's answers (searchjobs/db/deadlines.py), on the real Postgres.
+
+A backend stopped with SIGSTOP stands in for a frozen Postgres: its socket stays open and the kernel
+still acknowledges what is sent to it, so nothing but a client-side deadline ends the wait.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import sqlalchemy as sa
+
+from searchjobs.db import deadlines
+from searchjobs.db import engine as db
+from searchjobs.web import health
+
+
+@pytest.fixture
+def deadline_engine(settings):
+    engine = db.make_engine(settings.database_url, pool_size=1, max_overflow=0, statement_deadline=1.0)
+    yield engine
+    engine.dispose()
+
+
+def test_a_statement_past_its_deadline_is_an_outage_and_costs_only_its_connection(deadline_engine):
+    with deadline_engine.connect() as conn:
+        started = time.monotonic()
+        with pytest.raises(sa.exc.OperationalError) as caught:
+            conn.execute(sa.text("SELECT pg_sleep(10)"))
+        took = time.monotonic() - started
+    assert isinstance(caught.value.orig, deadlines.DeadlineExceeded)
+    assert db.is_outage(caught.value)  # the web answers 503 with Retry-After
+    assert 0.9 < took < 3, took
+    with deadline_engine.connect() as conn:  # the pool opens a new connection
+        assert conn.execute(sa.text("SELECT 1")).scalar_one() == 1
+
+
+def test_a_scope_deadline_is_tighter_and_ends_with_its_block(deadline_engine):
+    with deadline_engine.connect() as conn:
+        started = time.monotonic()
+        with deadlines.within(0.3), pytest.raises(sa.exc.OperationalError):
+            conn.execute(sa.text("SELECT pg_sleep(10)"))
+        assert time.monotonic() - started < 0.9
+    with deadline_engine.connect() as conn:  # outside the block the statement's own deadline applies again
+        assert conn.execute(sa.text("SELECT pg_sleep(0.5), 1")).one()[1] == 1
+
+
+def test_statements_within_their_deadline_are_untouched(settings):
+    """Many short statements from several threads: none is cut, none waits for another's deadline."""
+    engine = db.make_engine(settings.database_url, pool_size=4, statement_deadline=1.0)
+
+    def work(_):
+        with engine.begin() as conn:
+            return conn.execute(sa.text("SELECT count(*) FROM catalog_items")).scalar_one()
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            counts = set(pool.map(work, range(200)))
+    finally:
+        engine.dispose()
+    assert len(counts) == 1
+
+
+@pytest.fixture
+def web(settings):
+    """The web's runtime as create_app builds it for gunicorn: pre-ping and the statement deadline."""
+    from searchjobs.runtime import Runtime
+    from searchjobs.web import create_app
+
+    rt = Runtime.from_settings(settings, pre_ping=True, statement_deadline=db.STATEMENT_DEADLINE)
+    app = create_app(runtime=rt)
+    app.config["TESTING"] = True
+    yield app.test_client(), rt
+    rt.close()
+
+
+def test_readyz_answers_within_its_budget_when_its_backend_is_frozen(web):
+    """The probe's pooled connection leads to a frozen backend: /readyz answered only when the freeze
+    ended (no deadline anywhere); now its ping gives up after READY_PROBE_DB_SECONDS, and the next probe,
+    on a new connection, finds Postgres itself answering."""
+    client, rt = web
+    assert client.get("/readyz").status_code == 200
+    with rt.db.connect() as conn:  # the one idle connection of the pool, which the probe will check out
+        backend = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+    try:
+        os.kill(backend, signal.SIGSTOP)
+    except (ProcessLookupError, PermissionError):  # DATABASE_URL names a server this test cannot signal
+        pytest.skip("the Postgres backend is not a local process this test may stop")
+    try:
+        started = time.monotonic()
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(client.get, "/readyz")
+            response = answer.result(timeout=health.READY_PROBE_DB_SECONDS + db.CONNECT_TIMEOUT + 5)
+        took = time.monotonic() - started
+        # the budget is spent on the frozen connection (503), or what is left of it reaches a new one (200)
+        assert response.status_code in (200, 503), response.get_json()
+        if response.status_code == 503:
+            assert response.headers["Retry-After"]
+            assert response.get_json()["checks"]["database"].startswith("unavailable")
+        assert took < health.READY_PROBE_DB_SECONDS + db.CONNECT_TIMEOUT + 1, took
+        again = client.get("/readyz")  # the frozen connection was discarded
+        assert again.status_code == 200, again.get_json()
+    finally:
+        os.kill(backend, signal.SIGCONT)
