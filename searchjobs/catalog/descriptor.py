@@ -19,6 +19,10 @@ How it sees an image
 What it captures (on the isolated garment)
   * colour: a soft-binned CIELAB histogram, 6 x 7 steps in chroma (a, b), 5 in
     lightness, so uneven light and folds shift little weight;
+  * hue: a soft-binned hue x saturation x value histogram (12 x 4 x 3): hue and saturation
+    stay as they are when a dimmer light scales every channel alike, where CIELAB's chroma
+    shrinks with the light (a dim pink reads grey, a dim red burgundy); the hue of a
+    near-grey is undefined, so below HUE_GREY_SATURATION it is spread over every hue;
   * coarse layout: the mean colour on a soft 4x4 grid (which colour is where);
   * shape: gradient-orientation histograms on a soft 4x4 grid (the outline);
   * pattern: inside the garment only, at two scales, the orientation histogram
@@ -71,7 +75,7 @@ from PIL import Image
 cv2.setNumThreads(1)
 
 # Identifies the maths below; stored alongside vectors as catalog_version.
-DESCRIPTOR_VERSION = "garment-v3"
+DESCRIPTOR_VERSION = "garment-v4"
 
 # Side of the square working image everything is computed on (pixels).
 WORK_SIZE = 64
@@ -114,6 +118,12 @@ LAB_A = (-50.0, 70.0)
 LAB_B = (-60.0, 70.0)
 # Histogram bins are raised to this power: between Hellinger (0.5) and plain shares (1).
 COLOUR_POWER = 0.75
+
+# Hue block: bins of value (lightness), saturation and hue (circular), each 0..1 as OpenCV's float HSV gives
+# them (hue / 360). Below this saturation a pixel's hue is noise (a grey under camera noise has every hue):
+# its weight goes to every hue bin alike, in proportion to how far below it is.
+HUE_V_BINS, HUE_S_BINS, HUE_H_BINS = 3, 4, 12
+HUE_GREY_SATURATION = 0.2
 
 # Dominant colours: at most this many swatches, k-means rounds, merge distance (scaled Lab units),
 # smallest share shown, and the Lab axis scale (lightness counts half, as in the colour block).
@@ -160,19 +170,21 @@ FABRIC_HARMONICS = 4
 HARMONIC_BINS = 4
 
 # Block weights (relative contribution to the cosine).
-WEIGHT_COLOUR = 4.5
+WEIGHT_COLOUR = 3.8
+WEIGHT_HUE = 2.25
 WEIGHT_LAYOUT = 0.6
 WEIGHT_GRADIENT = 1.25
 WEIGHT_PATTERN = 2.5
 WEIGHT_FABRIC = 1.0
 
 COLOUR_DIM = L_BINS * A_BINS * B_BINS
+HUE_DIM = HUE_V_BINS * HUE_S_BINS * HUE_H_BINS
 LAYOUT_DIM = GRID * GRID * 3
 GRADIENT_DIM = GRID * GRID * ORIENT_BINS
 PATTERN_DIM = 2 * (ORIENT_BINS + ENERGY_BINS)
 FABRIC_DIM = FABRIC_BANDS + CONTRAST_BINS + FABRIC_HARMONICS * HARMONIC_BINS
-# Length of every descriptor: 210 + 48 + 96 + 32 + 34 = 420 (each embedder records its own dimension).
-DESCRIPTOR_DIM = COLOUR_DIM + LAYOUT_DIM + GRADIENT_DIM + PATTERN_DIM + FABRIC_DIM
+# Length of every descriptor: 210 + 144 + 48 + 96 + 32 + 34 = 564 (each embedder records its own dimension).
+DESCRIPTOR_DIM = COLOUR_DIM + HUE_DIM + LAYOUT_DIM + GRADIENT_DIM + PATTERN_DIM + FABRIC_DIM
 
 # Opponent-colour transform (RGB -> brightness, red-green, yellow-blue), rows orthonormal.
 _OPPONENT = np.array(
@@ -207,6 +219,7 @@ def _vector(garment: Garment) -> np.ndarray:
     # spans -1..1 and the weights trade colour against pattern as they say (a fixed projection, no data).
     blocks = (
         (WEIGHT_COLOUR, _centred(_colour_block(rgb, weight))),
+        (WEIGHT_HUE, _centred(_hue_block(rgb, weight))),
         (WEIGHT_LAYOUT, _layout_block(rgb)),
         (WEIGHT_GRADIENT, _centred(_gradient_block(rgb))),
         (WEIGHT_PATTERN, _centred(_pattern_block(rgb, weight))),
@@ -483,6 +496,20 @@ def _colour_block(rgb: np.ndarray, weight: np.ndarray) -> np.ndarray:
             (np.clip((lab[..., 1] - LAB_A[0]) / (LAB_A[1] - LAB_A[0]), 0, 1), A_BINS, False),
             (np.clip((lab[..., 2] - LAB_B[0]) / (LAB_B[1] - LAB_B[0]), 0, 1), B_BINS, False)]
     hist = _soft_histogram(axes, weight)
+    return (hist / max(hist.sum(), 1e-12)) ** COLOUR_POWER
+
+
+def _hue_block(rgb: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Soft value x saturation x hue histogram of the garment: the colour as a dimmer or brighter light leaves it.
+
+    A light that scales R, G and B alike changes value only; CIELAB's a and b shrink with it, which the
+    colour block alone reads as a greyer or darker colour. A near-grey pixel's hue is spread evenly."""
+    hsv = cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.float32), cv2.COLOR_RGB2HSV)
+    value, saturation, hue = hsv[..., 2], hsv[..., 1], hsv[..., 0] / 360.0
+    axes = [(value, HUE_V_BINS, False), (saturation, HUE_S_BINS, False)]
+    sure = np.clip(saturation / HUE_GREY_SATURATION, 0.0, 1.0)
+    hist = _soft_histogram([*axes, (hue, HUE_H_BINS, True)], weight * sure)
+    hist += np.repeat(_soft_histogram(axes, weight * (1.0 - sure)) / HUE_H_BINS, HUE_H_BINS)
     return (hist / max(hist.sum(), 1e-12)) ** COLOUR_POWER
 
 
