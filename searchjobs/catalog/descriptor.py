@@ -33,7 +33,7 @@ What it captures (on the isolated garment)
     frequency bands (the print's scale), its total (plain vs print) and the
     magnitudes of its angular harmonics (stripes, checks, dots; a turn leaves them).
   The histogram blocks are centred (their mean element taken off, so their cosines
-  are not all near 1), weighted (colour counts most: people search by colour first)
+  are not all near 1), weighted (colour and hue count most: people search by colour first)
   and the whole vector is L2-normalised.
   ``analyse()`` also returns the dominant colours of the isolated garment (up to 3
   swatches: hex + share), which the result page shows as "the colours we saw".
