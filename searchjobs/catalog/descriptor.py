@@ -21,7 +21,7 @@ What it captures (on the isolated garment)
     lightness, so uneven light and folds shift little weight;
   * hue: a soft-binned hue x saturation x value histogram (12 x 4 x 3): hue and saturation
     stay as they are when a dimmer light scales every channel alike, where CIELAB's chroma
-    shrinks with the light (a dim pink reads grey, a dim red burgundy); the hue of a
+    shrinks with the light (a dim pink reads grey, a dim teal black); the hue of a
     near-grey is undefined, so below HUE_GREY_SATURATION it is spread over every hue;
   * coarse layout: the mean colour on a soft 4x4 grid (which colour is where);
   * shape: gradient-orientation histograms on a soft 4x4 grid (the outline);
