@@ -18,7 +18,8 @@ How it sees an image
 
 What it captures (on the isolated garment)
   * colour: a soft-binned CIELAB histogram, 6 x 7 steps in chroma (a, b), 5 in
-    lightness, so uneven light and folds shift little weight;
+    lightness, so uneven light and folds shift little weight; pixels on strong edges
+    count less (across a blurred print's edges the colours are mixtures of its two);
   * hue: a soft-binned hue x saturation x value histogram (12 x 4 x 3): hue and saturation
     stay as they are when a dimmer light scales every channel alike, where CIELAB's chroma
     shrinks with the light (a dim pink reads grey, a dim teal black); the hue of a
@@ -118,6 +119,9 @@ LAB_A = (-50.0, 70.0)
 LAB_B = (-60.0, 70.0)
 # Histogram bins are raised to this power: between Hellinger (0.5) and plain shares (1).
 COLOUR_POWER = 0.75
+# The colour and hue blocks weight a pixel by 1 / (1 + (gradient / COLOUR_EDGE)^2): a pixel on an edge as strong
+# as this (0..1 colour units per 2 pixels) counts half, so a print's blurred edges add few mixed colours.
+COLOUR_EDGE = 0.08
 
 # Hue block: bins of value (lightness), saturation and hue (circular), each 0..1 as OpenCV's float HSV gives
 # them (hue / 360). Below this saturation a pixel's hue is noise (a grey under camera noise has every hue):
@@ -170,8 +174,8 @@ FABRIC_HARMONICS = 4
 HARMONIC_BINS = 4
 
 # Block weights (relative contribution to the cosine).
-WEIGHT_COLOUR = 3.8
-WEIGHT_HUE = 2.25
+WEIGHT_COLOUR = 3.2
+WEIGHT_HUE = 1.9
 WEIGHT_LAYOUT = 0.6
 WEIGHT_GRADIENT = 1.25
 WEIGHT_PATTERN = 2.5
@@ -217,11 +221,13 @@ def _vector(garment: Garment) -> np.ndarray:
     # The histogram blocks are centred (their mean element taken off): all-positive vectors have cosines
     # bunched near 1, so a block's weight said little about its pull; centred, each block's similarity
     # spans -1..1 and the weights trade colour against pattern as they say (a fixed projection, no data).
+    magnitude, orientation = _gradients(rgb)
+    flat = _flat_weight(weight, magnitude)
     blocks = (
-        (WEIGHT_COLOUR, _centred(_colour_block(rgb, weight))),
-        (WEIGHT_HUE, _centred(_hue_block(rgb, weight))),
+        (WEIGHT_COLOUR, _centred(_colour_block(rgb, flat))),
+        (WEIGHT_HUE, _centred(_hue_block(rgb, flat))),
         (WEIGHT_LAYOUT, _layout_block(rgb)),
-        (WEIGHT_GRADIENT, _centred(_gradient_block(rgb))),
+        (WEIGHT_GRADIENT, _centred(_gradient_block(magnitude, orientation))),
         (WEIGHT_PATTERN, _centred(_pattern_block(rgb, weight))),
         (WEIGHT_FABRIC, _centred(_fabric_block(garment.fabric, garment.fabric_mask))),
     )
@@ -489,6 +495,12 @@ def _lab(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.float32), cv2.COLOR_RGB2Lab)
 
 
+def _flat_weight(weight: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
+    """The colour blocks' pixel weights: the garment's, less on edges. Across a print's edges (blurred,
+    JPEG-smeared) the pixels are mixtures of its two colours, which a crisp packshot of it does not have."""
+    return weight / (1.0 + (magnitude / COLOUR_EDGE) ** 2)
+
+
 def _colour_block(rgb: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Soft L x a x b histogram of the garment: chroma in fine steps, lightness in coarse ones."""
     lab = _lab(rgb)
@@ -523,9 +535,8 @@ def _layout_block(rgb: np.ndarray) -> np.ndarray:
     return (cells - cells.mean(axis=0)).ravel()
 
 
-def _gradient_block(rgb: np.ndarray) -> np.ndarray:
-    """Magnitude-weighted gradient orientations on a soft grid (a tiny HOG)."""
-    magnitude, orientation = _gradients(rgb)
+def _gradient_block(magnitude: np.ndarray, orientation: np.ndarray) -> np.ndarray:
+    """Magnitude-weighted gradient orientations on a soft grid (a tiny HOG), from _gradients of the WORK_SIZE image."""
     magnitude, orientation = magnitude.ravel(), orientation.ravel()
     lower, upper, frac = _soft_axis(orientation, ORIENT_BINS, circular=True)
     # One plane per orientation bin; a pixel's two bins always differ, so plain assignment is safe.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -342,3 +343,15 @@ def test_a_near_grey_has_every_hue_alike_in_the_hue_block():
     assert per_hue.max() < 1.1 * per_hue.min()
     assert descriptor._hue_block(noisy_grey.astype(np.float32), np.ones((64, 64), np.float32)).shape == (
         descriptor.HUE_DIM,)
+
+
+def test_the_colour_blocks_count_a_blurred_print_by_its_two_colours_not_the_mixtures_between():
+    # red and blue bands, blurred as a photo blurs them: the pixels across each seam are purple mixtures
+    bands = np.where((np.arange(64) // 8 % 2 == 0)[None, :, None], [0.8, 0.1, 0.1], [0.1, 0.1, 0.8])
+    rgb = cv2.GaussianBlur(np.repeat(bands, 64, axis=0).astype(np.float32), (0, 0), 1.5)
+    magnitude, _ = descriptor._gradients(rgb)
+    weight = descriptor._flat_weight(np.ones((64, 64), np.float32), magnitude)
+    mixed = np.abs(rgb[..., 0] - rgb[..., 2]) < 0.3  # neither red nor blue
+    assert mixed.any() and (~mixed).any()
+    assert weight[mixed].mean() < 0.5 * weight[~mixed].mean()
+    assert weight.max() <= 1.0
