@@ -8,7 +8,9 @@ product searches. An item is found at k if its own SKU is among the k best.
 With --photo-queries N it also ranks N photo-like queries of unseen garments
 (bench/photo_queries.py, the judge of bench/search_quality.py) and grades their top 5
 by colour and pattern, per colour and per pattern: the fast harness to try a descriptor
-lever before the command of record (bench/search_quality.py, through Postgres).
+lever before the command of record (bench/search_quality.py, through Postgres). It also prints the
+pattern p@5 that a ranking with every hit of the query's colour could reach at most (the items of the
+query's category, colour and pattern, at most 5): the catalog's own limit, whatever the descriptor.
 
     python bench/descriptor_quality.py --size 3000 --queries 300 --seed 0 --photo-queries 300
 
@@ -109,7 +111,14 @@ def main(argv: list[str] | None = None) -> int:
 def _photo_queries(args, items, catalog: np.ndarray, categories: np.ndarray) -> None:
     """Colour and pattern precision@5 of photo-like queries of unseen garments, in memory."""
     colour, pattern, describe_ms = defaultdict(list), defaultdict(list), []
+    # What no ranking can beat: with all 5 hits of the query's colour, only the items of its colour AND
+    # pattern can also match the pattern (a catalog holds ~size/190 items of a colour per category).
+    ceiling = defaultdict(list)
+    item_colours = np.array([item.attributes["colour"] for item in items])
+    item_patterns = np.array([item.attributes["pattern"] for item in items])
     for query in make_queries(args.photo_queries, args.photo_seed):
+        both = (categories == query.category) & (item_colours == query.colour) & (item_patterns == query.pattern)
+        ceiling[query.pattern].append(min(int(both.sum()), 5) / 5)
         started = time.perf_counter()
         vector = descriptor.describe(query.image)
         describe_ms.append((time.perf_counter() - started) * 1000)
@@ -123,6 +132,8 @@ def _photo_queries(args, items, catalog: np.ndarray, categories: np.ndarray) -> 
           f"describe p50 {np.median(describe_ms):.1f} ms, p95 {np.percentile(describe_ms, 95):.1f} ms")
     print("colour p@5: " + ", ".join(f"{c} {np.mean(v):.2f}" for c, v in sorted(colour.items())))
     print("pattern p@5: " + ", ".join(f"{c} {np.mean(v):.2f}" for c, v in sorted(pattern.items())))
+    print(f"pattern p@5 ceiling at colour p@5 1.0: {np.mean([p for ps in ceiling.values() for p in ps]):.3f} ("
+          + ", ".join(f"{c} {np.mean(v):.2f}" for c, v in sorted(ceiling.items())) + ")")
 
 
 def _decode(data: bytes) -> Image.Image:

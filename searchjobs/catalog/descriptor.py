@@ -18,7 +18,12 @@ How it sees an image
 
 What it captures (on the isolated garment)
   * colour: a soft-binned CIELAB histogram, 6 x 7 steps in chroma (a, b), 5 in
-    lightness, so uneven light and folds shift little weight;
+    lightness, so uneven light and folds shift little weight; pixels on strong edges
+    count less (across a blurred print's edges the colours are mixtures of its two);
+  * hue: a soft-binned hue x saturation x value histogram (12 x 4 x 3): hue and saturation
+    stay as they are when a dimmer light scales every channel alike, where CIELAB's chroma
+    shrinks with the light (a dim pink reads grey, a dim teal black); the hue of a
+    near-grey is undefined, so below HUE_GREY_SATURATION it is spread over every hue;
   * coarse layout: the mean colour on a soft 4x4 grid (which colour is where);
   * shape: gradient-orientation histograms on a soft 4x4 grid (the outline);
   * pattern: inside the garment only, at two scales, the orientation histogram
@@ -29,7 +34,7 @@ What it captures (on the isolated garment)
     frequency bands (the print's scale), its total (plain vs print) and the
     magnitudes of its angular harmonics (stripes, checks, dots; a turn leaves them).
   The histogram blocks are centred (their mean element taken off, so their cosines
-  are not all near 1), weighted (colour counts most: people search by colour first)
+  are not all near 1), weighted (colour and hue count most: people search by colour first)
   and the whole vector is L2-normalised.
   ``analyse()`` also returns the dominant colours of the isolated garment (up to 3
   swatches: hex + share), which the result page shows as "the colours we saw".
@@ -71,7 +76,7 @@ from PIL import Image
 cv2.setNumThreads(1)
 
 # Identifies the maths below; stored alongside vectors as catalog_version.
-DESCRIPTOR_VERSION = "garment-v3"
+DESCRIPTOR_VERSION = "garment-v4"
 
 # Side of the square working image everything is computed on (pixels).
 WORK_SIZE = 64
@@ -114,6 +119,15 @@ LAB_A = (-50.0, 70.0)
 LAB_B = (-60.0, 70.0)
 # Histogram bins are raised to this power: between Hellinger (0.5) and plain shares (1).
 COLOUR_POWER = 0.75
+# The colour and hue blocks weight a pixel by 1 / (1 + (gradient / COLOUR_EDGE)^2): a pixel on an edge as strong
+# as this (0..1 colour units per 2 pixels) counts half, so a print's blurred edges add few mixed colours.
+COLOUR_EDGE = 0.08
+
+# Hue block: bins of value (lightness), saturation and hue (circular), each 0..1 as OpenCV's float HSV gives
+# them (hue / 360). Below this saturation a pixel's hue is noise (a grey under camera noise has every hue):
+# its weight goes to every hue bin alike, in proportion to how far below it is.
+HUE_V_BINS, HUE_S_BINS, HUE_H_BINS = 3, 4, 12
+HUE_GREY_SATURATION = 0.2
 
 # Dominant colours: at most this many swatches, k-means rounds, merge distance (scaled Lab units),
 # smallest share shown, and the Lab axis scale (lightness counts half, as in the colour block).
@@ -160,19 +174,21 @@ FABRIC_HARMONICS = 4
 HARMONIC_BINS = 4
 
 # Block weights (relative contribution to the cosine).
-WEIGHT_COLOUR = 4.5
+WEIGHT_COLOUR = 3.2
+WEIGHT_HUE = 1.9
 WEIGHT_LAYOUT = 0.6
 WEIGHT_GRADIENT = 1.25
 WEIGHT_PATTERN = 2.5
 WEIGHT_FABRIC = 1.0
 
 COLOUR_DIM = L_BINS * A_BINS * B_BINS
+HUE_DIM = HUE_V_BINS * HUE_S_BINS * HUE_H_BINS
 LAYOUT_DIM = GRID * GRID * 3
 GRADIENT_DIM = GRID * GRID * ORIENT_BINS
 PATTERN_DIM = 2 * (ORIENT_BINS + ENERGY_BINS)
 FABRIC_DIM = FABRIC_BANDS + CONTRAST_BINS + FABRIC_HARMONICS * HARMONIC_BINS
-# Length of every descriptor: 210 + 48 + 96 + 32 + 34 = 420 (each embedder records its own dimension).
-DESCRIPTOR_DIM = COLOUR_DIM + LAYOUT_DIM + GRADIENT_DIM + PATTERN_DIM + FABRIC_DIM
+# Length of every descriptor: 210 + 144 + 48 + 96 + 32 + 34 = 564 (each embedder records its own dimension).
+DESCRIPTOR_DIM = COLOUR_DIM + HUE_DIM + LAYOUT_DIM + GRADIENT_DIM + PATTERN_DIM + FABRIC_DIM
 
 # Opponent-colour transform (RGB -> brightness, red-green, yellow-blue), rows orthonormal.
 _OPPONENT = np.array(
@@ -205,10 +221,13 @@ def _vector(garment: Garment) -> np.ndarray:
     # The histogram blocks are centred (their mean element taken off): all-positive vectors have cosines
     # bunched near 1, so a block's weight said little about its pull; centred, each block's similarity
     # spans -1..1 and the weights trade colour against pattern as they say (a fixed projection, no data).
+    magnitude, orientation = _gradients(rgb)
+    flat = _flat_weight(weight, magnitude)
     blocks = (
-        (WEIGHT_COLOUR, _centred(_colour_block(rgb, weight))),
+        (WEIGHT_COLOUR, _centred(_colour_block(rgb, flat))),
+        (WEIGHT_HUE, _centred(_hue_block(rgb, flat))),
         (WEIGHT_LAYOUT, _layout_block(rgb)),
-        (WEIGHT_GRADIENT, _centred(_gradient_block(rgb))),
+        (WEIGHT_GRADIENT, _centred(_gradient_block(magnitude, orientation))),
         (WEIGHT_PATTERN, _centred(_pattern_block(rgb, weight))),
         (WEIGHT_FABRIC, _centred(_fabric_block(garment.fabric, garment.fabric_mask))),
     )
@@ -476,6 +495,12 @@ def _lab(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.float32), cv2.COLOR_RGB2Lab)
 
 
+def _flat_weight(weight: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
+    """The colour blocks' pixel weights: the garment's, less on edges. Across a print's edges (blurred,
+    JPEG-smeared) the pixels are mixtures of its two colours, which a crisp packshot of it does not have."""
+    return weight / (1.0 + (magnitude / COLOUR_EDGE) ** 2)
+
+
 def _colour_block(rgb: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Soft L x a x b histogram of the garment: chroma in fine steps, lightness in coarse ones."""
     lab = _lab(rgb)
@@ -483,6 +508,20 @@ def _colour_block(rgb: np.ndarray, weight: np.ndarray) -> np.ndarray:
             (np.clip((lab[..., 1] - LAB_A[0]) / (LAB_A[1] - LAB_A[0]), 0, 1), A_BINS, False),
             (np.clip((lab[..., 2] - LAB_B[0]) / (LAB_B[1] - LAB_B[0]), 0, 1), B_BINS, False)]
     hist = _soft_histogram(axes, weight)
+    return (hist / max(hist.sum(), 1e-12)) ** COLOUR_POWER
+
+
+def _hue_block(rgb: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Soft value x saturation x hue histogram of the garment: the colour as a dimmer or brighter light leaves it.
+
+    A light that scales R, G and B alike changes value only; CIELAB's a and b shrink with it, which the
+    colour block alone reads as a greyer or darker colour. A near-grey pixel's hue is spread evenly."""
+    hsv = cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.float32), cv2.COLOR_RGB2HSV)
+    value, saturation, hue = hsv[..., 2], hsv[..., 1], hsv[..., 0] / 360.0
+    axes = [(value, HUE_V_BINS, False), (saturation, HUE_S_BINS, False)]
+    sure = np.clip(saturation / HUE_GREY_SATURATION, 0.0, 1.0)
+    hist = _soft_histogram([*axes, (hue, HUE_H_BINS, True)], weight * sure)
+    hist += np.repeat(_soft_histogram(axes, weight * (1.0 - sure)) / HUE_H_BINS, HUE_H_BINS)
     return (hist / max(hist.sum(), 1e-12)) ** COLOUR_POWER
 
 
@@ -496,9 +535,8 @@ def _layout_block(rgb: np.ndarray) -> np.ndarray:
     return (cells - cells.mean(axis=0)).ravel()
 
 
-def _gradient_block(rgb: np.ndarray) -> np.ndarray:
-    """Magnitude-weighted gradient orientations on a soft grid (a tiny HOG)."""
-    magnitude, orientation = _gradients(rgb)
+def _gradient_block(magnitude: np.ndarray, orientation: np.ndarray) -> np.ndarray:
+    """Magnitude-weighted gradient orientations on a soft grid (a tiny HOG), from _gradients of the WORK_SIZE image."""
     magnitude, orientation = magnitude.ravel(), orientation.ravel()
     lower, upper, frac = _soft_axis(orientation, ORIENT_BINS, circular=True)
     # One plane per orientation bin; a pixel's two bins always differ, so plain assignment is safe.

@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import re
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
 from bench.perturb import perturb
 from searchjobs import intake
-from searchjobs.catalog import demo, descriptor, load
+from searchjobs.catalog import demo, descriptor, embedders, load
 from searchjobs.errors import SearchJobsError
 
 CATALOG_SIZE = 150  # 15 items per category: enough for top-5 to mean something, still ~2 s
@@ -42,7 +43,7 @@ def solid(colour: str, seed: int = 0, category: str = "dress") -> Image.Image:
 
 def test_contract_constants():
     assert isinstance(descriptor.DESCRIPTOR_VERSION, str) and descriptor.DESCRIPTOR_VERSION
-    assert 0 < descriptor.DESCRIPTOR_DIM <= 512
+    assert 0 < descriptor.DESCRIPTOR_DIM <= embedders.MAX_DIMENSION  # pgvector's HNSW limit
 
 
 def test_shape_dtype_and_unit_norm(catalog):
@@ -307,3 +308,50 @@ def test_a_plain_packshot_is_cut_without_grabcut_and_a_wall_photo_with_it(monkey
     # a white garment on a near-white packshot backdrop is still found (by its rim and what differs)
     white = descriptor.isolate(solid("white"))
     assert white.weight.mean() > 0.3
+
+
+# ---------------------------------------------------------------------------
+# The hue block (garment-v4)
+# ---------------------------------------------------------------------------
+
+
+def test_the_hue_block_names_colours_under_a_dim_light_where_cielab_does_not():
+    """A light at 60 % scales every channel alike: hue and saturation stay, CIELAB's chroma shrinks with it."""
+    def blocks(image):
+        garment = descriptor.isolate(image)
+        return (descriptor._unit(descriptor._centred(descriptor._hue_block(garment.rgb, garment.weight))),
+                descriptor._unit(descriptor._centred(descriptor._colour_block(garment.rgb, garment.weight))))
+
+    references = {name: blocks(solid(name, seed=1)) for name in demo.PALETTE}
+    right = [0, 0]
+    for name in demo.PALETTE:
+        dim = Image.fromarray((np.asarray(solid(name), dtype=np.float32) * 0.6).astype(np.uint8))
+        query = blocks(dim)
+        for block in (0, 1):
+            nearest = max(references, key=lambda n: float(references[n][block] @ query[block]))
+            right[block] += nearest == name
+    hue_right, lab_right = right
+    assert hue_right >= len(demo.PALETTE) // 2 and hue_right >= lab_right + 4, right
+
+
+def test_a_near_grey_has_every_hue_alike_in_the_hue_block():
+    noisy_grey = np.clip(128 + np.random.default_rng(0).normal(0, 6, (64, 64, 3)), 0, 255) / 255
+    shares = descriptor._hue_block(noisy_grey.astype(np.float32), np.ones((64, 64), np.float32))
+    per_hue = (shares ** (1 / descriptor.COLOUR_POWER)).reshape(
+        descriptor.HUE_V_BINS, descriptor.HUE_S_BINS, descriptor.HUE_H_BINS).sum(axis=(0, 1))
+    # camera noise gives a grey random hues; they carry no colour, so no hue may stand out
+    assert per_hue.max() < 1.1 * per_hue.min()
+    assert descriptor._hue_block(noisy_grey.astype(np.float32), np.ones((64, 64), np.float32)).shape == (
+        descriptor.HUE_DIM,)
+
+
+def test_the_colour_blocks_count_a_blurred_print_by_its_two_colours_not_the_mixtures_between():
+    # red and blue bands, blurred as a photo blurs them: the pixels across each seam are purple mixtures
+    bands = np.where((np.arange(64) // 8 % 2 == 0)[None, :, None], [0.8, 0.1, 0.1], [0.1, 0.1, 0.8])
+    rgb = cv2.GaussianBlur(np.repeat(bands, 64, axis=0).astype(np.float32), (0, 0), 1.5)
+    magnitude, _ = descriptor._gradients(rgb)
+    weight = descriptor._flat_weight(np.ones((64, 64), np.float32), magnitude)
+    mixed = np.abs(rgb[..., 0] - rgb[..., 2]) < 0.3  # neither red nor blue
+    assert mixed.any() and (~mixed).any()
+    assert weight[mixed].mean() < 0.5 * weight[~mixed].mean()
+    assert weight.max() <= 1.0
