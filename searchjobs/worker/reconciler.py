@@ -9,7 +9,9 @@ one pass every few seconds (run by searchjobs/worker/scheduler.py):
   so a view whose write Redis refused is repaired within one pass;
 - SMS outbox rows that are due, or left `sending` by a killed sender, are enqueued.
 Several schedulers may run: a lock row in Postgres (searchjobs.db.locks) lets one pass at a time
-work; it needs no session, so it holds through PgBouncer's transaction pooling.
+work; it needs no session, so it holds through PgBouncer's transaction pooling. A pass renews it
+between pages (a sweep of 100k queued jobs takes ~16 s, longer than the lease), and a pass that finds
+it taken over (its scheduler was frozen or cut off past the lease) stops there.
 
 What a pass checks in Redis is bounded, not the whole queue. It sweeps every due pending job (one
 pointer check each) when Redis lost its data (the marker is missing, or a sweep after a loss did not
@@ -41,8 +43,9 @@ from searchjobs.runtime import Runtime
 log = logging.getLogger(__name__)
 
 RECONCILE_LOCK = "reconciler"  # lock row: one reconciler pass at a time across schedulers
-# a holder that died keeps its lock this long; a pass takes well under a second and renews it between
-# its steps, so a second scheduler takes over soon after the first one's host is gone
+# a holder that died keeps its lock this long; a pass renews it between pages once a third of it has gone
+# by (a steady pass takes well under a second, a sweep of 100k queued ~16 s), so a second scheduler takes
+# over soon after the first one's host is gone, and never while its pass goes on
 RECONCILE_LOCK_SECONDS = 10
 RECONCILE_BATCH = 1000  # pending jobs read per page of a reconciler pass
 REDIS_MARKER = "searchjobs:reconciler:marker"  # missing means Redis lost its data
@@ -62,7 +65,8 @@ class PassReport:
     requeued: list[str] = field(default_factory=list)
     views_repaired: int = 0
     notifications: int = 0
-    skipped: bool = False
+    skipped: bool = False  # another scheduler held the lock: nothing was done
+    lock_lost: bool = False  # another scheduler took the lock over mid-pass: the pass stopped there
 
 
 @dataclass
@@ -85,18 +89,25 @@ def reconcile(runtime: Runtime, *, expire: bool = True, state: ReconcilerState |
     """
     report = PassReport()
     state = state if state is not None else ReconcilerState()
-    if not locks.take(runtime.db, RECONCILE_LOCK, runtime.worker_name, RECONCILE_LOCK_SECONDS):
+    lock = locks.HeldLock(runtime.db, RECONCILE_LOCK, runtime.worker_name, RECONCILE_LOCK_SECONDS)
+    if not lock.take():
         report.skipped = True
         return report
     try:
         if expire:
             report.expired = _expire_leases(runtime)
-        report.requeued = _enqueue_missing_pointers(runtime, state)
-        locks.take(runtime.db, RECONCILE_LOCK, runtime.worker_name, RECONCILE_LOCK_SECONDS)  # still ours: renewed between steps
-        report.views_repaired = _refresh_changed_views(runtime, state)
+        report.requeued = _enqueue_missing_pointers(runtime, state, lock)
+        lock.keep()
+        report.views_repaired = _refresh_changed_views(runtime, state, lock)
+        lock.keep()
         report.notifications = _enqueue_due_notifications(runtime)
+    except locks.LockLost:
+        # this scheduler outlived its lease (frozen, cut off) and another one runs passes now; what this
+        # pass left undone (its state was not moved on) is done by the next pass of either
+        log.warning("reconciler pass stopped: another scheduler took the lock over")
+        report.lock_lost = True
     finally:
-        locks.give_back(runtime.db, RECONCILE_LOCK, runtime.worker_name)
+        lock.give_back()
     return report
 
 
@@ -112,7 +123,7 @@ def _expire_leases(runtime: Runtime) -> int:
     return len(expired)
 
 
-def _enqueue_missing_pointers(runtime: Runtime, state: ReconcilerState) -> list[str]:
+def _enqueue_missing_pointers(runtime: Runtime, state: ReconcilerState, lock: locks.HeldLock) -> list[str]:
     """Due pending jobs with no live pointer in Redis are enqueued: every one after Redis lost its data or
     at a scheduler's first pass, else those due or changed since the last pass and a rotating page of older
     ones. One pipelined check and one pipelined enqueue per page of RECONCILE_BATCH."""
@@ -127,11 +138,11 @@ def _enqueue_missing_pointers(runtime: Runtime, state: ReconcilerState) -> list[
     with runtime.db.connect() as conn:
         now = database_now(conn)  # before the reads: the next pass looks for changes from here on
     if data_lost or state.pointers_since is None:
-        requeued = _check_every_pending(runtime, grace)
+        requeued = _check_every_pending(runtime, grace, lock)
         rotation_after_id = 0
     else:
         requeued, rotation_after_id = _check_changed_and_a_page(
-            runtime, state.pointers_since, state.rotation_after_id, grace)
+            runtime, state.pointers_since, state.rotation_after_id, grace, lock)
     if data_lost:
         runtime.redis.set(REDIS_MARKER, MARKER_SWEPT, xx=True)  # unless Redis lost it again meanwhile
     state.pointers_since, state.rotation_after_id = now, rotation_after_id
@@ -141,10 +152,11 @@ def _enqueue_missing_pointers(runtime: Runtime, state: ReconcilerState) -> list[
     return requeued
 
 
-def _check_every_pending(runtime: Runtime, grace: float) -> list[str]:
+def _check_every_pending(runtime: Runtime, grace: float, lock: locks.HeldLock) -> list[str]:
     requeued: list[str] = []
     after_id = 0
     while True:
+        lock.keep()
         with runtime.db.connect() as conn:
             pending = job_queries.due_pending(conn, grace, RECONCILE_BATCH, after_id)
         requeued += _enqueue_if_missing(runtime, pending)
@@ -154,7 +166,7 @@ def _check_every_pending(runtime: Runtime, grace: float) -> list[str]:
 
 
 def _check_changed_and_a_page(runtime: Runtime, last_pass: datetime, rotation_after_id: int,
-                              grace: float) -> tuple[list[str], int]:
+                              grace: float, lock: locks.HeldLock) -> tuple[list[str], int]:
     """The due pending jobs that became due or changed since the last pass, then the page of older ones
     after `rotation_after_id`; returns the jobs enqueued and the row id the next page starts after (0: wrapped)."""
     # a row's updated_at (and a retry's run_after) is its statement's start time: look back past the
@@ -164,6 +176,7 @@ def _check_changed_and_a_page(runtime: Runtime, last_pass: datetime, rotation_af
     checked: set[str] = set()
     after_id = 0
     while True:
+        lock.keep()
         with runtime.db.connect() as conn:
             changed = job_queries.pending_due_since(conn, since, grace, RECONCILE_BATCH, after_id)
         checked.update(row["job_id"] for row in changed)
@@ -171,6 +184,7 @@ def _check_changed_and_a_page(runtime: Runtime, last_pass: datetime, rotation_af
         if len(changed) < RECONCILE_BATCH:
             break
         after_id = changed[-1]["id"]
+    lock.keep()
     with runtime.db.connect() as conn:
         page = job_queries.due_pending(conn, grace, ROTATION_PAGE, rotation_after_id)
     requeued += _enqueue_if_missing(runtime, [row for row in page if row["job_id"] not in checked])
@@ -189,7 +203,7 @@ def _enqueue_if_missing(runtime: Runtime, pending: list[dict]) -> list[str]:
     return requeued
 
 
-def _refresh_changed_views(runtime: Runtime, state: ReconcilerState) -> int:
+def _refresh_changed_views(runtime: Runtime, state: ReconcilerState, lock: locks.HeldLock) -> int:
     """Re-write the cached views of rows changed since the last pass (version-checked, so a no-op for
     views already current), and the tombstones of jobs deleted since: a write skipped while Redis
     refused it is repaired within one pass."""
@@ -199,6 +213,7 @@ def _refresh_changed_views(runtime: Runtime, state: ReconcilerState) -> int:
     since = (state.views_since or now - timedelta(seconds=VIEW_REFRESH_FIRST_LOOKBACK)) - VIEW_REFRESH_OVERLAP
     repaired, after_id = 0, 0
     while True:
+        lock.keep()
         with runtime.db.connect() as conn:
             rows = job_queries.changed_since(conn, since, RECONCILE_BATCH, after_id)
         repaired += runtime.cache.write_rows(rows)
