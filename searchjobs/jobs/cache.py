@@ -140,6 +140,14 @@ class JobCache:
         """Wait until the views queued by `write_behind` are sent (or dropped: Redis down). False on timeout."""
         return self._behind is None or self._behind.flush(timeout)
 
+    def close(self, timeout: float = 5.0) -> None:
+        """Send the views still queued behind and end the writer thread; call before closing the connection
+        (closed under it, the writer's pipeline failed and the queued views were lost)."""
+        with self._behind_lock:
+            writer, self._behind = self._behind, None
+        if writer is not None:
+            writer.stop(timeout)
+
     def write_views(self, views: list[dict]) -> None:
         """Version-checked writes of many views in one round trip; Redis errors propagate.
 
@@ -217,6 +225,7 @@ class ViewWriter(threading.Thread):
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
+        self._stopping = False
         self.start()
 
     def put(self, view: dict) -> None:
@@ -230,12 +239,21 @@ class ViewWriter(threading.Thread):
     def flush(self, timeout: float) -> bool:
         return self._idle.wait(timeout)
 
+    def stop(self, timeout: float) -> None:
+        """Send what is queued, then end the thread (waiting up to `timeout` seconds for it)."""
+        self._stopping = True
+        self._wake.set()
+        self.join(timeout)
+
     def run(self) -> None:
         while True:
-            self._wake.wait()
+            if not self._stopping:  # stop() sets the flag, then the wake-up: neither can be missed
+                self._wake.wait()
             self._wake.clear()
             with self._lock:
                 views, self._pending = list(self._pending.values()), {}
+            if not views and self._stopping:
+                return
             if views:
                 try:
                     self.cache.write_views(views)
