@@ -3,7 +3,10 @@
 A write carries the row's version and replaces the cached view only if it is
 newer (a Lua script, so check-and-set is atomic), then publishes the version on
 the job's channel to wake live streams: one round trip. A refill from Postgres
-goes through the same script, so a slow writer can never move a job backwards.
+goes through the same script, so a slow writer can never move a job backwards;
+it publishes only when it replaces an older view (a write, and its wake-up, was
+missed), not when it fills a missing one (the writer's publish already woke
+every stream for that version).
 
 How long a view can be wrong is bounded:
 - a view of an unfinished job lives about one lease (`live_ttl`), a finished
@@ -42,7 +45,8 @@ log = logging.getLogger(__name__)
 TOMBSTONE_VERSION = 2**53
 TOMBSTONE = ""
 
-# KEYS[1] view hash, KEYS[2] wake-up channel; ARGV version, view json, ttl seconds
+# KEYS[1] view hash, KEYS[2] wake-up channel; ARGV version, view json, ttl seconds, and when to publish:
+# WAKE_ALWAYS (a write of a new state), or WAKE_IF_REPLACING (a refill: only over an older view)
 _WRITE_IF_NEWER = """
 local current = redis.call('HGET', KEYS[1], 'v')
 if current and tonumber(current) >= tonumber(ARGV[1]) then
@@ -50,9 +54,12 @@ if current and tonumber(current) >= tonumber(ARGV[1]) then
 end
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-redis.call('PUBLISH', KEYS[2], ARGV[1])
+if current or ARGV[4] == 'always' then
+  redis.call('PUBLISH', KEYS[2], ARGV[1])
+end
 return 1
 """
+WAKE_ALWAYS, WAKE_IF_REPLACING = "always", "if-replacing"
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -111,22 +118,28 @@ class JobCache:
         self._behind: ViewWriter | None = None
         self._behind_lock = threading.Lock()
 
-    def _args(self, view: dict) -> dict:
+    def _args(self, view: dict, wake: str = WAKE_ALWAYS) -> dict:
         ttl = self.ttl if view["status"] in FINISHED_STATUSES else self.live_ttl
         return {"keys": [cache_key(view["job_id"]), events_channel(view["job_id"])],
-                "args": [view["version"], json.dumps(view, separators=(",", ":")), ttl]}
+                "args": [view["version"], json.dumps(view, separators=(",", ":")), ttl, wake]}
 
-    def write(self, view: dict) -> bool | None:
+    def write(self, view: dict, wake: str = WAKE_ALWAYS) -> bool | None:
         """Store `view` unless a newer version is cached. True written, False older, None Redis down."""
         try:
-            written = self._write(**self._args(view))
+            written = self._write(**self._args(view, wake))
         except REDIS_UNAVAILABLE as exc:
             log.warning("cache write skipped: %s", type(exc).__name__, extra={"job_id": view["job_id"]})
             return None
         return bool(written)
 
     def write_row(self, row: dict) -> bool | None:
+        """The view of a state just written to Postgres: live streams are woken."""
         return self.write(job_view(row))
+
+    def refill_row(self, row: dict) -> bool | None:
+        """The view of a row read from Postgres after a miss: streams are woken only if it replaces an
+        older view (a write whose wake-up was missed), not where no view was cached."""
+        return self.write(job_view(row), WAKE_IF_REPLACING)
 
     def write_behind(self, row: dict) -> None:
         """Queue the view of `row` for this process's writer thread and return at once (see the module doc)."""
@@ -204,7 +217,7 @@ class JobCache:
         pipe = self.connection.pipeline(transaction=False)
         for job_id, token_hash in deleted:
             self._write(client=pipe, keys=[cache_key(job_id), events_channel(job_id)],
-                        args=[TOMBSTONE_VERSION, TOMBSTONE, self.ttl])
+                        args=[TOMBSTONE_VERSION, TOMBSTONE, self.ttl, WAKE_ALWAYS])
             if token_hash is not None:
                 pipe.delete(token_key(token_hash))
         pipe.execute()
@@ -291,7 +304,7 @@ def read_through(cache: JobCache, engine, job_id: str) -> tuple[dict | None, str
     row = from_db()
     if row is None:
         return None, "miss"
-    cache.write_row(row)
+    cache.refill_row(row)
     return job_view(row), "miss"
 
 
@@ -325,5 +338,5 @@ def read_through_token(cache: JobCache, engine, token_hash: str) -> tuple[dict |
         cache.connection.set(token_key(token_hash), row["job_id"], ex=cache.ttl)
     except REDIS_UNAVAILABLE:
         pass
-    cache.write_row(row)
+    cache.refill_row(row)
     return job_view(row), "miss"
