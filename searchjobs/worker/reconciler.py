@@ -159,7 +159,7 @@ def _check_every_pending(runtime: Runtime, grace: float, lock: locks.HeldLock) -
         lock.keep()
         with runtime.db.connect() as conn:
             pending = job_queries.due_pending(conn, grace, RECONCILE_BATCH, after_id)
-        requeued += _enqueue_if_missing(runtime, pending)
+        requeued += _enqueue_if_missing(runtime, pending, lock)
         if len(pending) < RECONCILE_BATCH:
             return requeued
         after_id = pending[-1]["id"]
@@ -180,24 +180,29 @@ def _check_changed_and_a_page(runtime: Runtime, last_pass: datetime, rotation_af
         with runtime.db.connect() as conn:
             changed = job_queries.pending_due_since(conn, since, grace, RECONCILE_BATCH, after_id)
         checked.update(row["job_id"] for row in changed)
-        requeued += _enqueue_if_missing(runtime, changed)
+        requeued += _enqueue_if_missing(runtime, changed, lock)
         if len(changed) < RECONCILE_BATCH:
             break
         after_id = changed[-1]["id"]
     lock.keep()
     with runtime.db.connect() as conn:
         page = job_queries.due_pending(conn, grace, ROTATION_PAGE, rotation_after_id)
-    requeued += _enqueue_if_missing(runtime, [row for row in page if row["job_id"] not in checked])
+    requeued += _enqueue_if_missing(runtime, [row for row in page if row["job_id"] not in checked], lock)
     return requeued, (page[-1]["id"] if len(page) == ROTATION_PAGE else 0)
 
 
-def _enqueue_if_missing(runtime: Runtime, pending: list[dict]) -> list[str]:
-    """One pipelined check of these jobs' pointers, one pipelined enqueue of those missing (per RECONCILE_BATCH)."""
+def _enqueue_if_missing(runtime: Runtime, pending: list[dict], lock: locks.HeldLock) -> list[str]:
+    """One pipelined check of these jobs' pointers, one pipelined enqueue of those missing (per RECONCILE_BATCH).
+
+    The lock is kept between the check and the enqueue: a scheduler frozen in between finds it taken over
+    and enqueues nothing another may have enqueued meanwhile (one frozen inside the enqueue itself still
+    sends it when it wakes: at most a page of duplicate pointers, each a refused claim)."""
     requeued: list[str] = []
     for start in range(0, len(pending), RECONCILE_BATCH):
         pointers = [(row["job_id"], row["attempts"]) for row in pending[start:start + RECONCILE_BATCH]]
         present = waiting(runtime.redis, [rq_job_id(job_id, attempts) for job_id, attempts in pointers])
         missing = [pointer for pointer, found in zip(pointers, present, strict=True) if not found]
+        lock.keep()
         enqueue_searches(runtime.redis, missing, job_timeout=runtime.settings.job_timeout)
         requeued.extend(job_id for job_id, _ in missing)
     return requeued

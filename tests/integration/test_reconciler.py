@@ -174,9 +174,9 @@ def test_two_schedulers_never_run_a_pass_at_once(runtime, settings, queued, monk
 
     check_pointers = reconciler._enqueue_if_missing
 
-    def slow_page(rt, pending):
+    def slow_page(rt, pending, lock):
         time.sleep(page_seconds)
-        return check_pointers(rt, pending)
+        return check_pointers(rt, pending, lock)
     monkeypatch.setattr(reconciler, "_enqueue_if_missing", slow_page)
 
     sweeps: list[tuple[str, float, float]] = []  # (holder, start, end) of each pointer step that ran
@@ -217,7 +217,8 @@ def test_two_schedulers_never_run_a_pass_at_once(runtime, settings, queued, monk
 
 def test_a_pass_whose_lock_was_taken_over_stops_and_the_next_one_sweeps_again(runtime, queued, monkeypatch):
     """A scheduler frozen (or cut off) mid-sweep past its lease finds, when it goes on, that another took
-    the lock: it stops at its next page, and its next pass still sweeps every job (its state did not move)."""
+    the lock: it stops before its next write to Redis (the page it had checked is not enqueued), and its
+    next pass still sweeps every job (its state did not move)."""
     monkeypatch.setattr(reconciler, "RECONCILE_LOCK_SECONDS", 0.3)
     monkeypatch.setattr(reconciler, "RECONCILE_BATCH", 1)
     for job_id in queued:
@@ -225,13 +226,13 @@ def test_a_pass_whose_lock_was_taken_over_stops_and_the_next_one_sweeps_again(ru
     check_pointers = reconciler._enqueue_if_missing
     pages = []
 
-    def frozen_after_the_first_page(rt, pending):
+    def frozen_in_the_first_page(rt, pending, lock):
         pages.append(pending)
         if len(pages) == 1:
             time.sleep(0.5)  # the lease runs out meanwhile, and another scheduler takes the lock
             assert locks.take(rt.db, reconciler.RECONCILE_LOCK, "another-scheduler", 10)
-        return check_pointers(rt, pending)
-    monkeypatch.setattr(reconciler, "_enqueue_if_missing", frozen_after_the_first_page)
+        return check_pointers(rt, pending, lock)
+    monkeypatch.setattr(reconciler, "_enqueue_if_missing", frozen_in_the_first_page)
 
     state = ReconcilerState()
     report = reconcile(runtime, state=state)
@@ -241,5 +242,5 @@ def test_a_pass_whose_lock_was_taken_over_stops_and_the_next_one_sweeps_again(ru
     locks.give_back(runtime.db, reconciler.RECONCILE_LOCK, "another-scheduler")
     monkeypatch.setattr(reconciler, "_enqueue_if_missing", check_pointers)
     report = reconcile(runtime, state=state)
-    assert sorted(report.requeued) == sorted(queued[1:]) and not report.lock_lost
+    assert sorted(report.requeued) == sorted(queued) and not report.lock_lost
     assert all(times_queued(runtime, job_id) == 1 for job_id in queued)
