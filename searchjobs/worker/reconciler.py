@@ -28,6 +28,7 @@ fewer than ROTATION_PAGE queued: every pass checks every one).
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -67,6 +68,7 @@ class PassReport:
     notifications: int = 0
     skipped: bool = False  # another scheduler held the lock: nothing was done
     lock_lost: bool = False  # another scheduler took the lock over mid-pass: the pass stopped there
+    stopped: bool = False  # the scheduler was told to stop mid-pass: the pass stopped there
 
 
 @dataclass
@@ -79,11 +81,32 @@ class ReconcilerState:
     rotation_after_id: int = 0  # the steady pass's page of older pending jobs starts after this row id
 
 
-def reconcile(runtime: Runtime, *, expire: bool = True, state: ReconcilerState | None = None) -> PassReport:
+class _Stopping(Exception):
+    """The scheduler was told to stop: the pass ends at the page it is on."""
+
+
+@dataclass
+class PassControl:
+    """What a pass checks between two pages: its scheduler's stop signal, and its lock."""
+
+    lock: locks.HeldLock
+    stop: threading.Event | None = None
+
+    def go_on(self) -> None:
+        """End the pass if the scheduler is stopping; keep the lock (LockLost if it was taken over)."""
+        if self.stop is not None and self.stop.is_set():
+            raise _Stopping
+        self.lock.keep()
+
+
+def reconcile(runtime: Runtime, *, expire: bool = True, state: ReconcilerState | None = None,
+              stop: threading.Event | None = None) -> PassReport:
     """One reconciler pass. Safe to run concurrently with workers and other schedulers.
 
     `expire=False` skips the lease check (the scheduler does so for one lease
-    period after a database outage, during which no worker could renew).
+    period after a database outage, during which no worker could renew). `stop`, once set (SIGTERM),
+    ends the pass at its next page: a sweep of a long queue takes longer than supervisors wait, and
+    what it leaves undone is done by the next pass of any scheduler.
     The lock is a row, taken and released by single statements: no transaction
     stays open across the pass's Redis calls.
     """
@@ -93,19 +116,23 @@ def reconcile(runtime: Runtime, *, expire: bool = True, state: ReconcilerState |
     if not lock.take():
         report.skipped = True
         return report
+    control = PassControl(lock, stop)
     try:
         if expire:
             report.expired = _expire_leases(runtime)
-        report.requeued = _enqueue_missing_pointers(runtime, state, lock)
-        lock.keep()
-        report.views_repaired = _refresh_changed_views(runtime, state, lock)
-        lock.keep()
+        report.requeued = _enqueue_missing_pointers(runtime, state, control)
+        control.go_on()
+        report.views_repaired = _refresh_changed_views(runtime, state, control)
+        control.go_on()
         report.notifications = _enqueue_due_notifications(runtime)
     except locks.LockLost:
         # this scheduler outlived its lease (frozen, cut off) and another one runs passes now; what this
         # pass left undone (its state was not moved on) is done by the next pass of either
         log.warning("reconciler pass stopped: another scheduler took the lock over")
         report.lock_lost = True
+    except _Stopping:
+        log.info("reconciler pass stopped: the scheduler is stopping")
+        report.stopped = True
     finally:
         lock.give_back()
     return report
@@ -123,7 +150,7 @@ def _expire_leases(runtime: Runtime) -> int:
     return len(expired)
 
 
-def _enqueue_missing_pointers(runtime: Runtime, state: ReconcilerState, lock: locks.HeldLock) -> list[str]:
+def _enqueue_missing_pointers(runtime: Runtime, state: ReconcilerState, control: PassControl) -> list[str]:
     """Due pending jobs with no live pointer in Redis are enqueued: every one after Redis lost its data or
     at a scheduler's first pass, else those due or changed since the last pass and a rotating page of older
     ones. One pipelined check and one pipelined enqueue per page of RECONCILE_BATCH."""
@@ -138,11 +165,11 @@ def _enqueue_missing_pointers(runtime: Runtime, state: ReconcilerState, lock: lo
     with runtime.db.connect() as conn:
         now = database_now(conn)  # before the reads: the next pass looks for changes from here on
     if data_lost or state.pointers_since is None:
-        requeued = _check_every_pending(runtime, grace, lock)
+        requeued = _check_every_pending(runtime, grace, control)
         rotation_after_id = 0
     else:
         requeued, rotation_after_id = _check_changed_and_a_page(
-            runtime, state.pointers_since, state.rotation_after_id, grace, lock)
+            runtime, state.pointers_since, state.rotation_after_id, grace, control)
     if data_lost:
         runtime.redis.set(REDIS_MARKER, MARKER_SWEPT, xx=True)  # unless Redis lost it again meanwhile
     state.pointers_since, state.rotation_after_id = now, rotation_after_id
@@ -152,21 +179,21 @@ def _enqueue_missing_pointers(runtime: Runtime, state: ReconcilerState, lock: lo
     return requeued
 
 
-def _check_every_pending(runtime: Runtime, grace: float, lock: locks.HeldLock) -> list[str]:
+def _check_every_pending(runtime: Runtime, grace: float, control: PassControl) -> list[str]:
     requeued: list[str] = []
     after_id = 0
     while True:
-        lock.keep()
+        control.go_on()
         with runtime.db.connect() as conn:
             pending = job_queries.due_pending(conn, grace, RECONCILE_BATCH, after_id)
-        requeued += _enqueue_if_missing(runtime, pending, lock)
+        requeued += _enqueue_if_missing(runtime, pending, control)
         if len(pending) < RECONCILE_BATCH:
             return requeued
         after_id = pending[-1]["id"]
 
 
 def _check_changed_and_a_page(runtime: Runtime, last_pass: datetime, rotation_after_id: int,
-                              grace: float, lock: locks.HeldLock) -> tuple[list[str], int]:
+                              grace: float, control: PassControl) -> tuple[list[str], int]:
     """The due pending jobs that became due or changed since the last pass, then the page of older ones
     after `rotation_after_id`; returns the jobs enqueued and the row id the next page starts after (0: wrapped)."""
     # a row's updated_at (and a retry's run_after) is its statement's start time: look back past the
@@ -176,22 +203,22 @@ def _check_changed_and_a_page(runtime: Runtime, last_pass: datetime, rotation_af
     checked: set[str] = set()
     after_id = 0
     while True:
-        lock.keep()
+        control.go_on()
         with runtime.db.connect() as conn:
             changed = job_queries.pending_due_since(conn, since, grace, RECONCILE_BATCH, after_id)
         checked.update(row["job_id"] for row in changed)
-        requeued += _enqueue_if_missing(runtime, changed, lock)
+        requeued += _enqueue_if_missing(runtime, changed, control)
         if len(changed) < RECONCILE_BATCH:
             break
         after_id = changed[-1]["id"]
-    lock.keep()
+    control.go_on()
     with runtime.db.connect() as conn:
         page = job_queries.due_pending(conn, grace, ROTATION_PAGE, rotation_after_id)
-    requeued += _enqueue_if_missing(runtime, [row for row in page if row["job_id"] not in checked], lock)
+    requeued += _enqueue_if_missing(runtime, [row for row in page if row["job_id"] not in checked], control)
     return requeued, (page[-1]["id"] if len(page) == ROTATION_PAGE else 0)
 
 
-def _enqueue_if_missing(runtime: Runtime, pending: list[dict], lock: locks.HeldLock) -> list[str]:
+def _enqueue_if_missing(runtime: Runtime, pending: list[dict], control: PassControl) -> list[str]:
     """One pipelined check of these jobs' pointers, one pipelined enqueue of those missing (per RECONCILE_BATCH).
 
     The lock is kept between the check and the enqueue: a scheduler frozen in between finds it taken over
@@ -202,13 +229,13 @@ def _enqueue_if_missing(runtime: Runtime, pending: list[dict], lock: locks.HeldL
         pointers = [(row["job_id"], row["attempts"]) for row in pending[start:start + RECONCILE_BATCH]]
         present = waiting(runtime.redis, [rq_job_id(job_id, attempts) for job_id, attempts in pointers])
         missing = [pointer for pointer, found in zip(pointers, present, strict=True) if not found]
-        lock.keep()
+        control.go_on()
         enqueue_searches(runtime.redis, missing, job_timeout=runtime.settings.job_timeout)
         requeued.extend(job_id for job_id, _ in missing)
     return requeued
 
 
-def _refresh_changed_views(runtime: Runtime, state: ReconcilerState, lock: locks.HeldLock) -> int:
+def _refresh_changed_views(runtime: Runtime, state: ReconcilerState, control: PassControl) -> int:
     """Re-write the cached views of rows changed since the last pass (version-checked, so a no-op for
     views already current), and the tombstones of jobs deleted since: a write skipped while Redis
     refused it is repaired within one pass."""
@@ -218,7 +245,7 @@ def _refresh_changed_views(runtime: Runtime, state: ReconcilerState, lock: locks
     since = (state.views_since or now - timedelta(seconds=VIEW_REFRESH_FIRST_LOOKBACK)) - VIEW_REFRESH_OVERLAP
     repaired, after_id = 0, 0
     while True:
-        lock.keep()
+        control.go_on()
         with runtime.db.connect() as conn:
             rows = job_queries.changed_since(conn, since, RECONCILE_BATCH, after_id)
         repaired += runtime.cache.write_rows(rows)

@@ -43,14 +43,23 @@ def lock_lost_lines(cluster, proc) -> int:
                if line.startswith("{") and json.loads(line).get("msg", "").startswith("reconciler pass stopped"))
 
 
-def test_a_scheduler_frozen_mid_sweep_is_taken_over_and_stops_when_woken(cluster):
+@pytest.fixture
+def lost_queue(cluster):
+    """QUEUED pending jobs (submitted an hour ago, so no grace applies) whose pointers Redis lost."""
     with cluster.engine.begin() as conn:
         conn.execute(sa.text(
             "INSERT INTO search_jobs (job_id, status, progress, stage, categories, updated_at) "
             "SELECT 'bulk-' || lpad(g::text, 38, '0'), 'pending', 0, 'queued', ARRAY['dress'], "
             "now() - interval '1 hour' FROM generate_series(1, :n) g"), {"n": QUEUED})
-    queue = search_queue(cluster.redis)
     cluster.redis.flushall()
+    yield search_queue(cluster.redis)
+    with cluster.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM search_jobs WHERE job_id LIKE 'bulk-%'"))
+    cluster.redis.flushall()
+
+
+def test_a_scheduler_frozen_mid_sweep_is_taken_over_and_stops_when_woken(cluster, lost_queue):
+    queue = lost_queue
     first = next(p for kind, p in cluster.processes if kind == "scheduler")
     wait_for(lambda: queue.count >= FROZEN_AT, 60, "the first scheduler's sweep under way", interval=0.02)
     first.send_signal(signal.SIGSTOP)
@@ -77,3 +86,28 @@ def test_a_scheduler_frozen_mid_sweep_is_taken_over_and_stops_when_woken(cluster
     print(f"[faults] two schedulers: {twice} pointers enqueued twice")
     record("two schedulers: woken one stopped its pass after", stopped - woken)
     record("two schedulers: every pointer back after the freeze", swept - frozen)
+
+
+def test_a_scheduler_stopped_mid_sweep_exits_at_once_and_the_next_one_sweeps(cluster, lost_queue):
+    """SIGTERM mid-sweep: the pass ends at its next page (before, the scheduler finished the sweep first:
+    10.6 s at 60k queued, longer than many supervisors wait at 100k), and the next scheduler sweeps again."""
+    queue = lost_queue
+    running = [p for kind, p in cluster.processes if kind == "scheduler" and p.poll() is None]
+    scheduler = running[0]
+    for other in running[1:]:  # one scheduler, so it is the one sweeping
+        other.send_signal(signal.SIGTERM)
+        other.wait(60)
+    cluster.redis.flushall()  # the marker too: its next pass sweeps
+    wait_for(lambda: queue.count >= FROZEN_AT, 60, "the scheduler's sweep under way", interval=0.02)
+    scheduler.send_signal(signal.SIGTERM)
+    signalled = time.time()
+    assert scheduler.wait(10) == 0
+    exited = time.time()
+    assert queue.count < QUEUED  # it stopped mid-sweep
+
+    cluster.start("scheduler")
+    wait_for(lambda: len(set(queue.get_job_ids())) == QUEUED, 120, "every pending job to have a pointer",
+             interval=0.5)
+    assert max(collections.Counter(queue.get_job_ids()).values()) == 1
+    record("scheduler SIGTERM mid-sweep: exit after", exited - signalled)
+    assert exited - signalled < 5
