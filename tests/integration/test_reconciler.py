@@ -1,5 +1,7 @@
 """The reconciler's pointer check is bounded: a steady pass checks the jobs due or changed since its last
 pass and one rotating page of older ones; a loss of Redis's data, or a new scheduler, sweeps them all.
+One pass at a time across schedulers, however long: a pass renews its lock between pages, stops when it
+finds the lock taken over, and stops at the next page when its scheduler is told to stop.
 Real Postgres and Redis; the rotating page is made small so a handful of jobs spans several pages."""
 
 from __future__ import annotations
