@@ -211,12 +211,16 @@ def cleanup_phase(servers: Servers, rt, size: int, count: int, samples_thread: b
     }
 
 
-def reconciler_phase(servers: Servers, rt, queued: int) -> list[dict]:
+def reconciler_phase(servers: Servers, rt, queued: int, samples: int = 50) -> tuple[list[dict], dict]:
     """One reconciler pass with `queued` due pending jobs: after Redis lost its data, then steady (twice), then
-    a new scheduler's first pass (a sweep, Redis kept its data)."""
+    a new scheduler's first pass (a sweep, Redis kept its data). Then the steady pass's first query alone
+    (`pending_due_since`: the due pending jobs changed since the last pass; none here), `samples` times."""
     import psycopg2
 
-    from searchjobs.worker.reconciler import ReconcilerState, reconcile
+    from searchjobs import defaults
+    from searchjobs.db.engine import database_now
+    from searchjobs.jobs import store as job_queries
+    from searchjobs.worker.reconciler import RECONCILE_BATCH, ReconcilerState, reconcile
 
     conn = psycopg2.connect(servers.database_url)
     conn.autocommit = True
@@ -244,12 +248,21 @@ def reconciler_phase(servers: Servers, rt, queued: int) -> list[dict]:
                        "redis_used_mb": rt.redis.info("memory")["used_memory"] / 2**20})
         log(f"  reconciler, {queued:,} queued, {label}: {elapsed * 1000:.0f} ms, {len(report.requeued):,} enqueued, "
             f"{sum(commands.values()):,} Redis commands")
+    timings = []
+    with rt.db.connect() as db_conn:
+        since = database_now(db_conn)
+        for _ in range(samples):
+            started = time.perf_counter()
+            job_queries.pending_due_since(db_conn, since, defaults.PENDING_GRACE_SECONDS, RECONCILE_BATCH)
+            timings.append((time.perf_counter() - started) * 1000)
+    changed_query = {"p50_ms": pct(timings, 50), "p99_ms": pct(timings, 99), "n": len(timings)}
+    log(f"  pending_due_since, {queued:,} queued: p50 {changed_query['p50_ms']:.2f} ms")
     with conn.cursor() as cur:  # back as they were, for the next size and the cleanup
         cur.execute("UPDATE search_jobs SET status = 'completed', stage = 'done', progress = 100, "
                     "finished_at = updated_at + interval '1 second' WHERE status = 'pending'")
     conn.close()
     rt.redis.flushall()
-    return passes
+    return passes, changed_query
 
 
 def main() -> None:
@@ -275,7 +288,7 @@ def main() -> None:
             log(f"size {size:,}: loaded in {load_s:.1f}s; measuring")
             m = measure(servers, rt, size, args.samples)
             m.update({"size": size, "load_s": load_s})
-            m["reconciler"] = reconciler_phase(servers, rt, min(size - PROCESSING, args.queued))
+            m["reconciler"], m["pending_due_since"] = reconciler_phase(servers, rt, min(size - PROCESSING, args.queued))
             results.append(m)
             rows.append([size, m["status_get"]["p50_ms"], m["status_get"]["p99_ms"],
                          m["status_read_through_miss"]["p50_ms"], m["status_read_through_miss"]["p99_ms"],
@@ -318,6 +331,7 @@ def main() -> None:
         "reconcile_steady_ms_large": last["reconciler"][1]["ms"],
         "reconcile_steady_cmds_large": last["reconciler"][1]["redis_cmds"],
         "reconcile_steady_ms_small": first["reconciler"][1]["ms"],
+        "pending_due_since_p50_ms_large": last["pending_due_since"]["p50_ms"],
     }
     write_results("scale", {"args": vars(args), "durability": durability, "sizes": results, "cleanup": clean,
                             "summary": summary})

@@ -83,6 +83,8 @@ class Runtime:
         return catalog.CatalogFacts(self.db, defaults.CATALOG_FACTS_TTL)
 
     def close(self) -> None:
+        if "cache" in self.__dict__:
+            self.cache.close()  # its writer thread sends what it holds on the Redis pool closed below
         self.engine.dispose()
         if "db" in self.__dict__:
             self.db.dispose()

@@ -1,4 +1,4 @@
--- Named locks held as lease rows (`scheduler_locks`), run by searchjobs/worker/locks.py.
+-- Named locks held as lease rows (`scheduler_locks`), run by searchjobs/db/locks.py.
 
 
 -- name: acquire

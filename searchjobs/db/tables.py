@@ -119,6 +119,8 @@ search_jobs = Table(
     Index("ix_search_jobs_created_at", "created_at"),
     Index("ix_search_jobs_updated_at", "updated_at"),  # the reconciler's "changed since its last pass"
     Index("ix_search_jobs_client_id_id", "client_id", "id"),
+    # the reconciler's steady pass: retries whose run_after came since its last pass
+    Index("ix_search_jobs_pending_run_after", "run_after", postgresql_where=text("status = 'pending'")),
     Index(
         "ix_search_jobs_unfinished",
         "status",

@@ -3,7 +3,10 @@
 A write carries the row's version and replaces the cached view only if it is
 newer (a Lua script, so check-and-set is atomic), then publishes the version on
 the job's channel to wake live streams: one round trip. A refill from Postgres
-goes through the same script, so a slow writer can never move a job backwards.
+goes through the same script, so a slow writer can never move a job backwards;
+it publishes only when it replaces an older view (a write, and its wake-up, was
+missed), not when it fills a missing one (the writer's publish already woke
+every stream for that version).
 
 How long a view can be wrong is bounded:
 - a view of an unfinished job lives about one lease (`live_ttl`), a finished
@@ -42,7 +45,8 @@ log = logging.getLogger(__name__)
 TOMBSTONE_VERSION = 2**53
 TOMBSTONE = ""
 
-# KEYS[1] view hash, KEYS[2] wake-up channel; ARGV version, view json, ttl seconds
+# KEYS[1] view hash, KEYS[2] wake-up channel; ARGV version, view json, ttl seconds, and when to publish:
+# WAKE_ALWAYS (a write of a new state), or WAKE_IF_REPLACING (a refill: only over an older view)
 _WRITE_IF_NEWER = """
 local current = redis.call('HGET', KEYS[1], 'v')
 if current and tonumber(current) >= tonumber(ARGV[1]) then
@@ -50,9 +54,12 @@ if current and tonumber(current) >= tonumber(ARGV[1]) then
 end
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-redis.call('PUBLISH', KEYS[2], ARGV[1])
+if current or ARGV[4] == 'always' then
+  redis.call('PUBLISH', KEYS[2], ARGV[1])
+end
 return 1
 """
+WAKE_ALWAYS, WAKE_IF_REPLACING = "always", "if-replacing"
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -111,22 +118,28 @@ class JobCache:
         self._behind: ViewWriter | None = None
         self._behind_lock = threading.Lock()
 
-    def _args(self, view: dict) -> dict:
+    def _args(self, view: dict, wake: str = WAKE_ALWAYS) -> dict:
         ttl = self.ttl if view["status"] in FINISHED_STATUSES else self.live_ttl
         return {"keys": [cache_key(view["job_id"]), events_channel(view["job_id"])],
-                "args": [view["version"], json.dumps(view, separators=(",", ":")), ttl]}
+                "args": [view["version"], json.dumps(view, separators=(",", ":")), ttl, wake]}
 
-    def write(self, view: dict) -> bool | None:
+    def write(self, view: dict, wake: str = WAKE_ALWAYS) -> bool | None:
         """Store `view` unless a newer version is cached. True written, False older, None Redis down."""
         try:
-            written = self._write(**self._args(view))
+            written = self._write(**self._args(view, wake))
         except REDIS_UNAVAILABLE as exc:
             log.warning("cache write skipped: %s", type(exc).__name__, extra={"job_id": view["job_id"]})
             return None
         return bool(written)
 
     def write_row(self, row: dict) -> bool | None:
+        """The view of a state just written to Postgres: live streams are woken."""
         return self.write(job_view(row))
+
+    def refill_row(self, row: dict) -> bool | None:
+        """The view of a row read from Postgres after a miss: streams are woken only if it replaces an
+        older view (a write whose wake-up was missed), not where no view was cached."""
+        return self.write(job_view(row), WAKE_IF_REPLACING)
 
     def write_behind(self, row: dict) -> None:
         """Queue the view of `row` for this process's writer thread and return at once (see the module doc)."""
@@ -139,6 +152,14 @@ class JobCache:
     def flush_behind(self, timeout: float = 5.0) -> bool:
         """Wait until the views queued by `write_behind` are sent (or dropped: Redis down). False on timeout."""
         return self._behind is None or self._behind.flush(timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Send the views still queued behind and end the writer thread; call before closing the connection
+        (closed under it, the writer's pipeline failed and the queued views were lost)."""
+        with self._behind_lock:
+            writer, self._behind = self._behind, None
+        if writer is not None:
+            writer.stop(timeout)
 
     def write_views(self, views: list[dict]) -> None:
         """Version-checked writes of many views in one round trip; Redis errors propagate.
@@ -196,7 +217,7 @@ class JobCache:
         pipe = self.connection.pipeline(transaction=False)
         for job_id, token_hash in deleted:
             self._write(client=pipe, keys=[cache_key(job_id), events_channel(job_id)],
-                        args=[TOMBSTONE_VERSION, TOMBSTONE, self.ttl])
+                        args=[TOMBSTONE_VERSION, TOMBSTONE, self.ttl, WAKE_ALWAYS])
             if token_hash is not None:
                 pipe.delete(token_key(token_hash))
         pipe.execute()
@@ -217,6 +238,7 @@ class ViewWriter(threading.Thread):
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
+        self._stopping = False
         self.start()
 
     def put(self, view: dict) -> None:
@@ -230,12 +252,21 @@ class ViewWriter(threading.Thread):
     def flush(self, timeout: float) -> bool:
         return self._idle.wait(timeout)
 
+    def stop(self, timeout: float) -> None:
+        """Send what is queued, then end the thread (waiting up to `timeout` seconds for it)."""
+        self._stopping = True
+        self._wake.set()
+        self.join(timeout)
+
     def run(self) -> None:
         while True:
-            self._wake.wait()
+            if not self._stopping:  # stop() sets the flag, then the wake-up: neither can be missed
+                self._wake.wait()
             self._wake.clear()
             with self._lock:
                 views, self._pending = list(self._pending.values()), {}
+            if not views and self._stopping:
+                return
             if views:
                 try:
                     self.cache.write_views(views)
@@ -273,7 +304,7 @@ def read_through(cache: JobCache, engine, job_id: str) -> tuple[dict | None, str
     row = from_db()
     if row is None:
         return None, "miss"
-    cache.write_row(row)
+    cache.refill_row(row)
     return job_view(row), "miss"
 
 
@@ -307,5 +338,5 @@ def read_through_token(cache: JobCache, engine, token_hash: str) -> tuple[dict |
         cache.connection.set(token_key(token_hash), row["job_id"], ex=cache.ttl)
     except REDIS_UNAVAILABLE:
         pass
-    cache.write_row(row)
+    cache.refill_row(row)
     return job_view(row), "miss"

@@ -26,8 +26,8 @@ def run_scheduler(runtime: Runtime, stop: threading.Event, *, once: bool = False
     state = ReconcilerState()  # this process's: its first pass sweeps every pending job, later ones a bounded set
     while not stop.is_set():
         try:
-            reconcile(runtime, expire=time.monotonic() >= expire_after, state=state)
-            if time.monotonic() >= next_cleanup:
+            reconcile(runtime, expire=time.monotonic() >= expire_after, state=state, stop=stop)
+            if time.monotonic() >= next_cleanup and not stop.is_set():
                 cleanup(runtime)
                 next_cleanup = time.monotonic() + defaults.CLEANUP_INTERVAL
         except REDIS_UNAVAILABLE as exc:

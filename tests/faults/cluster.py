@@ -4,7 +4,8 @@ embedded Postgres and Valkey, a fake Twilio, and the checks every scenario ends 
 Each scenario submits jobs over HTTP, injects one fault mid-run, waits for the
 outcome, and checks the same things: every job reached the state the scenario
 requires, exactly one `completed` event per job (results written once),
-progress events per job never go down, every job with a phone number got
+progress events per job never go down, each event's version is above the one before (a `notified` event
+carries the completed job's), every job with a phone number got
 exactly one SMS, no response was a 5xx other than 503 with Retry-After, and
 recovery stayed under the bar. Recovery figures are printed (`pytest -s`).
 """
@@ -290,6 +291,10 @@ class Cluster:
                 assert row["results"] is not None and row["progress"] == 100
             progress = [e["progress"] for e in events[job_id]]
             assert progress == sorted(progress), (job_id, list(zip(kinds, progress, strict=True)))
+            # each state change bumps the version once; a `notified` event records the completed job's
+            changes = [(e["kind"], e["version"]) for e in events[job_id] if e["kind"] != "notified"]
+            assert all(a[1] < b[1] for a, b in itertools.pairwise(changes)), (job_id, changes)
+            assert all(e["version"] == row["version"] for e in events[job_id] if e["kind"] == "notified")
         self.check_sms()
         self.check_responses()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from datetime import UTC, datetime
@@ -12,7 +13,16 @@ import sqlalchemy as sa
 
 from searchjobs.embedded import free_port
 from searchjobs.errors import DependencyUnavailable
-from searchjobs.jobs.cache import Gone, JobCache, cache_key, events_channel, job_view, read_through
+from searchjobs.jobs import store as job_queries
+from searchjobs.jobs.cache import (
+    TOMBSTONE_VERSION,
+    Gone,
+    JobCache,
+    cache_key,
+    events_channel,
+    job_view,
+    read_through,
+)
 from searchjobs.queue import connect
 
 PHONE = "+33612345678"
@@ -151,3 +161,52 @@ def test_read_through_serves_a_hit_without_the_database(cache):
 def test_read_through_with_neither_raises_dependency_unavailable(down):
     with pytest.raises(DependencyUnavailable):
         read_through(down, NoDatabase(), "job-abc")
+
+
+class OneRow:
+    """An engine whose every connection answers; `job_queries.get` is patched to return the row."""
+
+    def connect(self):
+        return contextlib.nullcontext(None)
+
+
+def published_on(pubsub, seconds: float = 0.3) -> list[bytes]:
+    messages, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.05)
+        if message is not None:
+            messages.append(message["data"])
+    return messages
+
+
+def test_a_cold_read_refills_the_cache_without_waking_streams(cache, fake, monkeypatch):
+    """A stream already woke for every version a refill can bring (the worker's write published it): a
+    refill of a missing view is news to nobody, and a wake-up would make every stream of the job read
+    the events table for nothing."""
+    monkeypatch.setattr(job_queries, "get", lambda conn, job_id: make_row(version=4))
+    pubsub = fake.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(events_channel("job-abc"))
+    view, source = read_through(cache, OneRow(), "job-abc")
+    assert source == "miss" and view["version"] == 4
+    assert cache.read("job-abc")["version"] == 4
+    assert published_on(pubsub) == []
+    pubsub.close()
+
+
+def test_a_refill_that_replaces_an_older_view_still_wakes_streams(cache, fake):
+    """An older view in place means a write (and its wake-up) was missed: the refill wakes streams then."""
+    cache.write_row(make_row(version=2))
+    pubsub = fake.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(events_channel("job-abc"))
+    assert cache.refill_row(make_row(version=3)) is True
+    assert cache.refill_row(make_row(version=3)) is False
+    assert published_on(pubsub) == [b"3"]
+    pubsub.close()
+
+
+def test_a_tombstone_wakes_streams_even_where_no_view_was_cached(cache, fake):
+    pubsub = fake.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(events_channel("job-abc"))
+    cache.delete("job-abc")
+    assert published_on(pubsub) == [str(TOMBSTONE_VERSION).encode()]
+    pubsub.close()
