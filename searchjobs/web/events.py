@@ -13,7 +13,8 @@ has no gaps and no duplicates. A stream opened on a finished job with nothing
 left to send answers 204, which tells EventSource to stop reconnecting.
 
 How a stream waits: it subscribes to `searchjobs:events:<job_id>`, on which
-every cache write publishes the job's new version, and blocks on that socket.
+every write of a newer view publishes the job's new version (a read's refill of a
+missing view does not: it announces nothing new), and blocks on that socket.
 On a wake-up (and every heartbeat as a backstop) it checks out a database
 connection, reads the events after its cursor, and returns the connection: an
 idle stream holds no database connection. If Redis is down it re-reads the

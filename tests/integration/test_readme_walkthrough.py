@@ -146,9 +146,15 @@ def test_the_quick_start_and_its_traps_as_a_new_user_meets_them(checkout):
         assert "running at" not in refused.stdout
 
         # the README's RQ tools, through `searchjobs env`
-        rq_info = shell(checkout, 'eval "$(searchjobs env)" && rq info --url "$REDIS_URL"', timeout=60)
-        assert rq_info.returncode == 0, rq_info.stderr
-        assert "searches" in rq_info.stdout and "worker" in rq_info.stdout
+        # (the workers start once the catalog is loaded, so /readyz can be 200 a moment before they register)
+        deadline = time.monotonic() + 60
+        while True:
+            rq_info = shell(checkout, 'eval "$(searchjobs env)" && rq info --url "$REDIS_URL"', timeout=60)
+            assert rq_info.returncode == 0, rq_info.stderr
+            if "searches" in rq_info.stdout and not re.search(r"\b0 workers", rq_info.stdout):
+                break
+            assert time.monotonic() < deadline, rq_info.stdout
+            time.sleep(1)
 
         # a job, start to finish
         submitted = requests.post(f"{first.base}/api/search-jobs", data={"categories": "dress"}, timeout=10,
