@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -62,6 +63,35 @@ def test_statements_within_their_deadline_are_untouched(settings):
     finally:
         engine.dispose()
     assert len(counts) == 1
+
+
+
+def test_a_deadline_never_shuts_down_another_socket_on_its_closed_connections_fd():
+    """libpq closes a failed connection's socket itself (end of file, a terminated backend) before the
+    owner leaves execute and disarms; the fd number is then free, and the next socket opened in the process
+    (a client's, another connection's) gets it. A deadline passing in that gap must not shut that one down."""
+    watchdog = deadlines.Watchdog()
+    connection_socket, _server = socket.socketpair()
+    fd = connection_socket.fileno()
+    token = watchdog.arm(fd, os.fstat(fd).st_ino, 0.2)
+    connection_socket.close()  # as libpq does on end of file, with the deadline still armed
+    other, other_peer = socket.socketpair()  # usually given the freed number (the lowest free fd), else:
+    reused_by_dup2 = other.fileno() != fd
+    if reused_by_dup2:
+        os.dup2(other.fileno(), fd)
+    try:
+        time.sleep(0.6)
+        assert not watchdog.disarm(token)  # the deadline passed
+        other_peer.sendall(b"ping")
+        assert os.read(fd, 4) == b"ping"  # not shut down
+        os.write(fd, b"pong")
+        assert other_peer.recv(4) == b"pong"
+    finally:
+        if reused_by_dup2:
+            os.close(fd)
+        other.close()
+        other_peer.close()
+        _server.close()
 
 
 @pytest.fixture
