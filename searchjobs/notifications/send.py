@@ -117,9 +117,10 @@ def send(notification_id: int) -> str:
         # Postgres failed this try. Before the request, hand the row back now rather than leave it
         # `sending` until STALE_SENDING_SECONDS presume this sender dead. After it, the row stays `sending`:
         # the request may have landed, and the try that takes the row over looks it up first.
-        if attempt.requested or not is_outage(exc) or not attempt.release(exc):
+        outcome = None if attempt.requested or not is_outage(exc) else attempt.release(exc)
+        if outcome is None:
             raise
-        return "retry"
+        return outcome
 
 
 def _claim(runtime: Runtime, notification_id: int) -> dict | None:
@@ -284,22 +285,27 @@ class _Try:
     def _past_deadline(self) -> bool:
         return self.row["give_up_at"] is not None and self.now >= self.row["give_up_at"]
 
-    def release(self, exc: Exception) -> bool:
+    def release(self, exc: Exception) -> str | None:
         """Before any request of this try, Postgres failed it: the row goes back to what the claim found,
-        due at once (`unknown` still waits for its look-up time). False if Postgres refuses this too."""
+        due at once (`unknown` still waits for its look-up time). The outcome: "retry", "skipped" if a
+        newer try had taken the claim over, None if Postgres refuses this too."""
         status = "pending" if self._lookup_at() is None else "unknown"
         try:
             with self.runtime.db.connect() as conn:
-                outbox.mark_retry(conn, self.id, self.attempt, status=status, delay=0,
-                                  error_code=DATABASE_FAILED, error_message=f"database error before the send: {exc}")
+                released = outbox.mark_retry(conn, self.id, self.attempt, status=status, delay=0,
+                                             error_code=DATABASE_FAILED,
+                                             error_message=f"database error before the send: {exc}")
         except DB_ERRORS:
             log.warning("SMS try stopped by a database error; its row is taken over after %s s",
                         STALE_SENDING_SECONDS, extra=self.context)
-            return False
+            return None
+        if not released:
+            log.info("SMS try stopped by a database error; its claim was already taken over", extra=self.context)
+            return "skipped"
         log.warning("SMS try stopped by a database error before its request; due again",
                     extra={**self.context, "error": type(exc).__name__})
         metrics.SMS_SENDS.labels("retry").inc()
-        return True
+        return "retry"
 
     def _wait_for_lookup(self, lookup_at: datetime) -> str:
         """Too early to look up (the last request may still land): come back at `lookup_at`."""

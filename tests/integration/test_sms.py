@@ -414,6 +414,25 @@ def test_a_database_error_before_the_request_hands_the_row_back_at_once(client, 
     [message] = fake_twilio.messages
     assert message["body"] == expected_body(token)
 
+def test_a_database_error_after_the_claim_was_taken_over_leaves_the_newer_claim_alone(client, sms_runtime,
+                                                                                      run_jobs, fake_twilio,
+                                                                                      monkeypatch):
+    job_id, _ = completed_job(client, sms_runtime, run_jobs)
+    notification_id = the_row(sms_runtime, job_id)["id"]
+    notification_queue(sms_runtime.redis).empty()
+
+    def taken_over_then_terminated(conn, *args, **kwargs):  # this sender stalled; a newer try claimed the row
+        age_claim(sms_runtime, notification_id)
+        with sms_runtime.engine.begin() as other:
+            assert outbox.claim(other, notification_id, notify.STALE_SENDING_SECONDS) is not None
+        conn.execute(sa.text("SELECT pg_terminate_backend(pg_backend_pid())"))
+
+    monkeypatch.setattr(outbox, "mark_sending", taken_over_then_terminated)
+    assert notify.send(notification_id) == "skipped"
+    row = the_row(sms_runtime, job_id)
+    assert row["status"] == "sending" and row["attempts"] == 2  # the newer claim's, untouched
+    assert fake_twilio.requests == []
+
 
 def test_stale_attempt_cannot_overwrite_a_newer_claim(client, sms_runtime, run_jobs, fake_twilio):
     job_id, _ = completed_job(client, sms_runtime, run_jobs)
