@@ -36,8 +36,8 @@ def main(log_format: str | None) -> None:
         fail(f"SEARCHJOBS_LOG_FORMAT: {exc}")
 
 
-for command in (up.up, env.env, processes.web, processes.worker, processes.scheduler, db.db, catalog.catalog,
-                cleanup.cleanup, status.status, keys.keys, jobs.jobs, sms.sms):
+for command in (up.up, env.env, processes.web, processes.worker, processes.scheduler, db.db, db.release,
+                catalog.catalog, cleanup.cleanup, status.status, keys.keys, jobs.jobs, sms.sms):
     main.add_command(command)
 
 

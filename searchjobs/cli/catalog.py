@@ -147,3 +147,23 @@ def reembed_with_progress(engine, embedder, settings, batch: int = 64):
 
         return reembed(engine, embedder, limits, batch=batch, on_start=start,
                        on_batch=lambda n: progress.advance(task, n))
+
+
+def reembed_if_stale(database_url: str, settings):
+    """Bring a catalog whose vectors come from another embedder than the configured one (a data folder or
+    database of an earlier release, whose descriptor has changed since) to the configured one, under a
+    progress bar; the old vectors keep serving meanwhile. The report, or None if nothing was stale."""
+    from searchjobs.catalog import store as catalog
+    from searchjobs.db import engine as dbm
+
+    embedder = configured_embedders(settings).configured
+    engine = dbm.make_engine(database_url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            active = catalog.active_embedder(conn).name
+        if active == embedder.name:
+            return None
+        click.echo(f"The catalog's vectors come from {active}; searches use {embedder.name}: reembedding ...")
+        return reembed_with_progress(engine, embedder, settings)
+    finally:
+        engine.dispose()

@@ -1,4 +1,4 @@
-"""`searchjobs db`: the database schema."""
+"""`searchjobs db`: the database schema; `searchjobs release`: what a deploy runs before its processes start."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from searchjobs.cli.common import resolve_settings
+from searchjobs.cli.common import fail, resolve_settings
 
 
 @click.group()
@@ -36,3 +36,29 @@ def db_current() -> None:
     click.echo(f"current: {current or 'none'}  head: {head}")
     if current != head:
         sys.exit(1)
+
+
+@click.command("release")
+def release() -> None:
+    """The Procfile's release step: apply migrations, then, if the catalog's vectors come from another
+    embedder than this release's (its descriptor version changed), reembed it.
+
+    The running release's workers keep searching the old vectors until the switch; this release's
+    workers, which compute only their own version, can search as soon as they start. Exits 1 if an item
+    cannot be embedded: nothing switched, and this release's workers could not search.
+    """
+    from searchjobs.cli.catalog import reembed_if_stale
+    from searchjobs.db import schema
+
+    settings = resolve_settings()
+    schema.upgrade(settings.database_url, "head")
+    click.echo(f"database at {schema.current_revision(settings.database_url)}")
+    report = reembed_if_stale(settings.database_url, settings)
+    if report is None:
+        return
+    for sku, reason in sorted(report.failed.items()):
+        click.echo(f"{sku}: not embedded: {reason}", err=True)
+    if report.failed:
+        fail(f"{len(report.failed)} items could not be embedded, so searches still use {report.active}, which "
+             f"this release cannot compute: fix them and run `searchjobs release` again (it resumes)", code=1)
+    click.echo(f"{report.embedded} vectors computed; searches now use {report.active}")

@@ -17,7 +17,12 @@ from pathlib import Path
 
 import click
 
-from searchjobs.cli.catalog import DEMO_CATALOG_SIZE, configured_embedders, load_demo_with_progress
+from searchjobs.cli.catalog import (
+    DEMO_CATALOG_SIZE,
+    configured_embedders,
+    load_demo_with_progress,
+    reembed_if_stale,
+)
 from searchjobs.cli.common import fail
 from searchjobs.config import SECRET_KEY_FILE, Settings
 
@@ -67,7 +72,10 @@ def up(port: int, host: str, worker_count: int, demo_size: int) -> None:
                 load_demo(env["PUBLIC_BASE_URL"])
                 children.extend(_start_child(command, env) for command in _worker_commands(worker_count))
             else:
-                _reembed_if_stale(env["DATABASE_URL"], settings)
+                report = reembed_if_stale(env["DATABASE_URL"], settings)
+                if report is not None and report.failed:
+                    click.echo(f"{len(report.failed)} items could not be embedded; searches keep {report.active} "
+                               f"(see `searchjobs catalog reembed`)", err=True)
         _announce(env["PUBLIC_BASE_URL"], data_dir, worker_count, children)
         exited = _wait_for_children(children)
     except KeyboardInterrupt:  # Ctrl-C while starting (a load, a reembed): the same orderly stop
@@ -220,30 +228,6 @@ def _announce(public_url: str, data_dir: Path, worker_count: int, children: list
     click.echo(f"  processes: web, {worker_count} worker(s), scheduler (pids "
                f"{', '.join(str(c.pid) for c in children)})")
     click.echo("Press Ctrl-C to stop.")
-
-
-def _reembed_if_stale(database_url: str, settings: Settings) -> None:
-    """A catalog whose vectors come from another embedder than the configured one (a data folder of an
-    earlier release, whose descriptor has changed since) is reembedded, under a progress bar, while the
-    web serves: jobs submitted meanwhile wait for the switch, then run on the new vectors."""
-    from searchjobs.catalog import store as catalog
-    from searchjobs.cli.catalog import reembed_with_progress
-    from searchjobs.db import engine as db
-
-    embedder = configured_embedders(settings).configured
-    engine = db.make_engine(database_url, pool_size=1)
-    try:
-        with engine.connect() as conn:
-            active = catalog.active_embedder(conn).name
-        if active == embedder.name:
-            return
-        click.echo(f"The catalog's vectors come from {active}; searches use {embedder.name}: reembedding ...")
-        report = reembed_with_progress(engine, embedder, settings)
-        if report.failed:
-            click.echo(f"{len(report.failed)} items could not be embedded; searches keep {report.active} "
-                       f"(see `searchjobs catalog reembed`)", err=True)
-    finally:
-        engine.dispose()
 
 
 def _wait_until_serving(public_url: str, web: subprocess.Popen, timeout: float = WEB_START_TIMEOUT) -> None:

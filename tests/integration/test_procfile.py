@@ -147,7 +147,7 @@ def test_honcho_runs_the_procfile_and_stops_everything_on_sigterm(procfile_env, 
 def readme_honcho_line() -> str:
     """The honcho command of the README's Process types section, exactly as written there."""
     lines = [line.strip() for line in (ROOT / "README.md").read_text().splitlines()
-             if line.strip().startswith("searchjobs db upgrade && honcho start")]
+             if line.strip().startswith("searchjobs release && honcho start")]
     assert len(lines) == 1, lines
     return lines[0]
 

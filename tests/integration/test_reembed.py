@@ -208,3 +208,25 @@ def test_the_reembed_command_resumes_after_a_kill(settings, runtime, onnx_model)
     assert f"searches now use {name}" in resumed.stdout
     with runtime.engine.connect() as conn:
         assert catalog.active_embedder(conn).name == name
+
+
+def test_the_release_step_brings_the_catalog_to_this_releases_embedder(settings, runtime, onnx_model):
+    """A deploy whose embedder differs from the one the catalog's vectors come from (as after a descriptor
+    version change): the Procfile's `searchjobs release` migrates, then reembeds and switches, so the new
+    release's workers can search; run again, it has nothing to do."""
+    other = load_embedder(f"onnx:{onnx_model}")
+    assert reembed(runtime.engine, other, LIMITS).switched
+    env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+           "PYTHONPATH": os.getcwd(), "COLUMNS": "120", "SEARCHJOBS_EMBEDDER": "descriptor"}
+    command = [sys.executable, "-m", "searchjobs", "release"]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "database at" in first.stdout
+    assert (f"The catalog's vectors come from {other.name}; searches use {descriptor.DESCRIPTOR_VERSION}"
+            in first.stdout), first.stdout
+    assert f"searches now use {descriptor.DESCRIPTOR_VERSION}" in first.stdout
+    with runtime.engine.connect() as conn:
+        assert catalog.active_embedder(conn).name == descriptor.DESCRIPTOR_VERSION
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "reembedding" not in again.stdout and "database at" in again.stdout
