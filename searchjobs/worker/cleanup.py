@@ -6,6 +6,7 @@ or by `searchjobs cleanup`; one cleanup at a time across schedulers (a lock row,
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,8 +37,13 @@ class CleanupReport:
 
 
 def cleanup(runtime: Runtime, *, retention_days: int | None = None, dry_run: bool = False,
-            batch: int = defaults.CLEANUP_BATCH, now: datetime | None = None) -> CleanupReport:
-    """Delete finished jobs older than the retention period, in small batches (short locks)."""
+            batch: int = defaults.CLEANUP_BATCH, now: datetime | None = None,
+            stop: threading.Event | None = None) -> CleanupReport:
+    """Delete finished jobs older than the retention period, in small batches (short locks).
+
+    Ends after the batch in progress when `stop` is set (a scheduler told to stop exits within a batch,
+    not after a whole backlog) or when another scheduler took the lock over; the next run does the rest.
+    """
     days = runtime.settings.retention_days if retention_days is None else retention_days
     if now is None:  # Postgres time, like every other deadline: the scheduler host's clock does not matter
         with runtime.db.connect() as conn:
@@ -67,7 +73,13 @@ def cleanup(runtime: Runtime, *, retention_days: int | None = None, dry_run: boo
                 runtime.cache.delete_many(list(zip(row["job_ids"], row["token_hashes"], strict=True)))
             except REDIS_UNAVAILABLE as exc:
                 log.warning("cleanup: tombstones skipped (%s); the reconciler writes them", type(exc).__name__)
-            locks.take(runtime.db, CLEANUP_LOCK, runtime.worker_name, CLEANUP_LOCK_SECONDS)  # still ours: extend it for the next batch
+            if stop is not None and stop.is_set():
+                log.info("cleanup stopped after %d batches; the next run does the rest", report.batches)
+                break
+            # still ours: extend it for the next batch (a batch that outlived the lock lets another cleanup in)
+            if not locks.take(runtime.db, CLEANUP_LOCK, runtime.worker_name, CLEANUP_LOCK_SECONDS):
+                log.warning("cleanup lock taken over by another scheduler; stopping here")
+                break
     finally:
         locks.give_back(runtime.db, CLEANUP_LOCK, runtime.worker_name)
     with runtime.db.connect() as conn:

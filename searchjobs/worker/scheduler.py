@@ -28,7 +28,7 @@ def run_scheduler(runtime: Runtime, stop: threading.Event, *, once: bool = False
         try:
             reconcile(runtime, expire=time.monotonic() >= expire_after, state=state, stop=stop)
             if time.monotonic() >= next_cleanup and not stop.is_set():
-                cleanup(runtime)
+                cleanup(runtime, stop=stop)
                 next_cleanup = time.monotonic() + defaults.CLEANUP_INTERVAL
         except REDIS_UNAVAILABLE as exc:
             log.warning("reconciler: Redis unavailable (%s); next pass in %ss", type(exc).__name__,

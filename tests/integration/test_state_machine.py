@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import threading
 import time
 
 import pytest
@@ -348,6 +349,21 @@ def test_cleanup_deletes_old_finished_jobs_in_batches_and_reports_counts(client,
         images = conn.execute(sa.text("SELECT count(*) FROM images")).scalar()
     assert left == {recent_done, old_pending} and orphans == 0 and images == 2
     assert cleanup(runtime).jobs == 0
+
+
+def test_a_stopped_scheduler_ends_its_cleanup_after_the_batch_in_progress(client, runtime, run_jobs):
+    """SIGTERM sets the scheduler's stop event: a long backlog must not hold its exit; the next run goes on."""
+    old = [new_job(client) for _ in range(7)]
+    run_jobs(["searches"])
+    sql(runtime, "UPDATE search_jobs SET created_at = now() - interval '8 days' WHERE job_id = ANY(:ids)", ids=old)
+    stop = threading.Event()
+    stop.set()
+    first = cleanup(runtime, batch=3, stop=stop)
+    assert (first.jobs, first.batches) == (3, 1)
+    with runtime.engine.connect() as conn:  # the lock was given back
+        assert conn.execute(sa.text("SELECT count(*) FROM scheduler_locks WHERE name = 'cleanup'")).scalar() == 0
+    rest = cleanup(runtime, batch=3)
+    assert (rest.jobs, rest.batches) == (4, 2)
 
 
 # -- fencing ---------------------------------------------------------------------------
