@@ -34,10 +34,19 @@ from psycopg2 import extensions
 _scope_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("searchjobs_db_deadline", default=None)
 
 
+# A pool's pre-ping (SELECT 1) that a healthy server answers in milliseconds: no answer in this long is an
+# outage. With the statement deadline instead, a frozen Postgres behind PgBouncer cost a request two
+# deadlines, 34 s: the ping's, then, PgBouncer taking the reconnect at once, the statement's
+PING_SECONDS = 2.0
+
+
 @contextlib.contextmanager
 def within(seconds: float):
-    """Every wait for Postgres in this block ends within `seconds` of entering it (a probe's budget)."""
-    token = _scope_deadline.set(time.monotonic() + seconds)
+    """Every wait for Postgres in this block ends within `seconds` of entering it (a probe's budget), or
+    sooner if an enclosing block's budget ends first."""
+    deadline = time.monotonic() + seconds
+    outer = _scope_deadline.get()
+    token = _scope_deadline.set(deadline if outer is None else min(outer, deadline))
     try:
         yield
     finally:
@@ -170,3 +179,14 @@ class DeadlineCursor(extensions.cursor):
 def connection_factory(seconds: float) -> type[DeadlineConnection]:
     """The class to give psycopg2.connect(connection_factory=...) for waits of at most `seconds`."""
     return type("DeadlineConnection", (DeadlineConnection,), {"seconds": float(seconds)})
+
+
+def bound_pings(engine) -> None:
+    """Give `engine`'s pre-ping (its dialect's do_ping, per engine) PING_SECONDS instead of the statement deadline."""
+    ping = engine.dialect.do_ping
+
+    def do_ping(dbapi_connection):
+        with within(PING_SECONDS):
+            return ping(dbapi_connection)
+
+    engine.dialect.do_ping = do_ping

@@ -99,6 +99,8 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, echo: bo
             **deadline_args,
         },
     )
+    if statement_deadline is not None and pre_ping:
+        deadlines.bound_pings(engine)
     return engine
 
 
