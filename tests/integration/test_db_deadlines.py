@@ -6,6 +6,7 @@ still acknowledges what is sent to it, so nothing but a client-side deadline end
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -18,6 +19,21 @@ import sqlalchemy as sa
 from searchjobs.db import deadlines
 from searchjobs.db import engine as db
 from searchjobs.web import health
+
+
+@contextlib.contextmanager
+def frozen_backend(engine: sa.Engine):
+    """The backend of `engine`'s one pooled connection, stopped (SIGSTOP) for the block: a frozen Postgres."""
+    with engine.connect() as conn:
+        backend = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+    try:
+        os.kill(backend, signal.SIGSTOP)
+    except (ProcessLookupError, PermissionError):  # DATABASE_URL names a server this test cannot signal
+        pytest.skip("the Postgres backend is not a local process this test may stop")
+    try:
+        yield backend
+    finally:
+        os.kill(backend, signal.SIGCONT)
 
 
 @pytest.fixture
@@ -114,19 +130,11 @@ def test_a_pre_ping_of_a_frozen_backend_gives_up_after_the_ping_budget(settings)
     engine = db.make_engine(settings.database_url, pool_size=1, max_overflow=0, pre_ping=True,
                             statement_deadline=10.0)
     try:
-        with engine.connect() as conn:
-            backend = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
-        try:
-            os.kill(backend, signal.SIGSTOP)
-        except (ProcessLookupError, PermissionError):  # DATABASE_URL names a server this test cannot signal
-            pytest.skip("the Postgres backend is not a local process this test may stop")
-        try:
+        with frozen_backend(engine) as backend:
             started = time.monotonic()
             with engine.connect() as conn:
                 assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one() != backend
             took = time.monotonic() - started
-        finally:
-            os.kill(backend, signal.SIGCONT)
         assert deadlines.PING_SECONDS - 0.1 < took < deadlines.PING_SECONDS + 1.5, took
     finally:
         engine.dispose()
@@ -138,13 +146,7 @@ def test_readyz_answers_within_its_budget_when_its_backend_is_frozen(web):
     on a new connection, finds Postgres itself answering."""
     client, rt = web
     assert client.get("/readyz").status_code == 200
-    with rt.db.connect() as conn:  # the one idle connection of the pool, which the probe will check out
-        backend = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
-    try:
-        os.kill(backend, signal.SIGSTOP)
-    except (ProcessLookupError, PermissionError):  # DATABASE_URL names a server this test cannot signal
-        pytest.skip("the Postgres backend is not a local process this test may stop")
-    try:
+    with frozen_backend(rt.db):  # the one idle connection of the pool, which the probe will check out
         started = time.monotonic()
         with ThreadPoolExecutor(1) as pool:
             answer = pool.submit(client.get, "/readyz")
@@ -158,5 +160,3 @@ def test_readyz_answers_within_its_budget_when_its_backend_is_frozen(web):
         assert took < health.READY_PROBE_DB_SECONDS + db.CONNECT_TIMEOUT + 1, took
         again = client.get("/readyz")  # the frozen connection was discarded
         assert again.status_code == 200, again.get_json()
-    finally:
-        os.kill(backend, signal.SIGCONT)
