@@ -107,8 +107,7 @@ def catalog_reembed(spec: str | None, batch: int) -> None:
     started = time.monotonic()
     report = reembed_with_progress(engine, embedder, settings, batch)
     took = time.monotonic() - started
-    for sku, reason in sorted(report.failed.items()):
-        click.echo(f"{sku}: not embedded: {reason}", err=True)
+    echo_not_embedded(report)
     summary = f"{report.embedded} vectors computed with {embedder.name} in {took:.1f}s"
     if report.failed:
         fail(f"{summary}; {len(report.failed)} items could not be embedded, so searches still use "
@@ -167,3 +166,9 @@ def reembed_if_stale(database_url: str, settings):
         return reembed_with_progress(engine, embedder, settings)
     finally:
         engine.dispose()
+
+
+def echo_not_embedded(report) -> None:
+    """Each item a reembed could not embed, and why, on stderr."""
+    for sku, reason in sorted(report.failed.items()):
+        click.echo(f"{sku}: not embedded: {reason}", err=True)

@@ -17,10 +17,13 @@ def db() -> None:
 @db.command("upgrade")
 @click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
-    """Apply migrations (the Procfile's release step)."""
+    """Apply migrations (the first thing `searchjobs release`, the Procfile's release step, does)."""
+    _upgrade(resolve_settings(), revision)
+
+
+def _upgrade(settings, revision: str) -> None:
     from searchjobs.db import schema
 
-    settings = resolve_settings()
     schema.upgrade(settings.database_url, revision)
     click.echo(f"database at {schema.current_revision(settings.database_url)}")
 
@@ -47,17 +50,14 @@ def release() -> None:
     workers, which compute only their own version, can search as soon as they start. Exits 1 if an item
     cannot be embedded: nothing switched, and this release's workers could not search.
     """
-    from searchjobs.cli.catalog import reembed_if_stale
-    from searchjobs.db import schema
+    from searchjobs.cli.catalog import echo_not_embedded, reembed_if_stale
 
     settings = resolve_settings()
-    schema.upgrade(settings.database_url, "head")
-    click.echo(f"database at {schema.current_revision(settings.database_url)}")
+    _upgrade(settings, "head")
     report = reembed_if_stale(settings.database_url, settings)
     if report is None:
         return
-    for sku, reason in sorted(report.failed.items()):
-        click.echo(f"{sku}: not embedded: {reason}", err=True)
+    echo_not_embedded(report)
     if report.failed:
         fail(f"{len(report.failed)} items could not be embedded, so searches still use {report.active}, which "
              f"this release cannot compute: fix them and run `searchjobs release` again (it resumes)", code=1)
